@@ -1,0 +1,46 @@
+# mlxfn developer commands.  `make help` lists them.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+export VIRTUAL_ENV := $(abspath $(VENV))
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.DEFAULT_GOAL := help
+.PHONY: help setup build demo test test-rust test-python bench regen check-regen clean
+
+help: ## Show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.ready: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "maturin>=1.7,<2"
+	touch $@
+
+setup: $(VENV)/.ready ## Create .venv with the build tool
+
+build: setup ## Build the Rust core and install mlxfn (with its dependencies) into .venv
+	$(VENV)/bin/maturin develop --release --extras test --quiet
+
+demo: build ## Export and import a ~1 GB Llama-style model with mlxfn and with MLX, print load times
+	$(PY) examples/demo.py
+
+test: build test-rust test-python ## Build, then run the Rust and Python test suites
+
+test-rust: ## Rust unit and integration tests (no Python needed)
+	cargo test --workspace --quiet
+
+test-python: ## pytest against MLX itself
+	$(PY) -m pytest -q
+
+bench: build ## Benchmarks: mlxfn vs MLX's own export, ratios in one run
+	$(PY) -m pytest benches -q --benchmark-only
+
+regen: setup ## Regenerate the FlatBuffers Rust code from the schema
+	scripts/regen-flatbuffers.sh
+
+check-regen: setup ## Fail if the generated FlatBuffers code is stale
+	scripts/regen-flatbuffers.sh --check
+
+clean: ## Remove build outputs and the virtual environment
+	rm -rf target $(VENV) .pytest_cache .benchmarks demo-out

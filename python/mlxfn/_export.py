@@ -1,0 +1,200 @@
+"""Export: trace with MLX, check every primitive can be rebuilt, write atomically."""
+
+from __future__ import annotations
+
+import os
+from types import TracebackType
+from typing import Any, Callable
+
+import mlx.core as mx
+import numpy as np
+
+from . import _mlxfn
+from ._dtypes import DTYPE_TABLE
+from ._signature import Signature, split_inputs
+from .errors import UnsupportedPrimitiveError
+from .replay import unsupported_reason
+from .trace import Trace, trace_function
+
+PathLike = str | os.PathLike[str]
+
+
+def _check_metadata(metadata: object) -> str:
+    if metadata is None:
+        return ""
+    if not isinstance(metadata, str):
+        raise TypeError(f"metadata must be a str or None, not {type(metadata).__name__}")
+    return metadata
+
+
+def _check_supported(trace: Trace) -> None:
+    for index, node in enumerate(trace.nodes):
+        reason = unsupported_reason(node)
+        if reason is not None:
+            raise UnsupportedPrimitiveError(
+                f"[export_function] mlxfn cannot export primitive {node.op} "
+                f"(node {index}): {reason}"
+            )
+
+
+def _contiguous_bytes(arr: mx.array) -> memoryview:
+    """The constant's bytes in logical (row-major) order, without a copy when possible.
+
+    MLX's own exporter writes a strided or broadcast constant's raw buffer and
+    so imports wrong values; a non-contiguous constant is made contiguous here.
+    """
+    if arr.size == 0:
+        return memoryview(b"")
+    view = memoryview(arr)
+    if not view.c_contiguous:
+        arr = mx.contiguous(arr)
+        mx.eval(arr)
+        view = memoryview(arr)
+    return view.cast("B")
+
+
+class _ConstantTable:
+    """Constants of every trace in one file, deduplicated by buffer identity.
+
+    Several traces of one model hold the same weight arrays: they are passed to
+    the writer once.  The writer also dedupes equal contents by hash.
+    """
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[tuple[int, ...], mx.Dtype, memoryview]] = []
+        self._index: dict[tuple[int, int, tuple[int, ...], str], int] = {}
+
+    def add(self, arr: mx.array) -> int:
+        raw = _contiguous_bytes(arr)
+        address = np.frombuffer(raw, dtype=np.uint8).ctypes.data if raw.nbytes else 0
+        key = (address, raw.nbytes, tuple(arr.shape), str(arr.dtype))
+        index = self._index.get(key)
+        if index is None:
+            index = self._index[key] = len(self.entries)
+            self.entries.append((tuple(arr.shape), arr.dtype, raw))
+        return index
+
+
+def write_traces(
+    path: PathLike, traces: list[Trace], shapeless: bool, metadata: str
+) -> dict[str, int]:
+    """Write traces to ``path`` atomically (temporary file, then rename)."""
+    table = _ConstantTable()
+    graph_traces = []
+    for trace in traces:
+        graph_traces.append(
+            {
+                "keyword_names": list(trace.signature.keyword_names),
+                "inputs": [(s.shape, s.dtype) for s in trace.signature.flat()],
+                "constants": [table.add(c) for c in trace.constants],
+                "nodes": [(n.op, list(n.args), list(n.inputs), list(n.outputs)) for n in trace.nodes],
+                "outputs": list(trace.outputs),
+            }
+        )
+    graph = {
+        "mlx_version": mx.__version__,
+        "metadata": metadata,
+        "shapeless": shapeless,
+        "traces": graph_traces,
+    }
+    return _mlxfn.write_file(os.fspath(path), graph, table.entries, DTYPE_TABLE)
+
+
+class FunctionExporter:
+    """Collects several traces of one function and writes them to one file.
+
+    Use it as a context manager or call :meth:`close`.  Nothing is written until
+    then, and a ``with`` block left by an exception writes nothing, so a failed
+    export never leaves a partial file.
+    """
+
+    def __init__(
+        self, file: PathLike, fun: Callable[..., Any], shapeless: bool, metadata: str
+    ) -> None:
+        self._path = os.fspath(file)
+        self._fun = fun
+        self._shapeless = shapeless
+        self._metadata = metadata
+        self._traces: list[Trace] = []
+        self._closed = False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        if self._closed:
+            raise RuntimeError("[export_function] Attempting to write after exporting is closed.")
+        positional, keywords = split_inputs(args, kwargs, "[export_function]")
+        signature = Signature.of(positional, keywords)
+        if any(t.signature.matches(signature, self._shapeless) for t in self._traces):
+            raise RuntimeError(
+                "[export_function] Attempting to export a function twice with "
+                "the same signature is not allowed."
+            )
+        trace = trace_function(self._fun, positional, keywords, self._shapeless)
+        _check_supported(trace)
+        self._traces.append(trace)
+
+    def close(self) -> None:
+        """Write the file (once); later calls do nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._traces:
+            write_traces(self._path, self._traces, self._shapeless, self._metadata)
+
+    def __enter__(self) -> "FunctionExporter":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            self._closed = True  # discard: never write a file for a failed export
+            return
+        self.close()
+
+    def __del__(self) -> None:
+        # MLX's exporter writes as it goes; an unclosed mlxfn exporter writes
+        # when it is collected, so code that never calls close() still works.
+        if not getattr(self, "_closed", True) and self._traces:
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001 - nothing can be raised from __del__
+                pass
+
+
+def exporter(
+    file: PathLike,
+    fun: Callable[..., Any],
+    *,
+    shapeless: bool = False,
+    metadata: str | None = None,
+) -> FunctionExporter:
+    """Make an exporter that writes several traces of ``fun`` to ``file``."""
+    return FunctionExporter(file, fun, shapeless, _check_metadata(metadata))
+
+
+def export_function(
+    file_or_callback: PathLike | Callable[[dict[str, Any]], Any],
+    fun: Callable[..., Any],
+    *args: Any,
+    shapeless: bool = False,
+    metadata: str | None = None,
+    **kwargs: Any,
+) -> None:
+    """Export ``fun`` traced on the example inputs, like ``mx.export_function``.
+
+    With a callback instead of a path, MLX's own export runs and the callback
+    receives exactly what MLX gives it.
+    """
+    if not isinstance(file_or_callback, (str, os.PathLike)):
+        if metadata:
+            raise ValueError(
+                "[export_function] The metadata argument is only supported when "
+                "exporting to a file, not when using a callback."
+            )
+        mx.export_function(file_or_callback, fun, *args, shapeless=shapeless, **kwargs)
+        return
+    with exporter(file_or_callback, fun, shapeless=shapeless, metadata=metadata) as exp:
+        exp(*args, **kwargs)

@@ -1,0 +1,39 @@
+"""Exception classes raised by mlxfn.
+
+They subclass the builtin exception a caller of MLX would already catch
+(ValueError for bad files and bad inputs), so code written against
+``mx.import_function`` keeps working, while ``except mlxfn.MlxfnError`` catches
+every problem mlxfn itself detects.  The Rust binding raises these classes by
+name, so they must stay importable from ``mlxfn.errors``.
+"""
+
+from __future__ import annotations
+
+
+class MlxfnError(Exception):
+    """Base class of every error mlxfn detects itself."""
+
+
+class FormatError(MlxfnError, ValueError):
+    """A file is not a valid mlxfn file: truncated, corrupted, or not ours."""
+
+
+class VersionError(FormatError):
+    """A file was written by a newer format version than this mlxfn reads."""
+
+
+class IntegrityError(FormatError):
+    """A constant's bytes do not match the hash stored when it was written."""
+
+
+class UnsupportedPrimitiveError(MlxfnError, ValueError):
+    """A traced function uses a primitive mlxfn cannot rebuild."""
+
+
+__all__ = [
+    "MlxfnError",
+    "FormatError",
+    "VersionError",
+    "IntegrityError",
+    "UnsupportedPrimitiveError",
+]

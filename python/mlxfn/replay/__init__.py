@@ -1,0 +1,27 @@
+"""Rebuild traced graphs from MLX ops.
+
+Importing this package registers every handler (one module per family).
+"""
+
+from __future__ import annotations
+
+from . import (  # noqa: F401  (imported for their registrations)
+    elementwise,
+    fast,
+    indexing,
+    linalg,
+    random,
+    reduction,
+    shape,
+)
+from .registry import handler_for, register, supported_primitives, unsupported_reason
+from .plan import ReplayError, build_replay
+
+__all__ = [
+    "handler_for",
+    "register",
+    "supported_primitives",
+    "unsupported_reason",
+    "build_replay",
+    "ReplayError",
+]

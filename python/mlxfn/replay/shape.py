@@ -1,0 +1,168 @@
+"""Primitives that move, reshape, broadcast, slice or create arrays.
+
+Where a primitive's output shape follows its inputs under ``shapeless=True``
+(Broadcast with several inputs, BroadcastAxes, NumberOfElements), the handler
+uses ops whose shapes also follow their inputs, so a shapeless replay stays
+correct for new input shapes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+
+from ..trace import Node
+from .registry import register
+
+
+@register("Broadcast")
+def broadcast(node: Node, xs: list[mx.array]) -> mx.array:
+    (shape,) = node.args
+    if len(xs) > 1:  # shapeless export: broadcast against the other inputs
+        return mx.broadcast_arrays(*xs)[0]
+    return mx.broadcast_to(xs[0], shape)
+
+
+def _batch_shape_of(x: mx.array, ignore_axes: list[int]) -> mx.array:
+    """An array shaped like ``x`` with the ignored axes reduced to length 1.
+
+    Its values are never used: it only carries ``x``'s batch shape into a
+    broadcast whose shape follows the inputs at run time.
+    """
+    return mx.sum(x, axis=ignore_axes, keepdims=True)
+
+
+@register("BroadcastAxes")
+def broadcast_axes(node: Node, xs: list[mx.array]) -> mx.array:
+    (ignore_axes,) = node.args
+    ignore = list(ignore_axes)
+    x = xs[0]
+    if not node.shapeless:
+        shape: tuple[int, ...] = ()
+        for a in xs:
+            kept = [d for i, d in enumerate(a.shape) if i - a.ndim not in ignore]
+            shape = mx.broadcast_shapes(shape, tuple(kept))
+        full = list(shape)
+        dims = len(ignore) + len(full)
+        for ax in ignore:
+            full.insert(dims + ax, x.shape[ax])
+        return mx.broadcast_to(x, full)
+    for other in xs[1:]:
+        x = mx.broadcast_arrays(x, _batch_shape_of(other, ignore))[0]
+    return x
+
+
+@register("Reshape")
+def reshape(node: Node, xs: list[mx.array]) -> mx.array:
+    (shape,) = node.args
+    return mx.reshape(xs[0], shape)
+
+
+@register("Transpose")
+def transpose(node: Node, xs: list[mx.array]) -> mx.array:
+    (axes,) = node.args
+    return mx.transpose(xs[0], axes)
+
+
+@register("Squeeze")
+def squeeze(node: Node, xs: list[mx.array]) -> mx.array:
+    (axes,) = node.args
+    return mx.squeeze(xs[0], axes)
+
+
+@register("ExpandDims")
+def expand_dims(node: Node, xs: list[mx.array]) -> mx.array:
+    (axes,) = node.args
+    return mx.expand_dims(xs[0], axes)
+
+
+@register("Flatten")
+def flatten(node: Node, xs: list[mx.array]) -> mx.array:
+    start, end = node.args
+    return mx.flatten(xs[0], start, end)
+
+
+@register("Unflatten")
+def unflatten(node: Node, xs: list[mx.array]) -> mx.array:
+    axis, shape = node.args
+    return mx.unflatten(xs[0], axis, shape)
+
+
+@register("Concatenate")
+def concatenate(node: Node, xs: list[mx.array]) -> mx.array:
+    (axis,) = node.args
+    return mx.concatenate(xs, axis=axis)
+
+
+@register("Split")
+def split(node: Node, xs: list[mx.array]) -> list[mx.array]:
+    indices, axis = node.args
+    return mx.split(xs[0], list(indices), axis=axis)
+
+
+def _slices(start: tuple[int, ...], stop: tuple[int, ...], step: tuple[int, ...]) -> tuple[slice, ...]:
+    return tuple(slice(a, b, c) for a, b, c in zip(start, stop, step))
+
+
+@register("Slice")
+def slice_(node: Node, xs: list[mx.array]) -> mx.array:
+    start, stop, step = node.args
+    return xs[0][_slices(start, stop, step)]
+
+
+@register("SliceUpdate")
+def slice_update(node: Node, xs: list[mx.array]) -> mx.array:
+    reduce_type, start, stop, step = node.args
+    src, update = xs
+    at = src.at[_slices(start, stop, step)]
+    reducers = {0: at.maximum, 1: at.minimum, 2: at.add, 3: at.multiply}
+    if reduce_type in reducers:
+        return reducers[reduce_type](update)
+    out = mx.array(src)  # a new wrapper: item assignment must not touch the input
+    out[_slices(start, stop, step)] = update
+    return out
+
+
+@register("Pad")
+def pad(node: Node, xs: list[mx.array]) -> mx.array:
+    axes, low, high = node.args
+    x, value = xs
+    widths = [(0, 0)] * x.ndim
+    for ax, lo, hi in zip(axes, low, high):
+        widths[ax] = (lo, hi)
+    return mx.pad(x, widths, constant_values=value)
+
+
+@register("AsStrided")
+def as_strided(node: Node, xs: list[mx.array]) -> mx.array:
+    shape, strides, offset = node.args
+    return mx.as_strided(xs[0], shape, strides, offset)
+
+
+@register("Full")
+def full(node: Node, xs: list[mx.array]) -> mx.array:
+    (value,) = xs
+    return mx.full(value.shape, value)
+
+
+@register("Arange")
+def arange(node: Node, xs: list[mx.array]) -> mx.array:
+    start, stop, step = node.args
+    dtype = node.outputs[0][1]
+    return mx.arange(start, stop, step, dtype=dtype)
+
+
+@register("NumberOfElements")
+def number_of_elements(node: Node, xs: list[mx.array]) -> mx.array:
+    axes, inverted, dtype = node.args
+    (x,) = xs
+    if not node.shapeless:
+        count = math.prod(x.shape[a] for a in axes)
+        return mx.array(1.0 / count if inverted else count, dtype=dtype)
+    # Count at run time: an all-true array shaped like x, collapsed over the
+    # other axes, summed over the counted ones.
+    true = mx.logical_or(mx.equal(x, x), mx.not_equal(x, x))
+    others = [a for a in range(x.ndim) if a not in axes]
+    count = mx.sum(mx.any(true, axis=others).astype(mx.int32)).astype(mx.float32)
+    return (mx.reciprocal(count) if inverted else count).astype(dtype)

@@ -1,0 +1,60 @@
+"""Shared helpers: export a function with mlxfn and with MLX, compare the two."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import mlx.core as mx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import mlxfn  # noqa: E402
+
+
+def as_tuple(out: Any) -> tuple[mx.array, ...]:
+    if isinstance(out, mx.array):
+        return (out,)
+    return tuple(out)
+
+
+def assert_same(got: Sequence[mx.array], want: Sequence[mx.array]) -> None:
+    """Bit-for-bit equality: same count, shapes, dtypes and values (NaNs equal)."""
+    got, want = as_tuple(got), as_tuple(want)
+    assert len(got) == len(want), f"{len(got)} outputs, expected {len(want)}"
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert g.shape == w.shape, f"output {i}: shape {g.shape}, expected {w.shape}"
+        assert g.dtype == w.dtype, f"output {i}: dtype {g.dtype}, expected {w.dtype}"
+        equal_nan = mx.issubdtype(w.dtype, mx.inexact)
+        assert mx.array_equal(g, w, equal_nan=equal_nan).item(), f"output {i} differs"
+
+
+class Pair:
+    """The same function exported by mlxfn and by MLX, imported back by each."""
+
+    def __init__(self, tmp_path: Path, fun: Callable[..., Any], *args: Any, shapeless: bool = False, **kwargs: Any) -> None:
+        self.ours_path = tmp_path / "fn.mlxfn"
+        self.theirs_path = tmp_path / "fn.mlx"
+        mlxfn.export_function(self.ours_path, fun, *args, shapeless=shapeless, **kwargs)
+        mx.export_function(str(self.theirs_path), fun, *args, shapeless=shapeless, **kwargs)
+        self.ours = mlxfn.import_function(self.ours_path)
+        self.theirs = mx.import_function(str(self.theirs_path))
+
+    def check(self, *args: Any, original: Callable[..., Any] | None = None, **kwargs: Any) -> tuple[mx.array, ...]:
+        """Call both imports; assert ours equals MLX's (and the original, if given)."""
+        got = self.ours(*args, **kwargs)
+        assert isinstance(got, tuple)
+        assert_same(got, self.theirs(*args, **kwargs))
+        if original is not None:
+            assert_same(got, as_tuple(original(*args, **kwargs)))
+        return got
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Callable[..., Pair]:
+    def make(fun: Callable[..., Any], *args: Any, **kwargs: Any) -> Pair:
+        return Pair(tmp_path, fun, *args, **kwargs)
+
+    return make
