@@ -20,6 +20,7 @@ def good_file(tmp_path: Path) -> Path:
     path = tmp_path / "good.mlxfn"
     w = mx.arange(20000, dtype=mx.float32).reshape(100, 200)  # one large segment
     b = mx.arange(8, dtype=mx.float32)  # a small packed constant
+    mx.eval(w, b)  # evaluated arrays are constants; lazy ones would be traced
     mlxfn.export_function(path, lambda x: (x @ w, x[:, :8] + b), mx.ones((2, 100)), metadata="meta")
     return path
 

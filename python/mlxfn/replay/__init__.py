@@ -6,12 +6,16 @@ Importing this package registers every handler (one module per family).
 from __future__ import annotations
 
 from . import (  # noqa: F401  (imported for their registrations)
+    custom_kernel,
     elementwise,
     fast,
+    fft,
     indexing,
     linalg,
+    linalg_cpu,
     random,
     reduction,
+    scatter,
     shape,
 )
 from .registry import handler_for, register, supported_primitives, unsupported_reason

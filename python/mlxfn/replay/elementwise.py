@@ -85,12 +85,21 @@ def copy(node: Node, xs: list[mx.array]) -> mx.array:
 
 @register("Divide")
 def divide(node: Node, xs: list[mx.array]) -> mx.array:
-    # For integer inputs MLX's Divide primitive is what floor_divide emits;
-    # mx.divide would promote to float.
+    # MLX's Divide kernel on integers is C division (rounds toward zero);
+    # mx.divide would promote them to float, so compose it from floor division.
     a, b = xs
     if mx.issubdtype(a.dtype, mx.inexact):
         return mx.divide(a, b)
-    return mx.floor_divide(a, b)
+    q = mx.floor_divide(a, b)
+    if not mx.issubdtype(a.dtype, mx.signedinteger):
+        return q
+    inexact = mx.logical_and(mx.not_equal(mx.remainder(a, b), 0), mx.not_equal(a < 0, b < 0))
+    return mx.where(inexact, q + 1, q)
+
+
+@register("FloorDivide")
+def floor_divide(node: Node, xs: list[mx.array]) -> mx.array:
+    return mx.floor_divide(xs[0], xs[1])
 
 
 @register("DivMod")
@@ -98,7 +107,7 @@ def divmod_(node: Node, xs: list[mx.array]) -> list[mx.array]:
     return list(mx.divmod(xs[0], xs[1]))
 
 
-@register("Equal")
+@register("Equal", "NaNEqual")
 def equal(node: Node, xs: list[mx.array]) -> mx.array:
     a, b = xs
     (equal_nan,) = node.args
@@ -110,13 +119,13 @@ def equal(node: Node, xs: list[mx.array]) -> mx.array:
 _LOG_BASES: dict[int, Callable[[mx.array], mx.array]] = {0: mx.log2, 1: mx.log10, 2: mx.log}
 
 
-@register("Log")
+@register("Log", "Log2", "Log10")
 def log(node: Node, xs: list[mx.array]) -> mx.array:
     (base,) = node.args
     return _LOG_BASES[base](xs[0])
 
 
-@register("Sqrt")
+@register("Sqrt", "Rsqrt")
 def sqrt(node: Node, xs: list[mx.array]) -> mx.array:
     (reciprocal,) = node.args
     return mx.rsqrt(xs[0]) if reciprocal else mx.sqrt(xs[0])
@@ -131,7 +140,7 @@ _BITWISE: dict[int, Callable[[mx.array, mx.array], mx.array]] = {
 }
 
 
-@register("BitwiseBinary")
+@register("BitwiseBinary", "BitwiseAnd", "BitwiseOr", "BitwiseXor", "LeftShift", "RightShift")
 def bitwise_binary(node: Node, xs: list[mx.array]) -> mx.array:
     (op,) = node.args
     return _BITWISE[op](xs[0], xs[1])
@@ -152,3 +161,9 @@ def astype(node: Node, xs: list[mx.array]) -> mx.array:
 def view(node: Node, xs: list[mx.array]) -> mx.array:
     (dtype,) = node.args
     return xs[0].view(dtype)
+
+
+@register("Hadamard")
+def hadamard(node: Node, xs: list[mx.array]) -> mx.array:
+    (scale,) = node.args
+    return mx.hadamard_transform(xs[0], scale=scale)

@@ -29,7 +29,7 @@ _SCAN: dict[int, Callable[..., mx.array]] = {
 }
 
 
-@register("Reduce")
+@register("Reduce", "And", "Or", "Sum", "Prod", "Min", "Max")
 def reduce(node: Node, xs: list[mx.array]) -> mx.array:
     reduce_type, axes = node.args
     return _REDUCE[reduce_type](xs[0], axis=list(axes), keepdims=True)
@@ -42,7 +42,7 @@ def arg_reduce(node: Node, xs: list[mx.array]) -> mx.array:
     return fn(xs[0], axis=axis, keepdims=True)
 
 
-@register("Scan")
+@register("Scan", "CumSum", "CumProd", "CumMin", "CumMax", "CumLogaddexp")
 def scan(node: Node, xs: list[mx.array]) -> mx.array:
     reduce_type, axis, reverse, inclusive = node.args
     return _SCAN[reduce_type](xs[0], axis=axis, reverse=reverse, inclusive=inclusive)

@@ -166,3 +166,22 @@ def number_of_elements(node: Node, xs: list[mx.array]) -> mx.array:
     others = [a for a in range(x.ndim) if a not in axes]
     count = mx.sum(mx.any(true, axis=others).astype(mx.int32)).astype(mx.float32)
     return (mx.reciprocal(count) if inverted else count).astype(dtype)
+
+
+@register("DynamicSlice")
+def dynamic_slice(node: Node, xs: list[mx.array]) -> mx.array:
+    axes, slice_size = node.args
+    return mx.slice(xs[0], xs[1], list(axes), list(slice_size))
+
+
+@register("DynamicSliceUpdate")
+def dynamic_slice_update(node: Node, xs: list[mx.array]) -> mx.array:
+    (axes,) = node.args
+    return mx.slice_update(xs[0], xs[1], xs[2], list(axes))
+
+
+@register("Depends")
+def depends(node: Node, xs: list[mx.array]) -> list[mx.array]:
+    """The first outputs are the inputs, evaluated only after the rest."""
+    k = len(node.outputs)
+    return list(mx.depends(xs[:k], xs[k:]))

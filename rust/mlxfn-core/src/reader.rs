@@ -1,0 +1,240 @@
+//! Read an mlxfn file through mmap. `open` checks everything once (header,
+//! checksums, FlatBuffers verifier, every offset, length and value id); after
+//! that no accessor can fail or read out of bounds.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use memmap2::Mmap;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::codec::{self, ConstantEntry, SegmentEntry};
+use crate::error::{Error, Result};
+use crate::header::{Header, HeaderProblem, FORMAT_VERSION, HEADER_SIZE, MAGIC, SEGMENT_ALIGNMENT};
+use crate::model::Graph;
+
+/// What kind of file a path holds, judged from its first bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// An mlxfn file.
+    Mlxfn,
+    /// A file written by MLX's own `export_function`.
+    MlxNative {
+        /// The MLX version string at the start of the file.
+        mlx_version: String,
+    },
+    /// Neither.
+    Unknown,
+}
+
+/// Classify a file from its first bytes. MLX's own export files begin with a
+/// little-endian u64 length and that many bytes of a version like "0.32.4".
+pub fn sniff_bytes(head: &[u8]) -> FileKind {
+    if head.starts_with(&MAGIC) {
+        return FileKind::Mlxfn;
+    }
+    if head.len() >= 8 {
+        let mut len = [0u8; 8];
+        len.copy_from_slice(&head[..8]);
+        let n = u64::from_le_bytes(len);
+        if (1..=64).contains(&n) && head.len() >= 8 + n as usize {
+            let version = &head[8..8 + n as usize];
+            let dotted = version.iter().all(|b| b.is_ascii_alphanumeric() || b".+-".contains(b));
+            if dotted && version[0].is_ascii_digit() && version.contains(&b'.') {
+                return FileKind::MlxNative { mlx_version: String::from_utf8_lossy(version).into_owned() };
+            }
+        }
+    }
+    FileKind::Unknown
+}
+
+/// Classify the file at `path` (reads at most 72 bytes).
+pub fn sniff(path: &Path) -> Result<FileKind> {
+    let shown = path.display().to_string();
+    let mut head = Vec::with_capacity(72);
+    File::open(path)
+        .and_then(|f| f.take(72).read_to_end(&mut head))
+        .map_err(|e| Error::io(&shown, e))?;
+    Ok(sniff_bytes(&head))
+}
+
+/// An open, validated mlxfn file. Cheap to share: the mapping is behind an Arc.
+#[derive(Debug)]
+pub struct MlxfnFile {
+    path: String,
+    map: Mmap,
+    header: Header,
+    format_version: u32,
+    mlxfn_version: String,
+    graph: Graph,
+    constants: Vec<ConstantEntry>,
+    segments: Vec<SegmentEntry>,
+}
+
+impl MlxfnFile {
+    /// Map and validate the file at `path`.
+    pub fn open(path: &Path) -> Result<Arc<MlxfnFile>> {
+        let shown = path.display().to_string();
+        let io = |e: std::io::Error| Error::io(&shown, e);
+        let file = File::open(path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(Error::Io {
+                path: shown.clone(),
+                source: std::io::Error::other("not a regular file"),
+            });
+        }
+        let actual = meta.len();
+        if actual < HEADER_SIZE as u64 {
+            let mut head = Vec::new();
+            file.take(HEADER_SIZE as u64).read_to_end(&mut head).map_err(io)?;
+            return Err(Self::header_error(&shown, &head, actual));
+        }
+        // SAFETY: the map is read-only and private to this object; a file
+        // changed underneath it by another process is the caller's risk, as
+        // for every mmap-based format (documented in FORMAT.md).
+        let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+        let header = Header::decode(&map[..HEADER_SIZE]).map_err(|p| Self::problem(&shown, p))?;
+        if header.file_size != actual {
+            return Err(Error::Truncated { path: shown, expected: header.file_size, actual });
+        }
+        let fb_range = header.flatbuffer_offset as usize..(header.flatbuffer_offset + header.flatbuffer_size) as usize;
+        let flatbuffer = &map[fb_range];
+        if crc32fast::hash(flatbuffer) != header.flatbuffer_crc32 {
+            return Err(Error::Flatbuffer { path: shown, detail: "checksum mismatch".into() });
+        }
+        let decoded = codec::decode(flatbuffer).map_err(|detail| Error::Flatbuffer { path: shown.clone(), detail })?;
+        let file = MlxfnFile {
+            path: shown,
+            header,
+            format_version: decoded.format_version,
+            mlxfn_version: decoded.mlxfn_version,
+            graph: decoded.graph,
+            constants: decoded.constants,
+            segments: decoded.segments,
+            map,
+        };
+        file.validate()?;
+        Ok(Arc::new(file))
+    }
+
+    fn problem(path: &str, p: HeaderProblem) -> Error {
+        let path = path.to_owned();
+        match p {
+            HeaderProblem::Short => Error::Truncated { path, expected: HEADER_SIZE as u64, actual: 0 },
+            HeaderProblem::Magic => Error::NotMlxfn { path, detail: "no mlxfn magic number".into() },
+            HeaderProblem::Checksum => Error::BadHeader { path, field: "header_crc32", detail: "checksum mismatch".into() },
+            HeaderProblem::Newer(found) => Error::NewerVersion { path, found, supported: FORMAT_VERSION },
+            HeaderProblem::Field(field, detail) => Error::BadHeader { path, field, detail },
+        }
+    }
+
+    fn header_error(path: &str, head: &[u8], actual: u64) -> Error {
+        let magic_prefix = head.len() >= 1 && MAGIC.starts_with(&head[..head.len().min(8)]);
+        if magic_prefix && !head.is_empty() {
+            Error::Truncated { path: path.to_owned(), expected: HEADER_SIZE as u64, actual }
+        } else {
+            let detail = if head.is_empty() { "the file is empty".into() } else { "no mlxfn magic number".into() };
+            Error::NotMlxfn { path: path.to_owned(), detail }
+        }
+    }
+
+    /// Check every table against the header and against each other.
+    fn validate(&self) -> Result<()> {
+        let invalid = |what: String| Error::Invalid { path: self.path.clone(), what };
+        if self.format_version != self.header.format_version {
+            return Err(invalid(format!(
+                "the graph says format version {}, the header {}",
+                self.format_version, self.header.format_version
+            )));
+        }
+        for (i, s) in self.segments.iter().enumerate() {
+            let end = s.offset.checked_add(s.size);
+            if s.offset % SEGMENT_ALIGNMENT != 0 || end.is_none_or(|e| e > self.header.segments_size) {
+                return Err(invalid(format!(
+                    "segment {i} (offset {}, size {}) is unaligned or outside the segment area of {} bytes",
+                    s.offset, s.size, self.header.segments_size
+                )));
+            }
+        }
+        for (i, c) in self.constants.iter().enumerate() {
+            let Some(segment) = self.segments.get(c.segment as usize) else {
+                return Err(invalid(format!("constant {i} is in segment {} of {}", c.segment, self.segments.len())));
+            };
+            if c.offset.checked_add(c.length).is_none_or(|e| e > segment.size) {
+                return Err(invalid(format!(
+                    "constant {i} (offset {}, length {}) runs past the end of segment {} ({} bytes)",
+                    c.offset, c.length, c.segment, segment.size
+                )));
+            }
+            if c.dtype.nbytes(&c.shape) != Some(c.length) {
+                return Err(invalid(format!(
+                    "constant {i} has {} bytes but shape {:?} of {:?} needs {}",
+                    c.length,
+                    c.shape,
+                    c.dtype,
+                    c.dtype.nbytes(&c.shape).map_or("an impossible size".into(), |n| n.to_string())
+                )));
+            }
+        }
+        for (t, trace) in self.graph.traces.iter().enumerate() {
+            trace.check_ids(self.constants.len()).map_err(|what| invalid(format!("trace {t}: {what}")))?;
+        }
+        Ok(())
+    }
+
+    /// The path as given to `open`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The decoded header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The mlxfn version that wrote the file.
+    pub fn mlxfn_version(&self) -> &str {
+        &self.mlxfn_version
+    }
+
+    /// The graph: versions, metadata, shapeless flag, traces.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// The constant table.
+    pub fn constants(&self) -> &[ConstantEntry] {
+        &self.constants
+    }
+
+    /// The segment table.
+    pub fn segments(&self) -> &[SegmentEntry] {
+        &self.segments
+    }
+
+    /// Absolute file offset of constant `index`'s bytes (validated at open).
+    pub fn constant_offset(&self, index: usize) -> u64 {
+        let c = &self.constants[index];
+        self.header.segments_offset + self.segments[c.segment as usize].offset + c.offset
+    }
+
+    /// The bytes of constant `index`, borrowed from the mapping (no copy).
+    pub fn constant_bytes(&self, index: usize) -> &[u8] {
+        let start = self.constant_offset(index) as usize;
+        &self.map[start..start + self.constants[index].length as usize]
+    }
+
+    /// Check every constant against its stored hash.
+    pub fn verify_hashes(&self) -> Result<()> {
+        for (i, c) in self.constants.iter().enumerate() {
+            let actual = xxh3_64(self.constant_bytes(i));
+            if actual != c.hash {
+                return Err(Error::Integrity { path: self.path.clone(), constant: i, expected: c.hash, actual });
+            }
+        }
+        Ok(())
+    }
+}

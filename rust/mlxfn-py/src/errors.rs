@@ -1,0 +1,38 @@
+//! The one place where core errors become Python exceptions.
+//!
+//! The exception classes live in Python (`mlxfn.errors`) so they can subclass
+//! both `MlxfnError` and the builtin a caller of MLX already catches.
+
+use mlxfn_core::Error;
+use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyValueError};
+use pyo3::prelude::*;
+
+fn mlxfn_error(py: Python<'_>, class: &str, message: String) -> PyErr {
+    let made = py
+        .import("mlxfn.errors")
+        .and_then(|m| m.getattr(class))
+        .and_then(|cls| cls.call1((message.clone(),)));
+    match made {
+        Ok(instance) => PyErr::from_value(instance),
+        Err(_) => PyValueError::new_err(message),
+    }
+}
+
+/// Convert a core error into the matching Python exception.
+pub fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
+    let message = err.to_string();
+    match err {
+        Error::NotFound { path } => PyFileNotFoundError::new_err((2, "No such file or directory", path)),
+        Error::Io { path, source } => {
+            PyOSError::new_err((source.raw_os_error().unwrap_or(0), format!("{path}: {source}"), path))
+        }
+        Error::NewerVersion { .. } => mlxfn_error(py, "VersionError", message),
+        Error::Integrity { .. } => mlxfn_error(py, "IntegrityError", message),
+        Error::InvalidGraph { .. } => PyValueError::new_err(message),
+        Error::NotMlxfn { .. }
+        | Error::Truncated { .. }
+        | Error::BadHeader { .. }
+        | Error::Flatbuffer { .. }
+        | Error::Invalid { .. } => mlxfn_error(py, "FormatError", message),
+    }
+}
