@@ -1,0 +1,329 @@
+//! Round trips, layout and hostile files, through the public API only.
+
+use std::path::{Path, PathBuf};
+
+use mlxfn_core::codec::{self, ConstantEntry, SegmentEntry};
+use mlxfn_core::dtype::ALL_DTYPES;
+use mlxfn_core::header::{Header, HEADER_SIZE};
+use mlxfn_core::{
+    write_file, Arg, ConstantData, DType, Error, FileKind, Graph, MlxfnFile, Node, TensorInfo, Trace,
+    WriteOptions, FORMAT_VERSION, SEGMENT_ALIGNMENT, SMALL_CONSTANT_ALIGNMENT,
+};
+
+fn tmpdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+fn info(shape: &[i64], dtype: DType) -> TensorInfo {
+    TensorInfo { shape: shape.to_vec(), dtype }
+}
+
+fn every_arg() -> Vec<Arg> {
+    vec![
+        Arg::None,
+        Arg::Bool(true),
+        Arg::Int(-7),
+        Arg::Int(i64::MAX),
+        Arg::Float(1.5e-7),
+        Arg::Float(f64::NEG_INFINITY),
+        Arg::Str("gelu ünïcode".into()),
+        Arg::Dtype(DType::BFloat16),
+        Arg::Ints { values: vec![4, -1, 2], tuple: true },
+        Arg::Ints { values: vec![0], tuple: false },
+        Arg::List { items: vec![], tuple: false },
+        Arg::List {
+            items: vec![Arg::List { items: vec![Arg::Bool(false), Arg::Bool(true)], tuple: true }, Arg::Float(2.0)],
+            tuple: false,
+        },
+    ]
+}
+
+/// A two-trace graph using constants 0 and 1 (trace 0) and 1 and 2 (trace 1).
+fn sample_graph() -> Graph {
+    let node = |op: &str, args: Vec<Arg>, inputs: Vec<u32>| Node {
+        op: op.into(),
+        args,
+        inputs,
+        outputs: vec![info(&[2, 3], DType::Float32)],
+    };
+    Graph {
+        mlx_version: "0.32.4".into(),
+        metadata: "{\"k\": 1}".into(),
+        shapeless: true,
+        traces: vec![
+            Trace {
+                keyword_names: vec!["y".into()],
+                inputs: vec![info(&[2, 3], DType::Float32), info(&[], DType::Float32)],
+                constants: vec![0, 1],
+                nodes: vec![node("Add", every_arg(), vec![0, 2]), node("Multiply", vec![], vec![4, 3])],
+                outputs: vec![5, 1],
+            },
+            Trace {
+                keyword_names: vec![],
+                inputs: vec![info(&[0], DType::Complex64)],
+                constants: vec![1, 2],
+                nodes: vec![],
+                outputs: vec![2, 0],
+            },
+        ],
+    }
+}
+
+struct Consts {
+    small: Vec<u8>,
+    large: Vec<u8>,
+    large_shape: [i64; 1],
+    empty: Vec<u8>,
+}
+
+fn consts() -> Consts {
+    let large: Vec<u8> = (0..3 * SEGMENT_ALIGNMENT as usize + 100).map(|i| (i * 31 % 251) as u8).collect();
+    Consts { small: (0..24u8).collect(), large_shape: [large.len() as i64], large, empty: vec![] }
+}
+
+fn data(c: &Consts) -> Vec<ConstantData<'_>> {
+    vec![
+        ConstantData { shape: &[2, 3], dtype: DType::Float32, bytes: &c.small },
+        ConstantData { shape: &c.large_shape, dtype: DType::UInt8, bytes: &c.large },
+        ConstantData { shape: &[0, 4], dtype: DType::Complex64, bytes: &c.empty },
+    ]
+}
+
+fn write_sample(dir: &Path) -> PathBuf {
+    let path = dir.join("sample.mlxfn");
+    let c = consts();
+    write_file(&path, &sample_graph(), &data(&c), WriteOptions::default()).expect("write");
+    path
+}
+
+#[test]
+fn round_trip_keeps_everything() {
+    let dir = tmpdir();
+    let path = write_sample(dir.path());
+    let file = MlxfnFile::open(&path).expect("open");
+    assert_eq!(file.graph(), &sample_graph());
+    assert_eq!(file.header().format_version, FORMAT_VERSION);
+    let c = consts();
+    assert_eq!(file.constant_bytes(0), &c.small[..]);
+    assert_eq!(file.constant_bytes(1), &c.large[..]);
+    assert_eq!(file.constant_bytes(2), &c.empty[..]);
+    file.verify_hashes().expect("hashes match");
+    assert_eq!(mlxfn_core::sniff(&path).unwrap(), FileKind::Mlxfn);
+}
+
+#[test]
+fn every_dtype_round_trips() {
+    let dir = tmpdir();
+    let path = dir.path().join("dtypes.mlxfn");
+    let bytes: Vec<Vec<u8>> = ALL_DTYPES.iter().map(|d| vec![d.code(); 3 * d.itemsize() as usize]).collect();
+    let shapes = [[3i64]; 14];
+    let constants: Vec<_> = ALL_DTYPES
+        .iter()
+        .zip(&bytes)
+        .zip(&shapes)
+        .map(|((d, b), s)| ConstantData { shape: s, dtype: *d, bytes: b })
+        .collect();
+    let graph = Graph {
+        traces: vec![Trace {
+            inputs: ALL_DTYPES.iter().map(|d| info(&[1, 2], *d)).collect(),
+            constants: (0..14).collect(),
+            outputs: (0..28).collect(),
+            ..Trace::default()
+        }],
+        ..Graph::default()
+    };
+    write_file(&path, &graph, &constants, WriteOptions::default()).unwrap();
+    let file = MlxfnFile::open(&path).unwrap();
+    assert_eq!(file.graph(), &graph);
+    for (i, d) in ALL_DTYPES.iter().enumerate() {
+        assert_eq!(file.constants()[i].dtype, *d);
+        assert_eq!(file.constant_bytes(i), &bytes[i][..]);
+    }
+}
+
+#[test]
+fn large_constants_are_page_aligned_and_small_ones_packed() {
+    let dir = tmpdir();
+    let file = MlxfnFile::open(&write_sample(dir.path())).unwrap();
+    let large = file.constant_offset(1);
+    assert_eq!(large % SEGMENT_ALIGNMENT, 0);
+    let small = file.constant_offset(0);
+    assert_eq!(small % SMALL_CONSTANT_ALIGNMENT, 0);
+    assert_eq!(file.header().segments_offset % SEGMENT_ALIGNMENT, 0);
+    assert_eq!(file.segments().len(), 2, "one packed segment and one per large constant");
+}
+
+#[test]
+fn equal_constants_are_stored_once_across_traces() {
+    let dir = tmpdir();
+    let c = consts();
+    let twin = c.large.clone();
+    let mut constants = data(&c);
+    constants.push(ConstantData { shape: constants[1].shape, dtype: DType::UInt8, bytes: &twin });
+    let mut graph = sample_graph();
+    graph.traces[1].constants = vec![3, 2]; // the twin of constant 1
+    let once = dir.path().join("once.mlxfn");
+    let summary = write_file(&once, &graph, &constants, WriteOptions::default()).unwrap();
+    assert_eq!(summary.deduplicated_count, 1);
+    assert_eq!(summary.constant_count, 3);
+    let file = MlxfnFile::open(&once).unwrap();
+    assert_eq!(file.graph().traces[1].constants, vec![1, 2]);
+    let plain = write_sample(dir.path());
+    assert_eq!(std::fs::metadata(&once).unwrap().len(), std::fs::metadata(&plain).unwrap().len());
+    // Same bytes with another dtype are a different constant.
+    constants[3].dtype = DType::Int8;
+    let summary = write_file(&once, &graph, &constants, WriteOptions::default()).unwrap();
+    assert_eq!(summary.deduplicated_count, 0);
+}
+
+#[test]
+fn writer_rejects_bad_graphs_and_leaves_nothing() {
+    let dir = tmpdir();
+    let c = consts();
+    let path = dir.path().join("bad.mlxfn");
+    let mut graph = sample_graph();
+    graph.traces[0].nodes[0].inputs = vec![0, 99];
+    let err = write_file(&path, &graph, &data(&c), WriteOptions::default()).unwrap_err();
+    assert!(matches!(err, Error::InvalidGraph { .. }), "{err}");
+    assert!(err.to_string().contains("node 0 (Add) uses value 99"), "{err}");
+    let mut constants = data(&c);
+    constants[0].shape = &[5];
+    let err = write_file(&path, &sample_graph(), &constants, WriteOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("constant 0 has 24 bytes"), "{err}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no file and no temp file");
+}
+
+#[test]
+fn durable_write_replaces_the_old_file() {
+    let dir = tmpdir();
+    let path = write_sample(dir.path());
+    let graph = Graph { metadata: "second".into(), ..Graph::default() };
+    write_file(&path, &graph, &[], WriteOptions { durable: true }).unwrap();
+    assert_eq!(MlxfnFile::open(&path).unwrap().graph().metadata, "second");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+fn open_bytes(dir: &Path, bytes: &[u8]) -> Error {
+    let path = dir.join("hostile.mlxfn");
+    std::fs::write(&path, bytes).unwrap();
+    MlxfnFile::open(&path).expect_err("hostile file opened")
+}
+
+#[test]
+fn every_truncation_is_an_error() {
+    let dir = tmpdir();
+    let bytes = std::fs::read(write_sample(dir.path())).unwrap();
+    for n in (0..bytes.len()).step_by(97).chain(0..HEADER_SIZE + 200) {
+        let err = open_bytes(dir.path(), &bytes[..n]);
+        assert!(
+            matches!(err, Error::Truncated { .. } | Error::NotMlxfn { .. } | Error::BadHeader { .. }),
+            "cut at {n}: {err}"
+        );
+    }
+}
+
+#[test]
+fn every_bit_flip_in_header_and_graph_is_an_error() {
+    let dir = tmpdir();
+    let bytes = std::fs::read(write_sample(dir.path())).unwrap();
+    let fb_end = HEADER_SIZE + Header::decode(&bytes).unwrap().flatbuffer_size as usize;
+    for bit in 0..fb_end * 8 {
+        let mut b = bytes.clone();
+        b[bit / 8] ^= 1 << (bit % 8);
+        open_bytes(dir.path(), &b);
+    }
+}
+
+#[test]
+fn newer_version_is_named() {
+    let dir = tmpdir();
+    let bytes = std::fs::read(write_sample(dir.path())).unwrap();
+    let mut header = Header::decode(&bytes).unwrap();
+    header.format_version = FORMAT_VERSION + 1;
+    let mut b = bytes.clone();
+    b[..HEADER_SIZE].copy_from_slice(&header.encode());
+    let err = open_bytes(dir.path(), &b);
+    assert!(matches!(err, Error::NewerVersion { found, .. } if found == FORMAT_VERSION + 1), "{err}");
+}
+
+/// Build a file around a hand-made graph and tables, checksums correct, so
+/// that only the reader's table validation can catch the problem.
+fn crafted(graph: &Graph, constants: &[ConstantEntry], segments: &[SegmentEntry], segment_bytes: u64) -> Vec<u8> {
+    let fb = codec::encode(graph, FORMAT_VERSION, "test", constants, segments);
+    let fb_end = (HEADER_SIZE + fb.len()) as u64;
+    let seg_off = fb_end.div_ceil(SEGMENT_ALIGNMENT) * SEGMENT_ALIGNMENT;
+    let header = Header {
+        format_version: FORMAT_VERSION,
+        flatbuffer_offset: HEADER_SIZE as u64,
+        flatbuffer_size: fb.len() as u64,
+        segments_offset: seg_off,
+        segments_size: segment_bytes,
+        file_size: seg_off + segment_bytes,
+        flatbuffer_crc32: crc32fast::hash(&fb),
+    };
+    let mut out = header.encode().to_vec();
+    out.extend_from_slice(&fb);
+    out.resize((seg_off + segment_bytes) as usize, 0);
+    out
+}
+
+#[test]
+fn tables_pointing_outside_the_file_are_refused() {
+    let dir = tmpdir();
+    let constant = |segment, offset, length, shape: &[i64]| ConstantEntry {
+        shape: shape.to_vec(),
+        dtype: DType::UInt8,
+        segment,
+        offset,
+        length,
+        hash: 0,
+    };
+    let graph = Graph::default();
+    let seg = [SegmentEntry { offset: 0, size: 64 }];
+    let cases: Vec<(Vec<ConstantEntry>, Vec<SegmentEntry>, &str)> = vec![
+        (vec![constant(0, 60, 8, &[8])], seg.to_vec(), "runs past the end of segment"),
+        (vec![constant(0, u64::MAX, 8, &[8])], seg.to_vec(), "runs past the end of segment"),
+        (vec![constant(3, 0, 8, &[8])], seg.to_vec(), "in segment 3 of 1"),
+        (vec![constant(0, 0, 8, &[9])], seg.to_vec(), "has 8 bytes but shape"),
+        (vec![constant(0, 0, 8, &[i64::MAX, 4])], seg.to_vec(), "impossible size"),
+        (vec![], vec![SegmentEntry { offset: 0, size: 1 << 40 }], "outside the segment area"),
+        (vec![], vec![SegmentEntry { offset: 100, size: 1 }], "unaligned"),
+    ];
+    for (constants, segments, expected) in cases {
+        let err = open_bytes(dir.path(), &crafted(&graph, &constants, &segments, 64));
+        assert!(matches!(err, Error::Invalid { .. }), "{err}");
+        assert!(err.to_string().contains(expected), "{err} lacks {expected:?}");
+    }
+    let mut bad_ids = sample_graph();
+    bad_ids.traces[0].outputs = vec![1000];
+    let entries: Vec<_> = (0..3).map(|_| constant(0, 0, 0, &[0])).collect();
+    let err = open_bytes(dir.path(), &crafted(&bad_ids, &entries, &seg, 64));
+    assert!(err.to_string().contains("output refers to value 1000"), "{err}");
+}
+
+#[test]
+fn constant_corruption_is_found_by_verify() {
+    let dir = tmpdir();
+    let path = write_sample(dir.path());
+    let file = MlxfnFile::open(&path).unwrap();
+    let at = file.constant_offset(1) as usize + 10;
+    drop(file);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[at] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    let file = MlxfnFile::open(&path).expect("opens without verification");
+    let err = file.verify_hashes().unwrap_err();
+    assert!(matches!(err, Error::Integrity { constant: 1, .. }), "{err}");
+}
+
+#[test]
+fn sniff_recognises_mlx_files() {
+    let mut mlx = 6u64.to_le_bytes().to_vec();
+    mlx.extend_from_slice(b"0.32.4");
+    mlx.extend_from_slice(&[1, 0, 0, 0]);
+    assert_eq!(mlxfn_core::sniff_bytes(&mlx), FileKind::MlxNative { mlx_version: "0.32.4".into() });
+    assert_eq!(mlxfn_core::sniff_bytes(b"hello there, world"), FileKind::Unknown);
+    assert_eq!(mlxfn_core::sniff_bytes(&[]), FileKind::Unknown);
+    let missing = mlxfn_core::sniff(Path::new("/nonexistent/file")).unwrap_err();
+    assert!(matches!(missing, Error::NotFound { .. }));
+}
