@@ -20,17 +20,33 @@ PathLike = str | os.PathLike[str]
 _CALL = "[import_function::call]"
 
 
-def _constant_array(view: _mlxfn.ConstantView, shape: tuple[int, ...], dtype: mx.Dtype) -> mx.array:
-    """One copy from the mapped file into MLX memory.
-
-    Going through a NumPy view of the mapped bytes is about twice as fast as
-    ``mx.array(memoryview)`` (measured: 0.8 s vs 1.3-2.6 s for 1 GB here).
-    NumPy has no bfloat16: those bytes travel as uint16 and are viewed back.
-    """
+def _copy_via_numpy(view: _mlxfn.ConstantView, shape: tuple[int, ...], dtype: mx.Dtype) -> mx.array:
+    """The fallback copy, for dtypes MLX's loader lacks (float64)."""
     host = np.frombuffer(view, dtype=NUMPY_DTYPES[dtype]).reshape(shape)
-    if dtype == mx.bfloat16:
-        return mx.array(host, dtype=mx.uint16).view(mx.bfloat16)
     return mx.array(host, dtype=dtype)  # explicit: MLX would narrow float64
+
+
+def load_constants(
+    file: _mlxfn.File, infos: list[tuple[tuple[int, ...], mx.Dtype, int]], indices: list[int]
+) -> dict[int, mx.array]:
+    """Copy constants from the mapped file into MLX memory, evaluated.
+
+    MLX's own loader reads them from a stream whose ``readinto`` copies
+    straight from the mapping into the buffers MLX allocates: one copy, into
+    untouched memory, done in Rust without the GIL. (``mx.array`` of a NumPy
+    view of the mapping was measured at 1.5 s per GB here, this route 0.4 s.)
+    """
+    streamed = [i for i in indices if infos[i][1] != mx.float64]
+    arrays: dict[int, mx.array] = {}
+    if streamed:
+        loaded = mx.load(_mlxfn.ConstantStream(file, streamed), format="safetensors")
+        arrays.update((int(name), arr) for name, arr in loaded.items())
+    for i in indices:
+        if i not in arrays:
+            shape, dtype, _ = infos[i]
+            arrays[i] = _copy_via_numpy(file.constant(i), tuple(shape), dtype)
+    mx.eval(list(arrays.values()))
+    return arrays
 
 
 class _TraceEntry:
@@ -79,12 +95,8 @@ class ImportedFunction:
 
     def _materialize(self, indices: list[int]) -> list[mx.array]:
         missing = [i for i in dict.fromkeys(indices) if i not in self._constants]
-        fresh = []
-        for i in missing:
-            shape, dtype, _ = self._constant_infos[i]
-            fresh.append(_constant_array(self._file.constant(i), tuple(shape), dtype))
-        mx.eval(*fresh)
-        self._constants.update(zip(missing, fresh))
+        if missing:
+            self._constants.update(load_constants(self._file, self._constant_infos, missing))
         return [self._constants[i] for i in indices]
 
     def _runner(self, entry: _TraceEntry) -> Callable[..., tuple[mx.array, ...]]:

@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod codec;
+pub mod copy;
 pub mod dtype;
 pub mod error;
 mod generated;

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::Path;
 
 use xxhash_rust::xxh3::xxh3_64;
@@ -209,7 +209,12 @@ pub fn write_file(
         _ => Path::new("."),
     };
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".tmp").tempfile_in(dir).map_err(io)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(0o666)) // the umask applies, as for any new file
+        .tempfile_in(dir)
+        .map_err(io)?;
     let file: &File = tmp.as_file();
     file.set_len(header.file_size).map_err(io)?;
     file.write_all_at(&header.encode(), 0).map_err(io)?;

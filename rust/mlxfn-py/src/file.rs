@@ -15,7 +15,7 @@ use crate::errors::to_pyerr;
 /// An mlxfn file, memory-mapped and fully validated by `File.open`.
 #[pyclass(name = "File", module = "mlxfn._mlxfn", frozen)]
 pub struct PyFile {
-    inner: Arc<MlxfnFile>,
+    pub(crate) inner: Arc<MlxfnFile>,
 }
 
 #[pymethods]

@@ -4,6 +4,7 @@ mod constant_view;
 mod convert;
 mod errors;
 mod file;
+mod stream;
 mod write;
 
 use std::path::Path;
@@ -26,6 +27,7 @@ fn sniff(py: Python<'_>, path: &str) -> PyResult<(&'static str, Option<String>)>
 fn _mlxfn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<file::PyFile>()?;
     m.add_class::<constant_view::PyConstantView>()?;
+    m.add_class::<stream::PyConstantStream>()?;
     m.add_function(wrap_pyfunction!(write::write_file, m)?)?;
     m.add_function(wrap_pyfunction!(sniff, m)?)?;
     m.add("FORMAT_VERSION", mlxfn_core::FORMAT_VERSION)?;
