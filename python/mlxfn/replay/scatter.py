@@ -65,31 +65,43 @@ def scatter(node: Node, xs: list[mx.array]) -> mx.array:
     slice_sizes = updates.shape[n:]
     if any(slice_sizes[d] != 1 for d in axes):
         return _scatter_flat(a, indices, axes, updates, reduce_type)
-    key = tuple(
-        indices[axes.index(d)] if d in axes else slice(0, slice_sizes[d]) for d in range(a.ndim)
-    )
+    key = [
+        indices[axes.index(d)] if d in axes
+        else slice(None) if slice_sizes[d] == a.shape[d] else slice(0, slice_sizes[d])
+        for d in range(a.ndim)
+    ]
+    while key and isinstance(key[-1], slice) and key[-1] == slice(None):
+        key.pop()  # as a[idx] would be written; at[] handles trailing slices less well
     u = mx.squeeze(updates, [n + d for d in axes]) if axes else updates
     first = min(axes) if axes else 0
     if axes and sorted(axes) == list(range(first, first + len(axes))) and first and n:
         perm = list(range(n, n + first)) + list(range(n)) + list(range(n + first, u.ndim))
         u = mx.transpose(u, perm)
-    return _apply(a, key, u, reduce_type)
+    return _apply(a, tuple(key), u, reduce_type)
 
 
 @register("ScatterAxis")
 def scatter_axis(node: Node, xs: list[mx.array]) -> mx.array:
-    """``put_along_axis``; the Sum variant (the gradient of take_along_axis) is a
-    Scatter Sum whose other coordinates are a grid shaped like the indices."""
+    """``put_along_axis``, or its Sum variant (the gradient of take_along_axis).
+
+    Sum, shaped: a Scatter Sum whose other coordinates are a grid shaped like
+    the indices (exact).  Sum, shapeless: Scatter cannot infer shapes, so the
+    sum is the vjp of ``take_along_axis`` (which emits ScatterAxis Sum into
+    zeros) added to ``a``: exact when ``a`` is zeros, as in every gradient, or
+    when no two indices hit one element; otherwise it may differ in rounding.
+    """
     reduce_type, axis = node.args
     a, idx, updates = xs
     if reduce_type == 1:  # None
         return mx.put_along_axis(a, idx, updates, axis=axis)
+    updates = mx.broadcast_arrays(updates, idx)[0]
+    if node.shapeless:
+        take = lambda t: mx.take_along_axis(t, idx, axis=axis)  # noqa: E731
+        return a + mx.vjp(take, [a], [updates])[1][0]
     axis = axis % a.ndim
     ones = mx.ones_like(idx, dtype=mx.int32)
-    key = tuple(
-        idx if d == axis else mx.cumsum(ones, axis=d) - 1 for d in range(a.ndim)
-    )
-    return a.at[key].add(mx.broadcast_to(updates, idx.shape))
+    key = tuple(idx if d == axis else mx.cumsum(ones, axis=d) - 1 for d in range(a.ndim))
+    return a.at[key].add(updates)
 
 
 def _row_major_rank(mask: mx.array) -> mx.array:

@@ -24,13 +24,22 @@ def broadcast(node: Node, xs: list[mx.array]) -> mx.array:
     return mx.broadcast_to(xs[0], shape)
 
 
+def _all_true(x: mx.array) -> mx.array:
+    return mx.logical_or(mx.equal(x, x), mx.not_equal(x, x))  # NaN-proof
+
+
 def _batch_shape_of(x: mx.array, ignore_axes: list[int]) -> mx.array:
-    """An array shaped like ``x`` with the ignored axes reduced to length 1.
+    """An array shaped like ``x`` with the ignored axes cut to length 1.
 
     Its values are never used: it only carries ``x``'s batch shape into a
-    broadcast whose shape follows the inputs at run time.
+    broadcast whose shape follows the inputs at run time.  It is an argmax:
+    under shapeless compile, Slice and Gather keep their traced sizes and the
+    other reductions corrupt memory on an axis of length 1 (MLX 0.32.4).
     """
-    return mx.sum(x, axis=ignore_axes, keepdims=True)
+    carrier = _all_true(x)
+    for ax in ignore_axes:
+        carrier = mx.argmax(carrier, axis=ax, keepdims=True)
+    return carrier
 
 
 @register("BroadcastAxes")
@@ -155,16 +164,24 @@ def arange(node: Node, xs: list[mx.array]) -> mx.array:
 
 @register("NumberOfElements")
 def number_of_elements(node: Node, xs: list[mx.array]) -> mx.array:
+    """The product of ``x``'s sizes on ``axes`` (or its inverse), as ``dtype``.
+
+    Shaped traces compute it in Python (in double, as MLX does).  Shapeless
+    ones count at run time: along each axis, the argmax of a cumulative count
+    of ones is the axis length minus one (see _batch_shape_of for why not a
+    sum).  Counts are exact below 2**24 elements.
+    """
     axes, inverted, dtype = node.args
     (x,) = xs
     if not node.shapeless:
         count = math.prod(x.shape[a] for a in axes)
         return mx.array(1.0 / count if inverted else count, dtype=dtype)
-    # Count at run time: an all-true array shaped like x, collapsed over the
-    # other axes, summed over the counted ones.
-    true = mx.logical_or(mx.equal(x, x), mx.not_equal(x, x))
-    others = [a for a in range(x.ndim) if a not in axes]
-    count = mx.sum(mx.any(true, axis=others).astype(mx.int32)).astype(mx.float32)
+    ones = _all_true(x).astype(mx.int32)
+    count = mx.array(1, mx.int32)
+    for ax in axes:
+        last = mx.argmax(mx.cumsum(ones, axis=ax), axis=ax)
+        count = count * (mx.take(mx.flatten(last), mx.array(0)).astype(mx.int32) + 1)
+    count = count.astype(mx.float32)
     return (mx.reciprocal(count) if inverted else count).astype(dtype)
 
 
