@@ -1,0 +1,128 @@
+"""The Rust binding alone: graphs and buffers in, the same graphs and bytes out."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from mlxfn import _mlxfn
+from mlxfn._dtypes import DTYPE_TABLE
+from mlxfn.errors import FormatError
+
+# Every kind of state MLX's callback reports, CustomKernel's included: a list
+# of (bool, bool, bool) tuples and a list of mixed bool/int/float scalars.
+ARGS = [
+    None,
+    True,
+    -3,
+    2**62,
+    1.5e-300,
+    float("inf"),
+    "void kernel() {}",
+    mx.bfloat16,
+    (4, -1, 2),
+    [0, 1],
+    [],
+    [(True, False, True), (False, False, False)],
+    [True, 7, 0.25],
+    (),
+]
+
+
+def graph(nodes):
+    return {
+        "mlx_version": "0.32.4",
+        "metadata": "m",
+        "shapeless": False,
+        "traces": [
+            {
+                "keyword_names": ["k"],
+                "inputs": [((2, 3), mx.float32), ((), mx.int32)],
+                "constants": [0, 1],
+                "nodes": nodes,
+                "outputs": [4, 0] if nodes else [3, 0],
+            }
+        ],
+    }
+
+
+def test_arguments_round_trip_with_their_types(tmp_path: Path):
+    path = str(tmp_path / "g.mlxfn")
+    nodes = [("CustomKernel", ARGS, [0, 2, 3], [((2, 3), mx.float32)])]
+    consts = [((2,), mx.float16, b"\x00\x3c\x00\x40"), ((0, 5), mx.complex64, b"")]
+    summary = _mlxfn.write_file(path, graph(nodes), consts, DTYPE_TABLE)
+    assert summary["constant_count"] == 2
+    f = _mlxfn.File.open(path)
+    (trace,) = f.traces(DTYPE_TABLE)
+    op, args, inputs, outputs = trace["nodes"][0]
+    assert (op, inputs, outputs) == ("CustomKernel", [0, 2, 3], [((2, 3), mx.float32)])
+    assert len(args) == len(ARGS)
+    for got, want in zip(args, ARGS):
+        assert got == want and type(got) is type(want), (got, want)
+    assert f.constant_infos(DTYPE_TABLE) == [((2,), mx.float16, 4), ((0, 5), mx.complex64, 0)]
+    assert bytes(f.constant(0)) == b"\x00\x3c\x00\x40" and len(f.constant(1)) == 0
+
+
+def test_writer_refuses_what_it_cannot_store(tmp_path: Path):
+    path = str(tmp_path / "g.mlxfn")
+    with pytest.raises(TypeError, match="cannot store an argument of type object"):
+        _mlxfn.write_file(path, graph([("Abs", [object()], [0], [((2, 3), mx.float32)])]), [], DTYPE_TABLE)
+    with pytest.raises(ValueError, match="uses value 9"):
+        _mlxfn.write_file(path, graph([("Abs", [], [9], [((2, 3), mx.float32)])]), [((1,), mx.uint8, b"x")] * 2, DTYPE_TABLE)
+    with pytest.raises(ValueError, match="constant 0 has 3 bytes"):
+        _mlxfn.write_file(path, graph([]), [((2,), mx.uint8, b"abc"), ((1,), mx.uint8, b"x")], DTYPE_TABLE)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_constant_views_are_zero_copy_and_outlive_the_file(tmp_path: Path):
+    path = str(tmp_path / "g.mlxfn")
+    big = np.arange(50_000, dtype=np.float32)
+    _mlxfn.write_file(path, graph([]), [(big.shape, mx.float32, big), ((1,), mx.uint8, b"x")], DTYPE_TABLE)
+    f = _mlxfn.File.open(path)
+    view = f.constant(0)
+    first = np.frombuffer(view, np.float32)
+    second = np.frombuffer(f.constant(0), np.float32)
+    assert first.ctypes.data == second.ctypes.data  # both point into the mapping
+    offsets = f.describe()["segments"]
+    assert any(off % _mlxfn.SEGMENT_ALIGNMENT == 0 and size == big.nbytes for off, size in offsets)
+    del f, second
+    gc.collect()
+    assert np.array_equal(first, big)  # the mapping lives as long as a view
+    with pytest.raises(TypeError, match="read-only"):
+        memoryview(view)[0:1] = b"z"
+    with pytest.raises(IndexError):
+        _mlxfn.File.open(path).constant(2)
+
+
+def test_sniff(tmp_path: Path):
+    ours, theirs, other = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    _mlxfn.write_file(str(ours), graph([]), [((1,), mx.uint8, b"x")] * 2, DTYPE_TABLE)
+    mx.export_function(str(theirs), lambda x: x + 1, mx.array(1.0))
+    other.write_bytes(b"neither")
+    assert _mlxfn.sniff(str(ours)) == ("mlxfn", None)
+    assert _mlxfn.sniff(str(theirs)) == ("mlx", mx.__version__)
+    assert _mlxfn.sniff(str(other)) == ("unknown", None)
+    with pytest.raises(FileNotFoundError):
+        _mlxfn.sniff(str(tmp_path / "missing"))
+    with pytest.raises(FormatError):
+        _mlxfn.File.open(str(other))
+
+
+def test_constant_stream_is_a_safetensors_file(tmp_path: Path):
+    """MLX's own loader reads constants from the stream, bytes unchanged."""
+    path = str(tmp_path / "g.mlxfn")
+    a = np.arange(40_000, dtype=np.float32).reshape(200, 200)
+    b = np.array([1, -2, 3], dtype=np.int64)
+    _mlxfn.write_file(path, graph([]), [(a.shape, mx.float32, a), (b.shape, mx.int64, b)], DTYPE_TABLE)
+    f = _mlxfn.File.open(path)
+    loaded = mx.load(_mlxfn.ConstantStream(f, [1, 0]), format="safetensors")
+    assert sorted(loaded) == ["0", "1"]
+    assert np.array_equal(np.array(loaded["0"]), a) and loaded["0"].dtype == mx.float32
+    assert np.array_equal(np.array(loaded["1"]), b) and loaded["1"].dtype == mx.int64
+    _mlxfn.write_file(path, graph([]), [((1,), mx.float64, b"\0" * 8)] * 2, DTYPE_TABLE)
+    with pytest.raises(ValueError, match="Float64"):  # not in MLX's loader: imports copy it
+        _mlxfn.ConstantStream(_mlxfn.File.open(path), [0])
