@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from typing import Any, Callable
 
 import mlx.core as mx
@@ -67,6 +68,14 @@ class _TraceEntry:
         self.compiled: Callable[..., tuple[mx.array, ...]] | None = None
 
 
+# Constants already in MLX memory, by content: every import of a file, and of
+# any file holding the same weights, shares one copy while any of them lives.
+_SHARED: "weakref.WeakValueDictionary[tuple[int, str, tuple[int, ...]], mx.array]" = (
+    weakref.WeakValueDictionary()
+)
+_SHARED_LOCK = threading.Lock()
+
+
 class ImportedFunction:
     """A function imported from an mlxfn file; call it like the original.
 
@@ -86,6 +95,10 @@ class ImportedFunction:
         self._shapeless = file.shapeless
         self._traces = [_TraceEntry(r, file.shapeless) for r in file.traces(DTYPE_TABLE)]
         self._constant_infos = file.constant_infos(DTYPE_TABLE)
+        self._constant_keys = [
+            (h, str(dtype), tuple(shape))
+            for h, (shape, dtype, _) in zip(file.constant_hashes(), self._constant_infos)
+        ]
         self._constants: dict[int, mx.array] = {}
         self._lock = threading.Lock()
 
@@ -94,9 +107,21 @@ class ImportedFunction:
         return self._file.metadata
 
     def _materialize(self, indices: list[int]) -> list[mx.array]:
-        missing = [i for i in dict.fromkeys(indices) if i not in self._constants]
-        if missing:
-            self._constants.update(load_constants(self._file, self._constant_infos, missing))
+        with _SHARED_LOCK:
+            missing = []
+            for i in dict.fromkeys(indices):
+                if i in self._constants:
+                    continue
+                shared = _SHARED.get(self._constant_keys[i])
+                if shared is None:
+                    missing.append(i)
+                else:
+                    self._constants[i] = shared
+            if missing:
+                loaded = load_constants(self._file, self._constant_infos, missing)
+                for i, arr in loaded.items():
+                    _SHARED[self._constant_keys[i]] = arr
+                self._constants.update(loaded)
         return [self._constants[i] for i in indices]
 
     def _runner(self, entry: _TraceEntry) -> Callable[..., tuple[mx.array, ...]]:

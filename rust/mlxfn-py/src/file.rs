@@ -102,6 +102,11 @@ impl PyFile {
         PyList::new(py, infos)
     }
 
+    /// The xxh3-64 content hash of every constant, as stored in the file.
+    fn constant_hashes(&self) -> Vec<u64> {
+        self.inner.constants().iter().map(|c| c.hash).collect()
+    }
+
     /// A zero-copy view of constant `index`'s bytes.
     fn constant(&self, index: usize) -> PyResult<PyConstantView> {
         if index >= self.inner.constants().len() {
