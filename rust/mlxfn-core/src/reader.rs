@@ -78,8 +78,8 @@ impl MlxfnFile {
     pub fn open(path: &Path) -> Result<Arc<MlxfnFile>> {
         let shown = path.display().to_string();
         let io = |e: std::io::Error| Error::io(&shown, e);
-        let file = File::open(path).map_err(io)?;
-        let meta = file.metadata().map_err(io)?;
+        let handle = File::open(path).map_err(io)?;
+        let meta = handle.metadata().map_err(io)?;
         if !meta.is_file() {
             return Err(Error::Io {
                 path: shown.clone(),
@@ -89,13 +89,13 @@ impl MlxfnFile {
         let actual = meta.len();
         if actual < HEADER_SIZE as u64 {
             let mut head = Vec::new();
-            file.take(HEADER_SIZE as u64).read_to_end(&mut head).map_err(io)?;
+            (&handle).take(HEADER_SIZE as u64).read_to_end(&mut head).map_err(io)?;
             return Err(Self::header_error(&shown, &head, actual));
         }
         // SAFETY: the map is read-only and private to this object; a file
         // changed underneath it by another process is the caller's risk, as
         // for every mmap-based format (documented in FORMAT.md).
-        let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+        let map = unsafe { Mmap::map(&handle) }.map_err(io)?;
         let header = Header::decode(&map[..HEADER_SIZE]).map_err(|p| Self::problem(&shown, p))?;
         if header.file_size != actual {
             return Err(Error::Truncated { path: shown, expected: header.file_size, actual });
@@ -225,6 +225,33 @@ impl MlxfnFile {
     pub fn constant_bytes(&self, index: usize) -> &[u8] {
         let start = self.constant_offset(index) as usize;
         &self.map[start..start + self.constants[index].length as usize]
+    }
+
+    /// Copy bytes `start..start + dst.len()` of constant `index` from the
+    /// mapping into `dst` (several threads for large ranges), then drop the
+    /// copied pages from this process's mapping: they stay in the page cache,
+    /// but no longer count twice in its resident memory.
+    pub fn copy_constant_into(&self, index: usize, start: u64, dst: &mut [u8]) -> Result<()> {
+        let c = &self.constants[index];
+        if start.checked_add(dst.len() as u64).is_none_or(|end| end > c.length) {
+            return Err(Error::Invalid {
+                path: self.path.clone(),
+                what: format!("read of {} bytes at {start} past the end of constant {index}", dst.len()),
+            });
+        }
+        let at = (self.constant_offset(index) + start) as usize;
+        crate::copy::copy_parallel(dst, &self.map[at..at + dst.len()]);
+        // Whole pages inside the copied range only: a neighbour's bytes stay.
+        let page = 4096;
+        let (first, last) = (at.next_multiple_of(page), (at + dst.len()) / page * page);
+        if last > first {
+            // SAFETY: the map is a shared, read-only file mapping; dropping its
+            // pages only makes the next access fault them in again from the
+            // page cache, with the same contents. No reference into it is
+            // invalidated.
+            let _ = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, last - first) };
+        }
+        Ok(())
     }
 
     /// Check every constant against its stored hash.

@@ -327,3 +327,19 @@ fn sniff_recognises_mlx_files() {
     let missing = mlxfn_core::sniff(Path::new("/nonexistent/file")).unwrap_err();
     assert!(matches!(missing, Error::NotFound { .. }));
 }
+
+#[test]
+fn copy_out_of_the_mapping() {
+    let dir = tmpdir();
+    let file = MlxfnFile::open(&write_sample(dir.path())).unwrap();
+    let c = consts();
+    let mut all = vec![0u8; c.large.len()];
+    file.copy_constant_into(1, 0, &mut all).unwrap();
+    assert_eq!(all, c.large);
+    let mut tail = vec![0u8; 100];
+    file.copy_constant_into(1, c.large.len() as u64 - 100, &mut tail).unwrap();
+    assert_eq!(tail, c.large[c.large.len() - 100..]);
+    assert_eq!(file.constant_bytes(1), &c.large[..], "pages dropped from the map fault back in");
+    let err = file.copy_constant_into(0, 20, &mut [0u8; 8]).unwrap_err();
+    assert!(err.to_string().contains("past the end of constant 0"), "{err}");
+}

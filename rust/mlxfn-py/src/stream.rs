@@ -10,7 +10,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use mlxfn_core::copy::copy_parallel;
 use mlxfn_core::{DType, MlxfnFile};
 use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyIndexError, PyValueError};
@@ -67,12 +66,14 @@ impl PyConstantStream {
                 // are contiguous; an empty one shares its start with the next).
                 let at = self.pieces.partition_point(|&(start, _)| start <= pos) - 1;
                 let (start, index) = self.pieces[at];
-                let bytes = &self.file.constant_bytes(index)[(pos - start) as usize..];
-                let n = bytes.len().min(want.len());
+                let left = self.file.constants()[index].length - (pos - start);
+                let n = (left as usize).min(want.len());
                 if n == 0 {
                     break; // unreachable for pos < size; never loop on it
                 }
-                copy_parallel(&mut want[..n], &bytes[..n]);
+                if self.file.copy_constant_into(index, pos - start, &mut want[..n]).is_err() {
+                    break;
+                }
                 n
             };
             done += n;

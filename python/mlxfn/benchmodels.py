@@ -1,0 +1,98 @@
+"""Seeded Llama-style decoders: the models ``mlxfn bench`` and the demo export.
+
+Weights are random but reproducible, so both sides of a comparison export
+the same function.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_map_with_path
+
+
+@dataclass
+class LlamaConfig:
+    vocab: int = 64
+    dims: int = 32
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 4
+    kv_heads: int = 2
+    rope_base: float = 10000.0
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: LlamaConfig) -> None:
+        super().__init__()
+        self.heads, self.kv_heads = cfg.heads, cfg.kv_heads
+        self.head_dim = cfg.dims // cfg.heads
+        self.q = nn.Linear(cfg.dims, cfg.heads * self.head_dim, bias=False)
+        self.k = nn.Linear(cfg.dims, cfg.kv_heads * self.head_dim, bias=False)
+        self.v = nn.Linear(cfg.dims, cfg.kv_heads * self.head_dim, bias=False)
+        self.o = nn.Linear(cfg.heads * self.head_dim, cfg.dims, bias=False)
+        self.rope = nn.RoPE(self.head_dim, base=cfg.rope_base)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        b, l, _ = x.shape
+        q = self.q(x).reshape(b, l, self.heads, -1).transpose(0, 2, 1, 3)
+        k = self.k(x).reshape(b, l, self.kv_heads, -1).transpose(0, 2, 1, 3)
+        v = self.v(x).reshape(b, l, self.kv_heads, -1).transpose(0, 2, 1, 3)
+        q, k = self.rope(q), self.rope(k)
+        o = mx.fast.scaled_dot_product_attention(
+            q, k, v, scale=1.0 / math.sqrt(self.head_dim), mask="causal"
+        )
+        return self.o(o.transpose(0, 2, 1, 3).reshape(b, l, -1))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: LlamaConfig) -> None:
+        super().__init__()
+        self.attn = Attention(cfg)
+        self.n1 = nn.RMSNorm(cfg.dims)
+        self.n2 = nn.RMSNorm(cfg.dims)
+        self.gate = nn.Linear(cfg.dims, cfg.hidden, bias=False)
+        self.up = nn.Linear(cfg.dims, cfg.hidden, bias=False)
+        self.down = nn.Linear(cfg.hidden, cfg.dims, bias=False)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        x = x + self.attn(self.n1(x))
+        h = self.n2(x)
+        return x + self.down(nn.silu(self.gate(h)) * self.up(h))
+
+
+class Llama(nn.Module):
+    def __init__(self, cfg: LlamaConfig) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(cfg.vocab, cfg.dims)
+        self.blocks = [Block(cfg) for _ in range(cfg.layers)]
+        self.norm = nn.RMSNorm(cfg.dims)
+        self.head = nn.Linear(cfg.dims, cfg.vocab, bias=False)
+
+    def __call__(self, tokens: mx.array) -> mx.array:
+        x = self.embed(tokens)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x))
+
+
+def seeded(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give a model reproducible random parameters and evaluate them.
+
+    Quantized weights and frozen statistics keep their meaning: integer arrays
+    are left alone and variances stay positive.
+    """
+    mx.random.seed(seed)
+
+    def fill(path: str, p: mx.array) -> mx.array:
+        if not mx.issubdtype(p.dtype, mx.floating):
+            return p
+        value = mx.random.normal(p.shape).astype(p.dtype) * 0.2
+        return mx.abs(value) + 0.5 if path.endswith("running_var") else value
+
+    model.update(tree_map_with_path(fill, model.parameters()))
+    mx.eval(model.parameters())
+    return model
