@@ -11,6 +11,7 @@ import numpy as np
 
 from . import _mlxfn
 from ._dtypes import DTYPE_TABLE
+from ._progress import progress
 from ._signature import Signature, split_inputs
 from .errors import UnsupportedPrimitiveError
 from .replay import unsupported_reason
@@ -97,7 +98,8 @@ def write_traces(
         "shapeless": shapeless,
         "traces": graph_traces,
     }
-    return _mlxfn.write_file(os.fspath(path), graph, table.entries, DTYPE_TABLE)
+    with progress(f"writing {os.fspath(path)}:", sum(raw.nbytes for _, _, raw in table.entries)):
+        return _mlxfn.write_file(os.fspath(path), graph, table.entries, DTYPE_TABLE)
 
 
 class FunctionExporter:

@@ -12,6 +12,7 @@ import numpy as np
 
 from . import _mlxfn
 from ._dtypes import DTYPE_TABLE, NUMPY_DTYPES
+from ._progress import progress
 from ._signature import Signature, TensorSpec, no_match_error, split_inputs
 from .errors import FormatError
 from .replay import build_replay
@@ -39,14 +40,15 @@ def load_constants(
     """
     streamed = [i for i in indices if infos[i][1] != mx.float64]
     arrays: dict[int, mx.array] = {}
-    if streamed:
-        loaded = mx.load(_mlxfn.ConstantStream(file, streamed), format="safetensors")
-        arrays.update((int(name), arr) for name, arr in loaded.items())
-    for i in indices:
-        if i not in arrays:
-            shape, dtype, _ = infos[i]
-            arrays[i] = _copy_via_numpy(file.constant(i), tuple(shape), dtype)
-    mx.eval(list(arrays.values()))
+    with progress(f"loading {file.path}:", sum(infos[i][2] for i in indices)):
+        if streamed:
+            loaded = mx.load(_mlxfn.ConstantStream(file, streamed), format="safetensors")
+            arrays.update((int(name), arr) for name, arr in loaded.items())
+        for i in indices:
+            if i not in arrays:
+                shape, dtype, _ = infos[i]
+                arrays[i] = _copy_via_numpy(file.constant(i), tuple(shape), dtype)
+        mx.eval(list(arrays.values()))
     return arrays
 
 
