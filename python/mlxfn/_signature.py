@@ -67,6 +67,7 @@ class TensorSpec:
     dtype: mx.Dtype
 
     def describe(self) -> str:
+        """One line for error messages: shape and dtype."""
         return f"{self.shape} {self.dtype}"
 
 
@@ -90,6 +91,7 @@ class Signature:
         return tuple(k for k, _ in self.keywords)
 
     def flat(self) -> tuple[TensorSpec, ...]:
+        """Positional specs, then keyword specs in the order they were exported."""
         return self.positional + tuple(s for _, s in self.keywords)
 
     def matches(self, other: "Signature", shapeless: bool) -> bool:
@@ -106,6 +108,7 @@ class Signature:
         return True
 
     def describe(self) -> str:
+        """The signature as MLX lists it in its "no function matches" message."""
         lines = [
             f"Function with {len(self.positional)} positional inputs and "
             f"{len(self.keywords)} keyword inputs:"

@@ -37,6 +37,7 @@ MODELS: dict[str, tuple[dict[str, Any], str]] = {
 
 
 def build_model(name: str) -> Callable[..., Any]:
+    """The seeded benchmark model called ``name`` (see MODELS)."""
     from .benchmodels import Llama, LlamaConfig, seeded
 
     overrides, _ = MODELS[name]
@@ -44,6 +45,7 @@ def build_model(name: str) -> Callable[..., Any]:
 
 
 def export(side: str, path: Path, fun: Callable[..., Any], args: Sequence[mx.array]) -> None:
+    """Export ``fun`` to ``path`` with one side's API ("mlxfn" or "mlx")."""
     import mlxfn
 
     if side == "mlxfn":
@@ -124,27 +126,43 @@ def child(side: str, path: str, inputs_path: str, steady_calls: int, output_path
     """Runs in a fresh process; prints one JSON line, saves the first output."""
     import mlxfn
 
-    inputs = list(mx.load(inputs_path).values()) if inputs_path.endswith(".npz") else []
-    mx.eval(inputs)
+    inputs, kwargs = load_inputs(inputs_path)
+    mx.eval(inputs, kwargs)
     base = _rss_mb()
     importer = mlxfn.import_function if side == "mlxfn" else mx.import_function
     t0 = time.perf_counter()
     fn = importer(path)
     t_import = time.perf_counter() - t0
-    first = fn(*inputs)
+    first = fn(*inputs, **kwargs)
     mx.eval(first)
     t_first = time.perf_counter() - t0
     peak = _rss_mb()
     mx.savez(output_path, *first)
     t1 = time.perf_counter()
-    mx.eval(fn(*inputs))  # mlxfn compiles here
+    mx.eval(fn(*inputs, **kwargs))  # mlxfn compiles here
     t_second = time.perf_counter() - t1
     steady = []
     for _ in range(steady_calls):
         t = time.perf_counter()
-        mx.eval(fn(*inputs))
+        mx.eval(fn(*inputs, **kwargs))
         steady.append(time.perf_counter() - t)
     print(json.dumps(Load(t_import, t_first, t_second, statistics.median(steady), base, peak).__dict__))
+
+
+def save_inputs(path: Path, args: Sequence[mx.array], kwargs: dict[str, mx.array]) -> None:
+    """Save a call's inputs for the child processes (``load_inputs`` reads them)."""
+    named = {f"arg_{i}": a for i, a in enumerate(args)}
+    named.update({f"kw_{k}": v for k, v in kwargs.items()})
+    mx.savez(str(path), **named)
+
+
+def load_inputs(path: str) -> tuple[list[mx.array], dict[str, mx.array]]:
+    """The positional and keyword inputs saved by ``save_inputs``."""
+    named = mx.load(path)
+    assert isinstance(named, dict)
+    args = [named[f"arg_{i}"] for i in range(sum(k.startswith("arg_") for k in named))]
+    kwargs = {k[3:]: v for k, v in named.items() if k.startswith("kw_")}
+    return args, kwargs
 
 
 def outputs_path(out: Path, side: str) -> Path:
@@ -169,6 +187,7 @@ def _median(values: Sequence[float]) -> float:
 
 
 def table(rows: list[tuple[str, float, float, str]]) -> str:
+    """Rows of (name, mlxfn, MLX, unit) as an aligned table with ratios."""
     lines = [f"{'':34}{'mlxfn':>11}{'MLX':>11}{'ratio':>8}"]
     for name, ours, theirs, unit in rows:
         ratio = f"{ours / theirs:8.2f}" if theirs else f"{'-':>8}"
@@ -177,6 +196,7 @@ def table(rows: list[tuple[str, float, float, str]]) -> str:
 
 
 def node_count(path: Path) -> int:
+    """Primitives in every trace of an mlxfn file."""
     from . import _mlxfn
     from ._dtypes import DTYPE_TABLE
 
@@ -202,7 +222,7 @@ def run_model(name: str, out: Path, rounds: int, durable: bool, multi: bool) -> 
     expected = [expected] if isinstance(expected, mx.array) else list(expected)
     mx.eval(expected)
     inputs_path = out / "inputs.npz"
-    mx.savez(str(inputs_path), tokens)
+    save_inputs(inputs_path, [tokens], {})
     report = [f"model {name} ({MODELS[name][1]}); {rounds} rounds per side, alternating"]
     rows: list[tuple[str, float, float, str]] = []
     exports = time_exports(fun, [tokens], out, rounds, durable=False)
@@ -213,9 +233,9 @@ def run_model(name: str, out: Path, rounds: int, durable: bool, multi: bool) -> 
     paths = {side: out / f"model.{side}" for side in SIDES}
     for side, path in paths.items():
         export(side, path, fun, [tokens])
-    sizes = {side: paths[side].stat().st_size / 1e9 for side in SIDES}
+    sizes = {side: paths[side].stat().st_size / 1e6 for side in SIDES}
     report[0] += f", {node_count(paths['mlxfn'])} primitives"
-    rows.append(("file size", sizes["mlxfn"], sizes["mlx"], "G"))
+    rows.append(("file size, MB", sizes["mlxfn"], sizes["mlx"], "M"))
     if multi:
         multi_row = multi_trace_sizes(fun, out)
     del fun  # free the model: the loads below must not compete with it for memory
@@ -226,22 +246,63 @@ def run_model(name: str, out: Path, rounds: int, durable: bool, multi: bool) -> 
     check_outputs(out, expected)
     report.append("both imports reproduce the original output exactly")
 
-    def med(side: str, attr: str) -> float:
-        return _median([getattr(load, attr) for load in loads[side]])
-
-    rows += [
-        ("import_function call", med("mlxfn", "import_s"), med("mlx", "import_s"), "s"),
-        ("import to first output", med("mlxfn", "first_s"), med("mlx", "first_s"), "s"),
-        ("load overhead (first - steady)", med("mlxfn", "overhead_s"), med("mlx", "overhead_s"), "s"),
-        ("second call (mlxfn compiles)", med("mlxfn", "second_s"), med("mlx", "second_s"), "s"),
-        ("steady call", med("mlxfn", "steady_s"), med("mlx", "steady_s"), "s"),
-        ("peak RSS at first output", med("mlxfn", "peak_rss_mb"), med("mlx", "peak_rss_mb"), "M"),
-    ]
+    rows += load_rows(loads)
     if multi:
         rows.append(multi_row)
     report.append(table(rows))
     for path in paths.values():
         path.unlink()
+    return "\n".join(report)
+
+
+def load_rows(loads: dict[str, list[Load]]) -> list[tuple[str, float, float, str]]:
+    """The load figures of both sides, medians over rounds."""
+
+    def med(side: str, attr: str) -> float:
+        return _median([getattr(load, attr) for load in loads[side]])
+
+    return [
+        ("import_function call", med("mlxfn", "import_s"), med("mlx", "import_s"), "s"),
+        ("import to first output", med("mlxfn", "first_s"), med("mlx", "first_s"), "s"),
+        ("load overhead (first - steady)", med("mlxfn", "overhead_s"), med("mlx", "overhead_s"), "s"),
+        ("second call (mlxfn compiles)", med("mlxfn", "second_s"), med("mlx", "second_s"), "s"),
+        ("steady call", med("mlxfn", "steady_s"), med("mlx", "steady_s"), "s"),
+        ("peak RSS at first output, MiB", med("mlxfn", "peak_rss_mb"), med("mlx", "peak_rss_mb"), "M"),
+    ]
+
+
+def run_file(path: Path, out: Path, rounds: int, steady_calls: int) -> str:
+    """Load figures for a user's own file: it is converted to the other
+    format (``mlxfn convert``), then both are imported side by side and
+    called on zero-filled inputs of the file's first trace."""
+    from . import _mlxfn
+    from ._dtypes import DTYPE_TABLE
+    from .convert import convert, example_inputs, signature_of_record
+
+    kind, _ = _mlxfn.sniff(str(path))
+    if kind == "unknown":
+        raise SystemExit(f"{path}: not an mlxfn file nor a file written by MLX's exporter")
+    other = "mlx" if kind == "mlxfn" else "mlxfn"
+    paths = {kind: path, other: out / f"converted.{other}"}
+    convert(path, paths[other], other)
+    record = _mlxfn.File.open(str(paths["mlxfn"])).traces(DTYPE_TABLE)[0]
+    args, kwargs = example_inputs(signature_of_record(record))
+    inputs_path = out / "inputs.npz"
+    save_inputs(inputs_path, args, kwargs)
+    loads = time_loads(paths, inputs_path, rounds, steady_calls)
+    outputs = {side: list(mx.load(str(outputs_path(out, side))).values()) for side in SIDES}
+    same = len(outputs["mlxfn"]) == len(outputs["mlx"]) and all(
+        a.shape == b.shape and a.dtype == b.dtype and mx.array_equal(a, b, equal_nan=True).item()
+        for a, b in zip(outputs["mlxfn"], outputs["mlx"])
+    )
+    sizes = {side: paths[side].stat().st_size / 1e6 for side in SIDES}
+    report = [
+        f"file {path} ({kind} format; the {other} side converted from it), {node_count(paths['mlxfn'])} primitives; "
+        f"{rounds} rounds per side, alternating, zero-filled inputs of trace 0",
+        "both imports give the same output" if same else "WARNING: the two imports' outputs differ",
+        table([("file size, MB", sizes["mlxfn"], sizes["mlx"], "M"), *load_rows(loads)]),
+    ]
+    paths[other].unlink()
     return "\n".join(report)
 
 
@@ -258,19 +319,21 @@ def multi_trace_sizes(fun: Callable[..., Any], out: Path) -> tuple[str, float, f
     for n in lengths:
         mlx_exp(mx.zeros((1, n), dtype=mx.int32))
     mlx_exp.close()
-    sizes = ours.stat().st_size / 1e9, theirs.stat().st_size / 1e9
+    sizes = ours.stat().st_size / 1e6, theirs.stat().st_size / 1e6
     ours.unlink()
     theirs.unlink()
-    return ("8-trace file size", sizes[0], sizes[1], "G")
+    return ("8-trace file size, MB", sizes[0], sizes[1], "M")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``mlxfn bench`` command (also ``python -m mlxfn.bench``)."""
     parser = argparse.ArgumentParser(prog="mlxfn bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=sorted(MODELS), action="append", help="repeatable; default llama-1g and small")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--durable", action="store_true", help="also time exports with fsync on both sides")
     parser.add_argument("--multi", action="store_true", help="also compare an 8-trace export's file size")
     parser.add_argument("--out", type=Path, help="scratch directory (default: a temporary one)")
+    parser.add_argument("--file", type=Path, action="append", help="repeatable: benchmark your own exported file (mlxfn or MLX format) against its conversion")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -280,7 +343,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.out) as scratch:
-        for name in args.model or ["llama-1g", "small"]:
+        for file in args.file or []:
+            print(run_file(file, Path(scratch), args.rounds, steady_calls=10), flush=True)
+            print()
+        for name in args.model or ([] if args.file else ["llama-1g", "small"]):
             print(run_model(name, Path(scratch), args.rounds, args.durable, args.multi), flush=True)
             print()
     print(f"mlx {mx.__version__}, {os.cpu_count()} CPU cores; ratio = mlxfn / MLX")

@@ -26,6 +26,7 @@ class LlamaConfig:
 
 
 class Attention(nn.Module):
+    """Grouped-query attention with RoPE and a causal mask."""
     def __init__(self, cfg: LlamaConfig) -> None:
         super().__init__()
         self.heads, self.kv_heads = cfg.heads, cfg.kv_heads
@@ -49,6 +50,7 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
+    """Pre-norm decoder block: attention, then a SwiGLU MLP."""
     def __init__(self, cfg: LlamaConfig) -> None:
         super().__init__()
         self.attn = Attention(cfg)
@@ -65,6 +67,7 @@ class Block(nn.Module):
 
 
 class Llama(nn.Module):
+    """Llama-style decoder: embedding, blocks, RMSNorm and an untied output projection."""
     def __init__(self, cfg: LlamaConfig) -> None:
         super().__init__()
         self.embed = nn.Embedding(cfg.vocab, cfg.dims)

@@ -1,15 +1,25 @@
-"""The ``mlxfn`` command: look inside an exported file without running it."""
+"""The ``mlxfn`` command: inspect, convert and draw exported files.
+
+    mlxfn inspect FILE [--json]
+    mlxfn convert SRC DST --to mlx|mlxfn
+    mlxfn graph FILE [--trace N] [-o OUT.dot|OUT.svg|-]
+    mlxfn bench [--model NAME] [--file FILE] [--rounds N] ...
+
+Every failure is one line on stderr and a non-zero exit status.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 from . import _mlxfn
 from ._dtypes import DTYPE_TABLE
+from ._signature import Signature
 from .errors import MlxfnError
 
 
@@ -17,8 +27,27 @@ def _shape(shape: Sequence[int]) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ")"
 
 
+def _spec(shape: Sequence[int], dtype: Any) -> str:
+    return f"{_shape(shape)} {str(dtype).removeprefix('mlx.core.')}"
+
+
+def _kind(path: str) -> str:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path}: is a directory")
+    kind, _ = _mlxfn.sniff(path)
+    if kind == "unknown":
+        raise MlxfnError(f"{path}: not an mlxfn file nor a file written by MLX's exporter")
+    return kind
+
+
+# ----------------------------------------------------------------------------
+# inspect
+
+
 def summarize(path: str) -> dict[str, Any]:
-    """Everything ``inspect`` shows, from the header and the flatbuffer only."""
+    """Everything ``inspect`` shows for an mlxfn file, from the header and the flatbuffer only."""
     handle = _mlxfn.File.open(path)
     infos = handle.constant_infos(DTYPE_TABLE)
     traces = []
@@ -30,8 +59,8 @@ def summarize(path: str) -> dict[str, Any]:
         used_by.update(set(record["constants"]))
         traces.append(
             {
-                "positional": [f"{_shape(s)} {d}" for s, d in inputs[:n_pos]],
-                "keywords": {k: f"{_shape(s)} {d}" for k, (s, d) in zip(names, inputs[n_pos:])},
+                "positional": [_spec(s, d) for s, d in inputs[:n_pos]],
+                "keywords": {k: _spec(s, d) for k, (s, d) in zip(names, inputs[n_pos:])},
                 "nodes": len(record["nodes"]),
                 "primitives": dict(Counter(n[0] for n in record["nodes"]).most_common()),
                 "constants": len(record["constants"]),
@@ -39,6 +68,7 @@ def summarize(path: str) -> dict[str, Any]:
         )
     return {
         "file": path,
+        "kind": "mlxfn",
         "format_version": handle.format_version,
         "mlxfn_version": handle.mlxfn_version,
         "mlx_version": handle.mlx_version,
@@ -53,7 +83,53 @@ def summarize(path: str) -> dict[str, Any]:
     }
 
 
+def _signature_entry(sig: Signature) -> dict[str, Any]:
+    return {
+        "positional": [_spec(s.shape, s.dtype) for s in sig.positional],
+        "keywords": {k: _spec(s.shape, s.dtype) for k, s in sig.keywords},
+    }
+
+
+def summarize_mlx(path: str) -> tuple[dict[str, Any], str | None]:
+    """What can be read cheaply from MLX's file; and why signatures are missing, if they are."""
+    from .mlx_format import probe_signatures, read_header
+
+    header = read_header(path)
+    info: dict[str, Any] = {
+        "file": path,
+        "kind": "mlx",
+        "mlx_version": header.mlx_version,
+        "metadata": header.metadata,
+        "shapeless": header.shapeless,
+        "file_size": header.file_size,
+        "function_count": header.function_count,
+        "traces": [],
+    }
+    try:
+        info["traces"] = [_signature_entry(s) for s in probe_signatures(path)]
+        return info, None
+    except MlxfnError as err:
+        if header.first is not None:
+            info["traces"] = [_signature_entry(header.first)]  # at least the first function
+        return info, str(err)
+
+
+def _print_signature(t: dict[str, Any]) -> None:
+    for j, s in enumerate(t["positional"]):
+        print(f"    input {j}: {s}")
+    for k, s in t["keywords"].items():
+        print(f"    input {k!r}: {s}")
+
+
 def _print_text(info: dict[str, Any]) -> None:
+    if info["kind"] == "mlx":
+        print(f"{info['file']}: MLX export format, written by mlx {info['mlx_version']}")
+        print(f"  size {info['file_size']:,} bytes; {info['function_count']} functions")
+        print(f"  shapeless: {info['shapeless']}; metadata: {info['metadata']!r}")
+        for i, t in enumerate(info["traces"]):
+            print(f"  trace {i}: {len(t['positional'])} positional, {len(t['keywords'])} keyword inputs")
+            _print_signature(t)
+        return
     print(f"{info['file']}: mlxfn format {info['format_version']}, written by mlxfn "
           f"{info['mlxfn_version']} with mlx {info['mlx_version']}")
     print(f"  size {info['file_size']:,} bytes; {info['constants']} constants, "
@@ -62,31 +138,147 @@ def _print_text(info: dict[str, Any]) -> None:
     for i, t in enumerate(info["traces"]):
         print(f"  trace {i}: {len(t['positional'])} positional, {len(t['keywords'])} keyword inputs, "
               f"{t['nodes']} nodes, {t['constants']} constants")
-        for j, s in enumerate(t["positional"]):
-            print(f"    input {j}: {s}")
-        for k, s in t["keywords"].items():
-            print(f"    input {k!r}: {s}")
+        _print_signature(t)
         top = ", ".join(f"{k} {v}" for k, v in list(t["primitives"].items())[:12])
-        print(f"    primitives: {top}")
+        more = len(t["primitives"]) - 12
+        print(f"    primitives: {top}" + (f", and {more} more kinds" if more > 0 else ""))
+    _print_layout(info["layout"])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mlxfn", description="Inspect mlxfn files.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    inspect = sub.add_parser("inspect", help="show versions, signatures, primitives and layout")
-    inspect.add_argument("file")
-    inspect.add_argument("--json", action="store_true", help="machine-readable output")
-    args = parser.parse_args(argv)
-    try:
+def _print_layout(layout: dict[str, Any]) -> None:
+    segments = layout["segments"]
+    print(f"  layout: header 0-{layout['flatbuffer_offset']}, flatbuffer "
+          f"{layout['flatbuffer_offset']}+{layout['flatbuffer_size']:,}, "
+          f"{len(segments)} segment{'s' if len(segments) != 1 else ''} from {layout['segments_offset']:,}")
+    for i, (offset, size) in enumerate(segments[:8]):
+        print(f"    segment {i}: offset {offset:,}, {size:,} bytes")
+    if len(segments) > 8:
+        print(f"    ... and {len(segments) - 8} more segments")
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """``mlxfn inspect``: print (or dump as JSON) what a file holds."""
+    kind = _kind(args.file)
+    problem = None
+    if kind == "mlxfn":
         info = summarize(args.file)
-    except (MlxfnError, OSError) as err:
-        print(f"mlxfn: {err}", file=sys.stderr)
-        return 1
+    else:
+        info, problem = summarize_mlx(args.file)
     if args.json:
+        if problem:
+            info["error"] = problem
         print(json.dumps(info, indent=2, default=str))
     else:
         _print_text(info)
+    if problem:
+        print(f"mlxfn: {problem}", file=sys.stderr)
+        return 1
     return 0
+
+
+# ----------------------------------------------------------------------------
+# convert and graph
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """``mlxfn convert``: rewrite a file in the other format."""
+    from .convert import convert
+
+    _kind(args.src)
+    if os.path.isdir(args.dst):
+        raise IsADirectoryError(f"{args.dst}: is a directory")
+    kind, count = convert(args.src, args.dst, args.to)
+    target = "MLX's format" if args.to == "mlx" else "mlxfn format"
+    print(f"{args.dst}: {count} trace{'s' if count != 1 else ''} in {target} (from {kind} file {args.src})")
+    return 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    """``mlxfn graph``: write one trace as DOT or SVG."""
+    from . import graph
+
+    kind = _kind(args.file)
+    if kind == "mlxfn":
+        handle = _mlxfn.File.open(args.file)
+        records = handle.traces(DTYPE_TABLE)
+        count = len(records)
+    else:
+        from .convert import trace_mlx_file
+
+        _, traces = trace_mlx_file(args.file)
+        count = len(traces)
+    if not 0 <= args.trace < count:
+        raise IndexError(
+            f"trace {args.trace} out of range: {args.file} has {count} "
+            f"trace{'s' if count != 1 else ''} (0-{count - 1})"
+        )
+    if kind == "mlxfn":
+        picture = graph.trace_from_record(records[args.trace], handle.constant_infos(DTYPE_TABLE))
+    else:
+        picture = graph.trace_from_trace(traces[args.trace])
+    title = f"{os.path.basename(args.file)} trace {args.trace}"
+    written = graph.write(graph.to_dot(picture, title), args.output)
+    if written != args.output:
+        print(f"mlxfn: Graphviz's `dot` is not installed: wrote DOT text to {written}", file=sys.stderr)
+    return 0
+
+
+# ----------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mlxfn", description="Inspect, convert and draw exported MLX functions.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("inspect", help="show versions, signatures, primitives and layout")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=cmd_inspect)
+
+    p = sub.add_parser("convert", help="convert between mlxfn files and MLX's own format")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--to", required=True, choices=("mlx", "mlxfn"), help="target format")
+    p.set_defaults(run=cmd_convert)
+
+    p = sub.add_parser("graph", help="draw one trace as Graphviz DOT (or SVG with dot installed)")
+    p.add_argument("file")
+    p.add_argument("--trace", type=int, default=0, help="trace index (default 0)")
+    p.add_argument("-o", "--output", default="-", help="OUT.dot, OUT.svg, or - for DOT on stdout (default)")
+    p.set_defaults(run=cmd_graph)
+
+    # Parsed by mlxfn.bench itself (see `mlxfn bench --help`); listed here for --help.
+    sub.add_parser("bench", add_help=False, help="time mlxfn against MLX's own export (models or your own file)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mlxfn`` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        from .bench import main as bench_main
+
+        return bench_main(argv[1:])
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("mlxfn: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `mlxfn inspect big.mlxfn | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as err:  # noqa: BLE001 - the command's contract: one line, no traceback
+        text = str(err).strip().splitlines()
+        print(f"mlxfn: {text[0] if text else type(err).__name__}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,173 @@
+"""Draw a trace as a Graphviz DOT graph (and SVG through Graphviz's ``dot``).
+
+Inputs are blue inverted houses, constants grey cylinders, primitives rounded
+boxes labelled with their op and abbreviated arguments, outputs green houses;
+each edge is labelled with the shape and dtype of the value it carries.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import mlx.core as mx
+
+Shape = tuple[int, ...]
+
+_SHORT = {
+    "bool": "bool", "uint8": "u8", "uint16": "u16", "uint32": "u32", "uint64": "u64",
+    "int8": "i8", "int16": "i16", "int32": "i32", "int64": "i64", "float16": "f16",
+    "float32": "f32", "float64": "f64", "bfloat16": "bf16", "complex64": "c64",
+}
+_MAX_ARGS = 40  # characters of a node's argument text
+
+
+@dataclass
+class GraphTrace:
+    """What is drawn: value ids are the inputs, the constants, then node outputs in order."""
+
+    inputs: list[tuple[str, Shape, mx.Dtype]]  # (label, shape, dtype)
+    constants: list[tuple[Shape, mx.Dtype]]
+    nodes: list[tuple[str, Sequence[Any], Sequence[int], Sequence[tuple[Shape, mx.Dtype]]]]
+    outputs: list[int]
+
+
+def dtype_name(dtype: mx.Dtype) -> str:
+    """A dtype's name without the ``mlx.core.`` prefix."""
+    return str(dtype).removeprefix("mlx.core.")
+
+
+def _tensor(shape: Sequence[int], dtype: mx.Dtype) -> str:
+    return "(" + ",".join(str(d) for d in shape) + ") " + _SHORT.get(dtype_name(dtype), dtype_name(dtype))
+
+
+def _arg(value: Any) -> str:
+    if isinstance(value, mx.Dtype):
+        return _SHORT.get(dtype_name(value), dtype_name(value))
+    if isinstance(value, (list, tuple)):
+        items = [_arg(v) for v in value[:6]]
+        return "[" + ",".join(items) + (",…" if len(value) > 6 else "") + "]"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, str):
+        return value if len(value) <= 16 else value[:15] + "…"
+    return str(value)
+
+
+def abbreviate(args: Sequence[Any]) -> str:
+    """A primitive's arguments in at most ~40 characters."""
+    text = ", ".join(_arg(a) for a in args)
+    return text if len(text) <= _MAX_ARGS else text[: _MAX_ARGS - 1] + "…"
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def to_dot(trace: GraphTrace, title: str = "") -> str:
+    """The DOT source of one trace."""
+    lines = [
+        "digraph trace {",
+        f"  label={_quote(title)}; labelloc=t; rankdir=TB;",
+        '  node [fontname="Helvetica", fontsize=10]; edge [fontname="Helvetica", fontsize=8];',
+    ]
+    # value id -> (DOT node, edge label); a multi-output node's edges say which output.
+    source: list[tuple[str, str]] = []
+    for i, (label, shape, dtype) in enumerate(trace.inputs):
+        lines.append(
+            f"  in{i} [shape=invhouse, style=filled, fillcolor=lightblue, "
+            f"label={_quote(f'input {label}')}];"
+        )
+        source.append((f"in{i}", _tensor(shape, dtype)))
+    for j, (shape, dtype) in enumerate(trace.constants):
+        lines.append(
+            f"  c{j} [shape=cylinder, style=filled, fillcolor=lightgrey, "
+            f"label={_quote(f'constant {j}')}];"
+        )
+        source.append((f"c{j}", _tensor(shape, dtype)))
+    for k, (op, args, inputs, outputs) in enumerate(trace.nodes):
+        text = f"{op}\n{abbreviate(args)}" if args else op
+        lines.append(f"  n{k} [shape=box, style=rounded, label={_quote(text)}];")
+        for value in inputs:
+            node, label = source[value]
+            lines.append(f"  {node} -> n{k} [label={_quote(label)}];")
+        for o, (shape, dtype) in enumerate(outputs):
+            port = f"#{o} " if len(outputs) > 1 else ""
+            source.append((f"n{k}", port + _tensor(shape, dtype)))
+    for o, value in enumerate(trace.outputs):
+        node, label = source[value]
+        lines.append(
+            f"  out{o} [shape=house, style=filled, fillcolor=palegreen, "
+            f"label={_quote(f'output {o}')}];"
+        )
+        lines.append(f"  {node} -> out{o} [label={_quote(label)}];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def trace_from_record(record: dict[str, Any], constant_infos: Sequence[tuple[Shape, mx.Dtype, int]]) -> GraphTrace:
+    """A trace of an mlxfn file, as returned by ``File.traces``."""
+    names = list(record["keyword_names"])
+    n_pos = len(record["inputs"]) - len(names)
+    labels = [str(i) for i in range(n_pos)] + [repr(k) for k in names]
+    return GraphTrace(
+        inputs=[(label, tuple(s), d) for label, (s, d) in zip(labels, record["inputs"])],
+        constants=[(tuple(constant_infos[c][0]), constant_infos[c][1]) for c in record["constants"]],
+        nodes=[(op, args, ins, outs) for op, args, ins, outs in record["nodes"]],
+        outputs=list(record["outputs"]),
+    )
+
+
+def trace_from_trace(trace: Any) -> GraphTrace:
+    """A :class:`mlxfn.trace.Trace` (used for MLX's files, traced again)."""
+    sig = trace.signature
+    inputs = [(str(i), s.shape, s.dtype) for i, s in enumerate(sig.positional)]
+    inputs += [(repr(k), s.shape, s.dtype) for k, s in sig.keywords]
+    return GraphTrace(
+        inputs=inputs,
+        constants=[(tuple(c.shape), c.dtype) for c in trace.constants],
+        nodes=[(n.op, n.args, n.inputs, n.outputs) for n in trace.nodes],
+        outputs=list(trace.outputs),
+    )
+
+
+def write(dot_text: str, out: str) -> str:
+    """Write DOT text to ``out`` (``-`` for stdout); return the path written.
+
+    ``.svg`` goes through Graphviz's ``dot``; where ``dot`` is not installed the
+    DOT text goes to the same name ending in ``.dot`` instead.  Files are
+    written to a temporary name beside their target and renamed into place.
+    """
+    if out == "-":
+        print(dot_text, end="")
+        return out
+    svg = out.lower().endswith(".svg")
+    dot = shutil.which("dot") if svg else None
+    if svg and dot is None:
+        out, svg = out[: -len(".svg")] + ".dot", False
+    directory = os.path.dirname(os.path.abspath(out))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(out) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            if not svg:
+                f.write(dot_text)
+        if svg:
+            proc = subprocess.run(
+                [dot, "-Tsvg", "-o", tmp], input=dot_text, capture_output=True, text=True
+            )
+            if proc.returncode != 0:
+                detail = (proc.stderr.strip().splitlines() or ["unknown error"])[0]
+                raise RuntimeError(f"dot failed: {detail}")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return out
