@@ -1,10 +1,15 @@
 //! Write an mlxfn file: validate, dedupe constants, lay out segments, then
 //! write everything to a temporary file beside the target and rename it into
 //! place, so the target holds either the old file or the complete new one.
+//!
+//! A writer killed mid-way (SIGKILL, power loss) leaves its temporary file
+//! behind.  Each writer holds an exclusive `flock` on its temporary file while
+//! it writes, and before writing removes the temporaries of the same target
+//! that nobody holds: those of dead writers, never a live one's.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use xxhash_rust::xxh3::xxh3_64;
@@ -172,6 +177,56 @@ fn validate(path: &str, graph: &Graph, constants: &[ConstantData<'_>]) -> Result
     Ok(())
 }
 
+const TEMP_SUFFIX: &str = ".tmp";
+
+fn temp_prefix(name: &str) -> String {
+    format!(".{name}.")
+}
+
+/// A new temporary file beside the target, exclusively locked for as long as
+/// it is open.  Another writer's cleanup can delete it in the instant between
+/// its creation and the lock; that is detected (the name no longer leads to
+/// our file) and a fresh one is made.
+fn locked_temporary(dir: &Path, name: &str) -> std::io::Result<tempfile::NamedTempFile> {
+    loop {
+        let tmp = tempfile::Builder::new()
+            .prefix(&temp_prefix(name))
+            .suffix(TEMP_SUFFIX)
+            .permissions(std::fs::Permissions::from_mode(0o666)) // the umask applies, as for any new file
+            .tempfile_in(dir)?;
+        tmp.as_file().lock()?;
+        let ours = tmp.as_file().metadata()?;
+        match std::fs::symlink_metadata(tmp.path()) {
+            Ok(named) if named.ino() == ours.ino() && named.dev() == ours.dev() => return Ok(tmp),
+            _ => continue, // removed under us before we held the lock
+        }
+    }
+}
+
+/// Remove `dir/.{name}.*.tmp` files left by writers that died: a file whose
+/// lock can be taken has no live writer.  Best effort: a file that cannot be
+/// opened or removed is left alone.
+pub fn remove_stale_temporaries(dir: &Path, name: &str) {
+    let prefix = temp_prefix(name);
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(file_name) = file_name.to_str() else { continue };
+        if !(file_name.starts_with(&prefix) && file_name.ends_with(TEMP_SUFFIX)) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(file) = File::open(&path) else { continue };
+        if !matches!(file.metadata(), Ok(m) if m.is_file()) {
+            continue;
+        }
+        if file.try_lock().is_ok() {
+            // Held until `file` drops: no writer can claim it meanwhile.
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
 /// Write `graph` and its `constants` to `path` atomically.
 pub fn write_file(
     path: &Path,
@@ -209,12 +264,8 @@ pub fn write_file(
         _ => Path::new("."),
     };
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .permissions(std::fs::Permissions::from_mode(0o666)) // the umask applies, as for any new file
-        .tempfile_in(dir)
-        .map_err(io)?;
+    remove_stale_temporaries(dir, &name);
+    let tmp = locked_temporary(dir, &name).map_err(io)?;
     let file: &File = tmp.as_file();
     file.set_len(header.file_size).map_err(io)?;
     file.write_all_at(&header.encode(), 0).map_err(io)?;

@@ -203,6 +203,28 @@ fn durable_write_replaces_the_old_file() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
 
+#[test]
+fn dead_writers_temporaries_are_removed_but_not_live_ones() {
+    let dir = tmpdir();
+    let stale = dir.path().join(".sample.mlxfn.dead01.tmp");
+    std::fs::write(&stale, b"half a file").unwrap();
+    // A live writer holds its lock (flock conflicts across open files, even in one process).
+    let live = dir.path().join(".sample.mlxfn.live01.tmp");
+    let held = std::fs::File::create(&live).unwrap();
+    held.lock().unwrap();
+    let unrelated = dir.path().join(".other.mlxfn.dead02.tmp");
+    std::fs::write(&unrelated, b"another target's").unwrap();
+
+    let path = write_sample(dir.path());
+    assert!(!stale.exists(), "a dead writer's temporary file survived the next export");
+    assert!(live.exists(), "a live writer's temporary file was removed");
+    assert!(unrelated.exists(), "another target's temporary file was touched");
+    MlxfnFile::open(&path).unwrap();
+    drop(held);
+    write_sample(dir.path());
+    assert!(!live.exists());
+}
+
 fn open_bytes(dir: &Path, bytes: &[u8]) -> Error {
     let path = dir.join("hostile.mlxfn");
     std::fs::write(&path, bytes).unwrap();
