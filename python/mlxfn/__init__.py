@@ -13,6 +13,7 @@ from ._mlxfn import FORMAT_VERSION, __version__
 from .errors import (
     FormatError,
     IntegrityError,
+    ReplayError,
     MlxfnError,
     UnsupportedPrimitiveError,
     VersionError,
@@ -28,6 +29,7 @@ __all__ = [
     "FormatError",
     "VersionError",
     "IntegrityError",
+    "ReplayError",
     "UnsupportedPrimitiveError",
     "FORMAT_VERSION",
     "__version__",

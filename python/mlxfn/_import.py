@@ -15,7 +15,7 @@ from ._dtypes import DTYPE_TABLE, NUMPY_DTYPES
 from ._progress import progress
 from ._signature import Signature, TensorSpec, no_match_error, split_inputs
 from .errors import FormatError
-from .replay import build_replay
+from .replay import build_replay, check_handlers
 from .trace import Node
 
 PathLike = str | os.PathLike[str]
@@ -96,6 +96,8 @@ class ImportedFunction:
         self._file = file
         self._shapeless = file.shapeless
         self._traces = [_TraceEntry(r, file.shapeless) for r in file.traces(DTYPE_TABLE)]
+        for t, entry in enumerate(self._traces):
+            check_handlers(entry.nodes, f"{file.path}: trace {t}")
         self._constant_infos = file.constant_infos(DTYPE_TABLE)
         self._constant_keys = [
             (h, str(dtype), tuple(shape))
@@ -131,7 +133,10 @@ class ImportedFunction:
         with self._lock:
             if entry.replay is None:
                 constants = self._materialize(entry.constants)
-                entry.replay = build_replay(entry.nodes, constants, entry.outputs)
+                where = f"{self._file.path}: trace {self._traces.index(entry)}"
+                entry.replay = build_replay(
+                    entry.nodes, constants, entry.outputs, where, check_shapes=not self._shapeless
+                )
                 if not self._shapeless:
                     return entry.replay
             if entry.compiled is None:

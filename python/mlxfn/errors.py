@@ -26,6 +26,12 @@ class IntegrityError(FormatError):
     """A constant's bytes do not match the hash stored when it was written."""
 
 
+class ReplayError(FormatError):
+    """A file's graph does not replay: a node's arguments disagree with its
+    inputs or with the shapes recorded for its outputs (a damaged or
+    hand-made file; mlxfn never writes one)."""
+
+
 class UnsupportedPrimitiveError(MlxfnError, ValueError):
     """A traced function uses a primitive mlxfn cannot rebuild."""
 
@@ -35,5 +41,6 @@ __all__ = [
     "FormatError",
     "VersionError",
     "IntegrityError",
+    "ReplayError",
     "UnsupportedPrimitiveError",
 ]

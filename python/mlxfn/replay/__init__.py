@@ -19,7 +19,8 @@ from . import (  # noqa: F401  (imported for their registrations)
     shape,
 )
 from .registry import handler_for, register, supported_primitives, unsupported_reason
-from .plan import ReplayError, build_replay
+from ..errors import ReplayError
+from .plan import build_replay, check_handlers
 
 __all__ = [
     "handler_for",
@@ -27,5 +28,6 @@ __all__ = [
     "supported_primitives",
     "unsupported_reason",
     "build_replay",
+    "check_handlers",
     "ReplayError",
 ]

@@ -9,8 +9,16 @@ import mlx.core as mx
 from ..trace import Node
 from .registry import register
 
+def _abs(x: mx.array) -> mx.array:
+    # MLX's Abs primitive keeps a complex input's dtype (the magnitude in the
+    # real part); mx.abs adds an AsType to float, which the trace records as
+    # its own node.
+    out = mx.abs(x)
+    return out.astype(x.dtype) if x.dtype == mx.complex64 else out
+
+
 _UNARY: dict[str, Callable[[mx.array], mx.array]] = {
-    "Abs": mx.abs,
+    "Abs": _abs,
     "ArcCos": mx.arccos,
     "ArcCosh": mx.arccosh,
     "ArcSin": mx.arcsin,

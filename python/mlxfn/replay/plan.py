@@ -6,49 +6,68 @@ from typing import Callable, Sequence
 
 import mlx.core as mx
 
-from ..errors import UnsupportedPrimitiveError
+from ..errors import FormatError, ReplayError
 from ..trace import Node
 from .registry import handler_for
 
 
-class ReplayError(RuntimeError):
-    """A handler produced something other than what the trace recorded."""
+def check_handlers(nodes: Sequence[Node], where: str) -> None:
+    """Refuse a file's trace whose primitive has no handler (``where`` names it).
+
+    mlxfn refuses such primitives at export, so in a file it means damage or
+    a newer mlxfn: a FormatError at import, not a failure at the first call.
+    """
+    for index, node in enumerate(nodes):
+        if handler_for(node.op) is None:
+            raise FormatError(
+                f"{where}: node {index} has primitive {node.op!r}, which this mlxfn cannot "
+                "rebuild (a damaged file, or one written by a newer mlxfn)"
+            )
 
 
 def build_replay(
     nodes: Sequence[Node],
     constants: Sequence[mx.array],
     outputs: Sequence[int],
+    where: str = "trace",
+    check_shapes: bool = False,
 ) -> Callable[..., tuple[mx.array, ...]]:
     """Return ``replay(*inputs) -> tuple of outputs`` for one trace.
 
-    Handlers are looked up once here, so a primitive without a handler fails
-    before anything runs, and the replay loop itself does no dictionary work.
+    Handlers are looked up once here, so the replay loop does no dictionary
+    work.  A handler that fails, or (with ``check_shapes``, for shaped
+    traces) produces another shape or dtype than the file recorded, raises
+    :class:`ReplayError` naming ``where``, the node and its primitive: a file
+    whose graph disagrees with itself never gives a silent wrong answer.
     """
-    steps = []
-    for index, node in enumerate(nodes):
-        handler = handler_for(node.op)
-        if handler is None:
-            raise UnsupportedPrimitiveError(
-                f"mlxfn has no handler for primitive {node.op} (node {index})"
-            )
-        steps.append((handler, node))
+    check_handlers(nodes, where)
+    steps = [(handler_for(node.op), node) for node in nodes]
     consts = list(constants)
     out_ids = list(outputs)
 
+    def fail(index: int, node: Node, problem: str) -> ReplayError:
+        return ReplayError(f"{where}: node {index} ({node.op}) {problem}")
+
     def replay(*inputs: mx.array) -> tuple[mx.array, ...]:
         env = [*inputs, *consts]
-        for handler, node in steps:
-            result = handler(node, [env[i] for i in node.inputs])
-            if isinstance(result, mx.array):
-                env.append(result)
-            else:
-                if len(result) != len(node.outputs):
-                    raise ReplayError(
-                        f"primitive {node.op} produced {len(result)} outputs, "
-                        f"the trace recorded {len(node.outputs)}"
-                    )
-                env.extend(result)
+        for index, (handler, node) in enumerate(steps):
+            try:
+                result = handler(node, [env[i] for i in node.inputs])  # type: ignore[misc]
+            except ReplayError:
+                raise
+            except Exception as err:  # noqa: BLE001 - reported with the node that failed
+                raise fail(index, node, f"does not replay: {err}") from err
+            results = [result] if isinstance(result, mx.array) else list(result)
+            if len(results) != len(node.outputs):
+                raise fail(index, node, f"produced {len(results)} outputs, the file records {len(node.outputs)}")
+            if check_shapes:
+                for k, (arr, (shape, dtype)) in enumerate(zip(results, node.outputs)):
+                    if tuple(arr.shape) != tuple(shape) or arr.dtype != dtype:
+                        raise fail(
+                            index, node,
+                            f"output {k} is {tuple(arr.shape)} {arr.dtype}, the file records {tuple(shape)} {dtype}",
+                        )
+            env.extend(results)
         return tuple(env[i] for i in out_ids)
 
     return replay
