@@ -6,7 +6,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build demo test test-rust test-python bench regen check-regen clean
+.PHONY: help setup build demo test test-rust test-python fuzz-smoke fuzz bench regen check-regen clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -25,13 +25,20 @@ build: setup ## Build the Rust core and install mlxfn (with its dependencies) in
 demo: build ## Export and import a ~1 GB Llama-style model with mlxfn and with MLX, print load times
 	$(PY) examples/demo.py
 
-test: build test-rust test-python ## Build, then run the Rust and Python test suites
+test: build test-rust test-python fuzz-smoke ## Build, then run the Rust and Python test suites and a short fuzz run
 
 test-rust: ## Rust unit and integration tests (no Python needed)
 	cargo test --workspace --quiet
 
 test-python: ## pytest against MLX itself
 	$(PY) -m pytest -q
+
+FUZZ_SECONDS ?= 600
+fuzz-smoke: ## Fuzz the Rust reader for 10 s per target (libFuzzer, stable Rust)
+	scripts/fuzz.sh 10
+
+fuzz: ## Fuzz the Rust reader for FUZZ_SECONDS per target (default 600); the corpus persists in target/fuzz
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 bench: build ## Benchmarks: mlxfn vs MLX's own export, ratios in one run
 	$(PY) -m pytest benches -q --benchmark-only
