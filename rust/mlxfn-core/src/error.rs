@@ -95,6 +95,15 @@ pub enum Error {
         /// Hash of the bytes found.
         actual: u64,
     },
+    /// The file was rewritten in place (truncated or written to) after it
+    /// was opened, so its mapping no longer holds what was validated.
+    #[error("{path}: the file changed on disk after it was imported ({what}); import it again")]
+    Changed {
+        /// The path as given.
+        path: String,
+        /// What changed.
+        what: String,
+    },
     /// The graph or constants handed to the writer are inconsistent.
     #[error("cannot write {path}: {what}")]
     InvalidGraph {

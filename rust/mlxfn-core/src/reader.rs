@@ -1,11 +1,14 @@
 //! Read an mlxfn file through mmap. `open` checks everything once (header,
 //! checksums, FlatBuffers verifier, every offset, length and value id); after
-//! that no accessor can fail or read out of bounds.
+//! that no accessor can fail or read out of bounds.  `from_bytes` runs the
+//! same checks on bytes already in memory (the fuzz targets use it).
 
 use std::fs::File;
 use std::io::Read;
+use std::ops::Deref;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use memmap2::Mmap;
 use xxhash_rust::xxh3::xxh3_64;
@@ -60,11 +63,40 @@ pub fn sniff(path: &Path) -> Result<FileKind> {
     Ok(sniff_bytes(&head))
 }
 
+/// The bytes of an open file: a read-only mapping of it, or a buffer handed
+/// to [`MlxfnFile::from_bytes`].
+#[derive(Debug)]
+enum Bytes {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(map) => map,
+            Bytes::Owned(bytes) => bytes,
+        }
+    }
+}
+
+/// The mapped file as it was when opened: its handle (to `fstat` it again)
+/// and the length and modification time it had.
+#[derive(Debug)]
+struct Source {
+    handle: File,
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
 /// An open, validated mlxfn file. Cheap to share: the mapping is behind an Arc.
 #[derive(Debug)]
 pub struct MlxfnFile {
     path: String,
-    map: Mmap,
+    map: Bytes,
+    source: Option<Source>,
     header: Header,
     format_version: u32,
     mlxfn_version: String,
@@ -92,10 +124,28 @@ impl MlxfnFile {
             (&handle).take(HEADER_SIZE as u64).read_to_end(&mut head).map_err(io)?;
             return Err(Self::header_error(&shown, &head, actual));
         }
-        // SAFETY: the map is read-only and private to this object; a file
-        // changed underneath it by another process is the caller's risk, as
-        // for every mmap-based format (documented in FORMAT.md).
+        // SAFETY: the map is read-only and private to this object.  A file
+        // rewritten in place underneath it (same inode) would change or,
+        // truncated, fault; `check_unchanged` lets callers refuse such a file
+        // before reading constants (FORMAT.md, "What a reader checks").
         let map = unsafe { Mmap::map(&handle) }.map_err(io)?;
+        let source = Source { len: actual, modified: meta.modified().ok(), handle };
+        Self::parse(shown, Bytes::Mapped(map), Some(source))
+    }
+
+    /// Validate an mlxfn file already in memory, exactly as `open` validates
+    /// a mapped one; `name` stands for the path in error messages.  Nothing
+    /// is read from disk.
+    pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<Arc<MlxfnFile>> {
+        if bytes.len() < HEADER_SIZE {
+            return Err(Self::header_error(name, &bytes, bytes.len() as u64));
+        }
+        Self::parse(name.to_owned(), Bytes::Owned(bytes), None)
+    }
+
+    /// Check the header, graph and tables of a whole file's bytes.
+    fn parse(shown: String, map: Bytes, source: Option<Source>) -> Result<Arc<MlxfnFile>> {
+        let actual = map.len() as u64;
         let header = Header::decode(&map[..HEADER_SIZE]).map_err(|p| Self::problem(&shown, p))?;
         if header.file_size != actual {
             return Err(Error::Truncated { path: shown, expected: header.file_size, actual });
@@ -115,9 +165,31 @@ impl MlxfnFile {
             constants: decoded.constants,
             segments: decoded.segments,
             map,
+            source,
         };
         file.validate()?;
         Ok(Arc::new(file))
+    }
+
+    /// Fail if the file was truncated or written to since `open` mapped it.
+    ///
+    /// Replacing the file by rename, or deleting it, changes nothing for this
+    /// object (the mapping holds the old inode) and passes.  Rewriting it in
+    /// place (same inode) makes the mapping show the new bytes, or fault past
+    /// a shortened end: reading constants after that would give wrong values
+    /// or kill the process with SIGBUS.  Call this before reading constant
+    /// bytes; a rewrite that starts after the check is not caught.
+    pub fn check_unchanged(&self) -> Result<()> {
+        let Some(source) = &self.source else { return Ok(()) };
+        let meta = source.handle.metadata().map_err(|e| Error::io(&self.path, e))?;
+        let what = if meta.len() != source.len {
+            format!("its size went from {} to {} bytes", source.len, meta.len())
+        } else if meta.modified().ok() != source.modified {
+            "it was written to".to_owned()
+        } else {
+            return Ok(());
+        };
+        Err(Error::Changed { path: self.path.clone(), what })
     }
 
     fn problem(path: &str, p: HeaderProblem) -> Error {
@@ -244,18 +316,20 @@ impl MlxfnFile {
         // Whole pages inside the copied range only: a neighbour's bytes stay.
         let page = 4096;
         let (first, last) = (at.next_multiple_of(page), (at + dst.len()) / page * page);
-        if last > first {
+        if let (Bytes::Mapped(map), true) = (&self.map, last > first) {
             // SAFETY: the map is a shared, read-only file mapping; dropping its
             // pages only makes the next access fault them in again from the
             // page cache, with the same contents. No reference into it is
             // invalidated.
-            let _ = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, last - first) };
+            let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, last - first) };
         }
         Ok(())
     }
 
-    /// Check every constant against its stored hash.
+    /// Check every constant against its stored hash (after
+    /// [`check_unchanged`](Self::check_unchanged)).
     pub fn verify_hashes(&self) -> Result<()> {
+        self.check_unchanged()?;
         for (i, c) in self.constants.iter().enumerate() {
             let actual = xxh3_64(self.constant_bytes(i));
             if actual != c.hash {

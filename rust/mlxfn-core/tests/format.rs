@@ -365,3 +365,63 @@ fn copy_out_of_the_mapping() {
     let err = file.copy_constant_into(0, 20, &mut [0u8; 8]).unwrap_err();
     assert!(err.to_string().contains("past the end of constant 0"), "{err}");
 }
+
+#[test]
+fn from_bytes_checks_what_open_checks() {
+    let dir = tmpdir();
+    let path = write_sample(dir.path());
+    let bytes = std::fs::read(&path).unwrap();
+    let file = MlxfnFile::from_bytes("in memory", bytes.clone()).expect("valid bytes");
+    assert_eq!(file.graph(), &sample_graph());
+    let c = consts();
+    assert_eq!(file.constant_bytes(1), &c.large[..]);
+    let mut out = vec![0u8; 24];
+    file.copy_constant_into(0, 0, &mut out).unwrap();
+    assert_eq!(out, c.small);
+    file.verify_hashes().unwrap();
+    file.check_unchanged().unwrap();
+    for n in [0, 5, 63, 64, 100, bytes.len() - 1] {
+        let err = MlxfnFile::from_bytes("in memory", bytes[..n].to_vec()).unwrap_err();
+        let from_disk = open_bytes(dir.path(), &bytes[..n]);
+        assert_eq!(std::mem::discriminant(&err), std::mem::discriminant(&from_disk), "cut at {n}");
+        assert!(err.to_string().starts_with("in memory: "), "{err}");
+    }
+}
+
+/// Set a file's modification time well into the past, so that a rewrite in
+/// the same clock tick as the export still shows up as a new time.
+fn age(path: &Path) {
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000)).unwrap();
+}
+
+#[test]
+fn a_file_rewritten_in_place_is_refused_one_replaced_or_deleted_is_not() {
+    let dir = tmpdir();
+    let path = write_sample(dir.path());
+    age(&path);
+    let file = MlxfnFile::open(&path).unwrap();
+    // Replaced by rename (what the writer does), then deleted: the mapping
+    // still holds the old inode, unchanged.
+    let other = Graph { metadata: "replacement".into(), ..Graph::default() };
+    write_file(&path, &other, &[], WriteOptions::default()).unwrap();
+    file.check_unchanged().expect("a rename leaves the old inode alone");
+    std::fs::remove_file(&path).unwrap();
+    file.check_unchanged().expect("deleting leaves the old inode alone");
+    assert_eq!(file.constant_bytes(1), &consts().large[..]);
+    file.verify_hashes().unwrap();
+
+    // Rewritten in place with the same length, then truncated.
+    let path = write_sample(dir.path());
+    age(&path);
+    let file = MlxfnFile::open(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes).unwrap(); // same inode, same bytes, new time
+    let err = file.check_unchanged().unwrap_err();
+    assert!(matches!(err, Error::Changed { .. }), "{err}");
+    assert!(err.to_string().contains("written to") && err.to_string().contains("sample.mlxfn"), "{err}");
+    assert!(matches!(file.verify_hashes(), Err(Error::Changed { .. })));
+    std::fs::File::options().write(true).open(&path).unwrap().set_len(100).unwrap();
+    let err = file.check_unchanged().unwrap_err();
+    assert!(err.to_string().contains(&format!("its size went from {} to 100 bytes", bytes.len())), "{err}");
+}

@@ -33,6 +33,7 @@ pub fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
         | Error::Truncated { .. }
         | Error::BadHeader { .. }
         | Error::Flatbuffer { .. }
-        | Error::Invalid { .. } => mlxfn_error(py, "FormatError", message),
+        | Error::Invalid { .. }
+        | Error::Changed { .. } => mlxfn_error(py, "FormatError", message),
     }
 }

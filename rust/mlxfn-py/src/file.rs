@@ -118,6 +118,12 @@ impl PyFile {
         Ok(PyConstantView { file: self.inner.clone(), index })
     }
 
+    /// Raise FormatError if the file was truncated or written to in place
+    /// since it was opened (a rename over it or deleting it is fine).
+    fn check_unchanged(&self, py: Python<'_>) -> PyResult<()> {
+        self.inner.check_unchanged().map_err(|e| to_pyerr(py, e))
+    }
+
     /// Check every constant against its stored hash (reads all of them).
     fn verify(&self, py: Python<'_>) -> PyResult<()> {
         let inner = self.inner.clone();
