@@ -1,22 +1,14 @@
-//! Open arbitrary bytes as an mlxfn file and walk everything the reader
-//! exposes.  The header and flatbuffer checksums are recomputed first (when
-//! the header's offsets allow), so that mutations reach the FlatBuffers
-//! verifier and the semantic checks instead of stopping at a checksum.
+//! Open arbitrary bytes as an mlxfn file (`MlxfnFile::from_bytes`: the same
+//! checks as `open`, without the disk) and walk everything the reader
+//! exposes: graph, traces, nodes, args, constant and segment tables, every
+//! constant's bytes, copies out of them, and the hash check.  The header and
+//! flatbuffer checksums are recomputed first (when the header's offsets
+//! allow), so that mutations reach the FlatBuffers verifier and the semantic
+//! checks instead of stopping at a checksum.
 #![no_main]
 
-use std::io::Write;
-use std::sync::OnceLock;
-
 use libfuzzer_sys::fuzz_target;
-use mlxfn_core::MlxfnFile;
-
-fn scratch() -> &'static std::path::PathBuf {
-    static PATH: OnceLock<std::path::PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let dir = if std::path::Path::new("/dev/shm").is_dir() { "/dev/shm".into() } else { std::env::temp_dir() };
-        dir.join(format!("mlxfn-fuzz-{}.mlxfn", std::process::id()))
-    })
-}
+use mlxfn_core::{Arg, MlxfnFile};
 
 fn with_checksums(data: &[u8]) -> Vec<u8> {
     let mut bytes = data.to_vec();
@@ -33,23 +25,47 @@ fn with_checksums(data: &[u8]) -> Vec<u8> {
     bytes
 }
 
+/// Something from every arg, nested lists included.
+fn walk(arg: &Arg) -> usize {
+    match arg {
+        Arg::None => 1,
+        Arg::Bool(b) => usize::from(*b),
+        Arg::Int(i) => *i as usize,
+        Arg::Float(f) => f.to_bits() as usize,
+        Arg::Str(s) => s.len(),
+        Arg::Dtype(d) => d.itemsize() as usize,
+        Arg::Ints { values, tuple } => values.len() + usize::from(*tuple),
+        Arg::List { items, .. } => items.iter().map(walk).fold(0, usize::wrapping_add),
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
-    let path = scratch();
-    let mut file = std::fs::File::create(path).unwrap();
-    file.write_all(&with_checksums(data)).unwrap();
-    drop(file);
-    let Ok(opened) = MlxfnFile::open(path) else { return };
-    let graph = opened.graph();
-    let mut seen = graph.metadata.len() + opened.mlxfn_version().len();
+    let Ok(file) = MlxfnFile::from_bytes("fuzz", with_checksums(data)) else { return };
+    let graph = file.graph();
+    let mut seen = graph.metadata.len() + graph.mlx_version.len() + file.mlxfn_version().len();
+    seen += file.header().segments_offset as usize + file.segments().iter().map(|s| s.size as usize).sum::<usize>();
     for trace in &graph.traces {
-        seen += trace.nodes.iter().map(|n| n.inputs.len() + n.outputs.len() + n.args.len()).sum::<usize>();
+        seen += trace.value_count() + trace.keyword_names.iter().map(String::len).sum::<usize>();
+        seen += trace.inputs.iter().map(|t| t.shape.len() + t.dtype.itemsize() as usize).sum::<usize>();
+        for node in &trace.nodes {
+            seen += node.op.len() + node.inputs.len() + node.outputs.iter().map(|t| t.shape.len()).sum::<usize>();
+            seen = node.args.iter().map(walk).fold(seen, usize::wrapping_add);
+        }
+        seen += trace.outputs.len() + trace.constants.len();
     }
-    for index in 0..opened.constants().len() {
-        let bytes = opened.constant_bytes(index);
-        seen += bytes.first().copied().unwrap_or(0) as usize;
-        let mut out = vec![0u8; bytes.len().min(1 << 16)];
-        let _ = opened.copy_constant_into(index, 0, &mut out);
+    for (index, constant) in file.constants().iter().enumerate() {
+        let bytes = file.constant_bytes(index);
+        assert_eq!(bytes.len() as u64, constant.length);
+        assert_eq!(constant.dtype.nbytes(&constant.shape), Some(constant.length));
+        seen += file.constant_offset(index) as usize + bytes.first().map_or(0, |&b| b as usize);
+        // A copy of the second half, and one running past the end (refused).
+        let half = bytes.len() / 2;
+        let mut out = vec![0u8; bytes.len() - half];
+        file.copy_constant_into(index, half as u64, &mut out).expect("a copy inside the constant");
+        assert_eq!(out, bytes[half..]);
+        assert!(file.copy_constant_into(index, half as u64 + 1, &mut out).is_err());
     }
-    let _ = opened.verify_hashes();
+    let _ = file.verify_hashes();
+    file.check_unchanged().expect("bytes in memory never change");
     std::hint::black_box(seen);
 });
