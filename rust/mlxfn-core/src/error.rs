@@ -31,8 +31,8 @@ pub enum Error {
         /// What was found instead.
         detail: String,
     },
-    /// The file is shorter than its header says.
-    #[error("{path}: truncated: the header says {expected} bytes, the file has {actual}")]
+    /// The file is shorter (or longer) than its header says.
+    #[error("{path}: {}", size_problem(.expected, .actual))]
     Truncated {
         /// The path as given.
         path: String,
@@ -112,6 +112,17 @@ pub enum Error {
         /// What is wrong.
         what: String,
     },
+}
+
+fn size_problem(expected: &u64, actual: &u64) -> String {
+    // Every file has a graph after its header: 64 bytes is never a file size.
+    if *expected == crate::header::HEADER_SIZE as u64 {
+        format!("truncated: {actual} bytes, shorter than the {expected}-byte header")
+    } else if actual < expected {
+        format!("truncated: the header says {expected} bytes, the file has {actual}")
+    } else {
+        format!("the header says {expected} bytes, the file has {actual}: bytes were appended")
+    }
 }
 
 impl Error {

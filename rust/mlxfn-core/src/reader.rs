@@ -34,8 +34,10 @@ pub enum FileKind {
 
 /// Classify a file from its first bytes. MLX's own export files begin with a
 /// little-endian u64 length and that many bytes of a version like "0.32.4".
+/// A file shorter than the magic number that starts like it is an mlxfn file
+/// cut short (opening it says so).
 pub fn sniff_bytes(head: &[u8]) -> FileKind {
-    if head.starts_with(&MAGIC) {
+    if head.starts_with(&MAGIC) || (!head.is_empty() && MAGIC.starts_with(head)) {
         return FileKind::Mlxfn;
     }
     if head.len() >= 8 {

@@ -245,6 +245,23 @@ fn every_truncation_is_an_error() {
 }
 
 #[test]
+fn size_errors_say_what_is_wrong() {
+    let dir = tmpdir();
+    let bytes = std::fs::read(write_sample(dir.path())).unwrap();
+    let n = bytes.len();
+    let short = open_bytes(dir.path(), &bytes[..n - 1]).to_string();
+    assert!(short.ends_with(&format!("truncated: the header says {n} bytes, the file has {}", n - 1)), "{short}");
+    let cut = open_bytes(dir.path(), &bytes[..5]).to_string();
+    assert!(cut.ends_with("truncated: 5 bytes, shorter than the 64-byte header"), "{cut}");
+    let mut long = bytes.clone();
+    long.extend_from_slice(&[0; 3]);
+    let long = open_bytes(dir.path(), &long).to_string();
+    assert!(long.ends_with(&format!("the header says {n} bytes, the file has {}: bytes were appended", n + 3)), "{long}");
+    let empty = open_bytes(dir.path(), &[]).to_string();
+    assert!(empty.ends_with("not an mlxfn file (the file is empty)"), "{empty}");
+}
+
+#[test]
 fn every_bit_flip_in_header_and_graph_is_an_error() {
     let dir = tmpdir();
     let bytes = std::fs::read(write_sample(dir.path())).unwrap();
@@ -346,6 +363,8 @@ fn sniff_recognises_mlx_files() {
     assert_eq!(mlxfn_core::sniff_bytes(&mlx), FileKind::MlxNative { mlx_version: "0.32.4".into() });
     assert_eq!(mlxfn_core::sniff_bytes(b"hello there, world"), FileKind::Unknown);
     assert_eq!(mlxfn_core::sniff_bytes(&[]), FileKind::Unknown);
+    assert_eq!(mlxfn_core::sniff_bytes(b"\x89MLX"), FileKind::Mlxfn, "the start of the magic: cut short");
+    assert_eq!(mlxfn_core::sniff_bytes(b"\x89MLY"), FileKind::Unknown);
     let missing = mlxfn_core::sniff(Path::new("/nonexistent/file")).unwrap_err();
     assert!(matches!(missing, Error::NotFound { .. }));
 }
