@@ -75,9 +75,13 @@ class _TraceEntry:
 
 # Constants already in MLX memory, by content: every import of a file, and of
 # any file holding the same weights, shares one copy while any of them lives.
-_SHARED: "weakref.WeakValueDictionary[tuple[int, str, tuple[int, ...]], mx.array]" = (
-    weakref.WeakValueDictionary()
-)
+# The key is the hash the file *stores*, so an array loaded from a damaged
+# copy (imported without verify) sits under the good hash.  Arrays whose bytes
+# were checked against it (loaded by a verify=True import) are also kept in
+# _VERIFIED, and verify=True imports take only from there.
+_Key = tuple[int, str, tuple[int, ...]]
+_SHARED: "weakref.WeakValueDictionary[_Key, mx.array]" = weakref.WeakValueDictionary()
+_VERIFIED: "weakref.WeakValueDictionary[_Key, mx.array]" = weakref.WeakValueDictionary()
 _SHARED_LOCK = threading.Lock()
 
 
@@ -95,8 +99,9 @@ class ImportedFunction:
     shape rules, as MLX's import does, so a shape MLX refuses is refused here.
     """
 
-    def __init__(self, file: _mlxfn.File) -> None:
+    def __init__(self, file: _mlxfn.File, verified: bool = False) -> None:
         self._file = file
+        self._verified = verified  # file.verify() passed: its constants match their hashes
         self._shapeless = file.shapeless
         self._traces = [_TraceEntry(r, file.shapeless) for r in file.traces(DTYPE_TABLE)]
         for t, entry in enumerate(self._traces):
@@ -115,11 +120,12 @@ class ImportedFunction:
 
     def _materialize(self, indices: list[int]) -> list[mx.array]:
         with _SHARED_LOCK:
+            source = _VERIFIED if self._verified else _SHARED
             missing = []
             for i in dict.fromkeys(indices):
                 if i in self._constants:
                     continue
-                shared = _SHARED.get(self._constant_keys[i])
+                shared = source.get(self._constant_keys[i])
                 if shared is None:
                     missing.append(i)
                 else:
@@ -128,6 +134,8 @@ class ImportedFunction:
                 loaded = load_constants(self._file, self._constant_infos, missing)
                 for i, arr in loaded.items():
                     _SHARED[self._constant_keys[i]] = arr
+                    if self._verified:
+                        _VERIFIED[self._constant_keys[i]] = arr
                 self._constants.update(loaded)
         return [self._constants[i] for i in indices]
 
@@ -179,8 +187,10 @@ def import_function(
         handle = _mlxfn.File.open(path)
         if verify:
             handle.verify()
-        fn = ImportedFunction(handle)
+        fn = ImportedFunction(handle, verified=verify)
         metadata = handle.metadata
+    elif os.path.getsize(path) == 0:
+        raise FormatError(f"{path}: not an mlxfn file (the file is empty)")
     else:
         raise FormatError(f"{path}: not an mlxfn file nor a file written by MLX's exporter")
     return (fn, metadata) if return_metadata else fn
