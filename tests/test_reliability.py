@@ -1,95 +1,15 @@
-"""Interrupted exports, concurrency, leaks, and files changed under an import."""
+"""Concurrency, leaks, and files changed under an import."""
 
 from __future__ import annotations
 
 import gc
-import os
-import random
-import signal
-import subprocess
-import sys
-import textwrap
 import threading
-import time
 from pathlib import Path
 
 import mlx.core as mx
 import pytest
 
 import mlxfn
-
-# ----------------------------------------------------------------------------
-# Crash safety: SIGKILL an export at random points.
-
-BIG = 32 * 1024 * 1024  # float32 elements: 128 MB of weights per version
-
-EXPORT_VERSION = textwrap.dedent(
-    """
-    import sys
-    import mlx.core as mx
-    import mlxfn
-    path, version = sys.argv[1], int(sys.argv[2])
-    w = mx.random.normal((%d,), key=mx.random.key(version))
-    mx.eval(w)
-    print("ready", flush=True)
-    mlxfn.export_function(path, lambda x: (x * w[:4]).sum(), mx.ones((4,)), metadata=str(version))
-    print("done", flush=True)
-    """
-    % BIG
-)
-
-
-def expected_output(version: int) -> mx.array:
-    w = mx.random.normal((BIG,), key=mx.random.key(version))
-    return (mx.ones((4,)) * w[:4]).sum()
-
-
-def export_version(path: Path, version: int, kill_after: float | None = None) -> tuple[bool, float]:
-    """Export ``version`` to ``path`` in a child; SIGKILL it ``kill_after`` s
-    after it starts exporting.  Returns whether the export completed, and
-    how long it took from the start of the export."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", EXPORT_VERSION, str(path), str(version)], stdout=subprocess.PIPE, text=True
-    )
-    assert child.stdout is not None
-    assert child.stdout.readline().strip() == "ready"
-    start = time.perf_counter()
-    if kill_after is not None:
-        time.sleep(kill_after)
-        child.send_signal(signal.SIGKILL)
-    done = child.stdout.readline().strip() == "done"
-    elapsed = time.perf_counter() - start
-    child.communicate(timeout=300)
-    return child.returncode == 0 and done, elapsed
-
-
-def test_sigkill_during_export_leaves_old_or_new_file(tmp_path: Path) -> None:
-    path = tmp_path / "model.mlxfn"
-    done, export_s = export_version(path, 0)
-    assert done
-    rng = random.Random(1234)
-    current, interrupted, left_behind = 0, 0, 0
-    for version in range(1, 9):
-        done, _ = export_version(path, version, kill_after=rng.uniform(0, 1.2 * export_s))
-        temporaries = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
-        assert len(temporaries) <= 1, temporaries  # each export cleared the previous victim's
-        left_behind += len(temporaries)
-        fn, metadata = mlxfn.import_function(path, return_metadata=True)
-        if done:
-            assert metadata == str(version)
-        else:  # killed: the old file, or the new one if the rename was done
-            assert metadata in (str(current), str(version)), metadata
-            interrupted += metadata == str(current)
-        current = int(metadata)
-        assert mx.array_equal(fn(mx.ones((4,)))[0], expected_output(current)).item()
-        mlxfn.import_function(path, verify=True)  # every constant byte intact
-        del fn
-    assert interrupted >= 3, f"only {interrupted} of 8 exports were cut short: the kill times missed the export"
-    assert left_behind >= 1, "no kill landed while the file was being written"
-    # The next complete export removes what the killed writers left behind.
-    assert export_version(path, 99)[0]
-    assert sorted(os.listdir(tmp_path)) == ["model.mlxfn"]
-
 
 # ----------------------------------------------------------------------------
 # Concurrency.

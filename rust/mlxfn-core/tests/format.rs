@@ -444,3 +444,30 @@ fn a_file_rewritten_in_place_is_refused_one_replaced_or_deleted_is_not() {
     let err = file.check_unchanged().unwrap_err();
     assert!(err.to_string().contains(&format!("its size went from {} to 100 bytes", bytes.len())), "{err}");
 }
+
+#[test]
+fn concurrent_writers_of_one_target_never_remove_each_others_temporaries() {
+    // Each writer's cleanup sees the other's temporary; it must skip it while
+    // it is locked, and a temporary removed in the instant between its
+    // creation and its lock must be detected and made again.
+    let dir = tmpdir();
+    let path = dir.path().join("shared.mlxfn");
+    let bytes: Vec<u8> = (0..SEGMENT_ALIGNMENT as usize * 8).map(|i| (i % 7) as u8).collect();
+    std::thread::scope(|s| {
+        for t in 0..3 {
+            let (path, bytes) = (&path, &bytes);
+            s.spawn(move || {
+                for round in 0..30 {
+                    let graph = Graph { metadata: format!("{t}/{round}"), ..Graph::default() };
+                    let c = [ConstantData { shape: &[bytes.len() as i64], dtype: DType::UInt8, bytes }];
+                    write_file(path, &graph, &c, WriteOptions::default()).expect("every write succeeds");
+                }
+            });
+        }
+    });
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["shared.mlxfn"], "temporaries left behind");
+    let file = MlxfnFile::open(&path).unwrap();
+    assert!(file.graph().metadata.ends_with("/29"), "{}", file.graph().metadata);
+    file.verify_hashes().unwrap();
+}
