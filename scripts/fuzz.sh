@@ -9,14 +9,15 @@
 # is added too (through RUSTC_BOOTSTRAP=1, as cargo-fuzz does on nightly): it
 # catches out-of-bounds reads in unsafe code (the FlatBuffers accessors) and
 # lets libFuzzer enforce -malloc_limit_mb on every single allocation.
-# FUZZ_SANITIZER=none builds without it.
+# FUZZ_SANITIZER=none builds without it; when FUZZ_SANITIZER is unset and the
+# toolchain cannot build with it, the script says so and fuzzes without.
 #
 # The corpus starts from real mlxfn files written by the core's writer
 # (`cargo run --example fuzz_seeds`) and grows under target/fuzz/corpus/.
 # Memory is capped (-rss_limit_mb, -malloc_limit_mb): the reader must never
 # allocate more than a file's size justifies.  A failing input is saved in
 # target/fuzz/artifacts/ and the script exits non-zero; replay it with
-#   target/fuzz/build/<host>/release/<target> <file>
+#   target/fuzz/build-address/<host>/release/<target> <file>
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:?usage: scripts/fuzz.sh SECONDS [TARGET...]}
@@ -24,22 +25,30 @@ shift
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(open_file decode_graph)
 sanitizer=${FUZZ_SANITIZER:-address}
+host=$(rustc -vV | sed -n 's/^host: //p')
 
-flags="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+# Build the targets into target/fuzz/build-$1 (address or none).
+build_targets() {
+  local flags="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
-case $sanitizer in
-  address) flags="$flags -Zsanitizer=address"; export RUSTC_BOOTSTRAP=1 ;;
-  none) ;;
-  *) echo "FUZZ_SANITIZER must be address or none, not $sanitizer" >&2; exit 2 ;;
-esac
-# --target keeps the instrumentation off build scripts and proc macros, as
-# cargo-fuzz does; each sanitizer setting has its own build directory.
-host=$(rustc -vV | sed -n 's/^host: //p')
+  local bootstrap=()
+  case $1 in
+    address) flags="$flags -Zsanitizer=address"; bootstrap=(RUSTC_BOOTSTRAP=1) ;;
+    none) ;;
+    *) echo "FUZZ_SANITIZER must be address or none, not $1" >&2; exit 2 ;;
+  esac
+  # --target keeps the instrumentation off build scripts and proc macros, as cargo-fuzz does.
+  env ${bootstrap[@]+"${bootstrap[@]}"} RUSTFLAGS="$flags" cargo build --quiet --release \
+    --manifest-path rust/mlxfn-core/fuzz/Cargo.toml --target "$host" --target-dir "target/fuzz/build-$1"
+}
+if ! build_targets "$sanitizer"; then
+  [ "$sanitizer" = address ] && [ -z "${FUZZ_SANITIZER:-}" ] || exit 1
+  echo "fuzz: this toolchain cannot build with AddressSanitizer; fuzzing without it" >&2
+  sanitizer=none
+  build_targets none
+fi
 build=target/fuzz/build-$sanitizer
-RUSTFLAGS=$flags cargo build --quiet --release --manifest-path rust/mlxfn-core/fuzz/Cargo.toml \
-  --target "$host" --target-dir "$build"
-unset RUSTC_BOOTSTRAP
 
 seeds=target/fuzz/seeds
 rm -rf "$seeds" && mkdir -p "$seeds"
