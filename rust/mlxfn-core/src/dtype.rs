@@ -81,6 +81,18 @@ impl DType {
             u64::try_from(dim).ok().and_then(|d| acc.checked_mul(d))
         })
     }
+
+    /// Check that `length` bytes is what an array of `shape` needs; the error
+    /// reads after "constant N": "has 8 bytes but shape [9] of UInt8 needs 9".
+    pub fn check_length(self, shape: &[i64], length: u64) -> Result<(), String> {
+        match self.nbytes(shape) {
+            Some(n) if n == length => Ok(()),
+            needed => Err(format!(
+                "has {length} bytes but shape {shape:?} of {self:?} needs {}",
+                needed.map_or("an impossible size".into(), |n| n.to_string())
+            )),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -99,5 +111,8 @@ mod tests {
         assert_eq!(DType::Float32.nbytes(&[0, 7]), Some(0));
         assert_eq!(DType::Float32.nbytes(&[-1]), None);
         assert_eq!(DType::Float64.nbytes(&[i64::MAX, i64::MAX]), None);
+        assert_eq!(DType::UInt8.check_length(&[2, 4], 8), Ok(()));
+        assert_eq!(DType::UInt8.check_length(&[9], 8), Err("has 8 bytes but shape [9] of UInt8 needs 9".into()));
+        assert!(DType::Int32.check_length(&[-1], 0).unwrap_err().ends_with("needs an impossible size"));
     }
 }

@@ -104,6 +104,15 @@ pub enum Error {
         /// What changed.
         what: String,
     },
+    /// A caller asked for something impossible (a constant that does not
+    /// exist, a buffer of the wrong size).
+    #[error("{path}: {what}")]
+    Usage {
+        /// The path of the file the request was about.
+        path: String,
+        /// What is wrong with the request.
+        what: String,
+    },
     /// The graph or constants handed to the writer are inconsistent.
     #[error("cannot write {path}: {what}")]
     InvalidGraph {

@@ -6,7 +6,7 @@
 //! 12 header_size      u32      64
 //! 16 flatbuffer_off   u64      64
 //! 24 flatbuffer_size  u64
-//! 32 segments_off     u64      multiple of SEGMENT_ALIGNMENT, or the end of the flatbuffer when empty
+//! 32 segments_off     u64      a multiple of 64 (of 16384 in version 1)
 //! 40 segments_size    u64
 //! 48 file_size        u64
 //! 56 flatbuffer_crc32 u32      crc32 of the flatbuffer bytes
@@ -14,17 +14,27 @@
 //! ```
 //! All integers little-endian.
 
+use crate::layout::{SEGMENT_ALIGNMENT, SMALL_CONSTANT_ALIGNMENT};
+
 /// The first eight bytes of every mlxfn file. The high first byte keeps it
 /// from being text; `\r\n` catches line-ending conversion.
 pub const MAGIC: [u8; 8] = *b"\x89MLXFN\r\n";
 /// The format version this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this build reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Size of the header in bytes.
 pub const HEADER_SIZE: usize = 64;
-/// Large constants (and every segment) start on a multiple of this.
-pub const SEGMENT_ALIGNMENT: u64 = 16 * 1024;
-/// Small constants are packed into one segment at multiples of this.
-pub const SMALL_CONSTANT_ALIGNMENT: u64 = 64;
+
+/// The alignment of the segment area: version 1 put it on a page boundary,
+/// version 2 packs small constants right after the graph (`layout`).
+pub fn segments_alignment(format_version: u32) -> u64 {
+    if format_version == 1 {
+        SEGMENT_ALIGNMENT
+    } else {
+        SMALL_CONSTANT_ALIGNMENT
+    }
+}
 
 /// The decoded header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,8 +127,8 @@ impl Header {
         if header.format_version > FORMAT_VERSION {
             return Err(HeaderProblem::Newer(header.format_version));
         }
-        if header.format_version == 0 {
-            return Err(HeaderProblem::Field("format_version", "0 is not a version".into()));
+        if header.format_version < OLDEST_FORMAT_VERSION {
+            return Err(HeaderProblem::Field("format_version", format!("{} is not a version", header.format_version)));
         }
         let header_size = u32_at(bytes, 12);
         if header_size as usize != HEADER_SIZE {
@@ -148,11 +158,9 @@ impl Header {
                 format!("{} overlaps the flatbuffer ending at {fb_end}", self.segments_offset),
             );
         }
-        if self.segments_size > 0 && self.segments_offset % SEGMENT_ALIGNMENT != 0 {
-            return field(
-                "segments_offset",
-                format!("{} is not a multiple of {SEGMENT_ALIGNMENT}", self.segments_offset),
-            );
+        let alignment = segments_alignment(self.format_version);
+        if self.segments_size > 0 && self.segments_offset % alignment != 0 {
+            return field("segments_offset", format!("{} is not a multiple of {alignment}", self.segments_offset));
         }
         match self.segments_offset.checked_add(self.segments_size) {
             Some(end) if end == self.file_size => Ok(()),
@@ -205,8 +213,10 @@ mod tests {
         assert_eq!(Header::decode(&newer), Err(HeaderProblem::Newer(9)));
         let past_end = Header { flatbuffer_size: 1 << 40, ..sample() }.encode();
         assert!(matches!(Header::decode(&past_end), Err(HeaderProblem::Field("flatbuffer_size", _))));
-        let unaligned = Header { segments_offset: 100 + 64, ..sample() }.encode();
+        let unaligned = Header { segments_offset: 100 + 64 + 8, ..sample() }.encode();
         assert!(matches!(Header::decode(&unaligned), Err(HeaderProblem::Field("segments_offset", _))));
+        let page = Header { format_version: 1, segments_offset: 200 * 64, ..sample() }.encode();
+        assert!(matches!(Header::decode(&page), Err(HeaderProblem::Field("segments_offset", _))), "version 1 needs pages");
         let overflow = Header { segments_size: u64::MAX, ..sample() }.encode();
         assert!(matches!(Header::decode(&overflow), Err(HeaderProblem::Field("segments_size", _))));
     }

@@ -1,25 +1,30 @@
 //! The mlxfn file format, without Python.
 //!
 //! An mlxfn file holds traced MLX functions: a fixed header ([`header`]), a
-//! FlatBuffers graph (schema in `schema/mlxfn.fbs`), and the constants in
-//! page-aligned segments. [`writer::write_file`] writes one atomically;
-//! [`reader::MlxfnFile::open`] maps one, validates all of it, and hands out
-//! zero-copy views of the constant bytes. See FORMAT.md for the layout.
+//! FlatBuffers graph (schema in `schema/mlxfn.fbs`), and the constants laid
+//! out by [`layout`]. [`writer::write_file`] writes one atomically (through
+//! [`atomic::AtomicFile`]); [`reader::MlxfnFile::open`] maps one, validates
+//! all of it, and hands out zero-copy views of the constant bytes. See
+//! FORMAT.md for the format.
 #![deny(missing_docs)]
 
+pub mod atomic;
 pub mod codec;
-pub mod copy;
 pub mod dtype;
 pub mod error;
 mod generated;
 pub mod header;
+pub mod layout;
 pub mod model;
+pub mod parallel;
 pub mod reader;
 pub mod writer;
 
 pub use dtype::DType;
 pub use error::{Error, Result};
-pub use header::{FORMAT_VERSION, SEGMENT_ALIGNMENT, SMALL_CONSTANT_ALIGNMENT};
+pub use atomic::AtomicFile;
+pub use header::{FORMAT_VERSION, OLDEST_FORMAT_VERSION};
+pub use layout::{ALIGNED_CONSTANT_MIN, LENGTH_PREFIX, SEGMENT_ALIGNMENT, SMALL_CONSTANT_ALIGNMENT};
 pub use model::{Arg, Graph, Node, TensorInfo, Trace};
 pub use reader::{sniff, sniff_bytes, FileKind, MlxfnFile};
-pub use writer::{write_file, ConstantData, WriteOptions, WriteSummary};
+pub use writer::{write_file, write_into, ConstantData, WriteOptions, WriteSummary};

@@ -15,7 +15,8 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::codec::{self, ConstantEntry, SegmentEntry};
 use crate::error::{Error, Result};
-use crate::header::{Header, HeaderProblem, FORMAT_VERSION, HEADER_SIZE, MAGIC, SEGMENT_ALIGNMENT};
+use crate::header::{segments_alignment, Header, HeaderProblem, FORMAT_VERSION, HEADER_SIZE, MAGIC};
+use crate::layout::{LENGTH_PREFIX, SMALL_CONSTANT_ALIGNMENT};
 use crate::model::Graph;
 
 /// What kind of file a path holds, judged from its first bytes.
@@ -224,9 +225,10 @@ impl MlxfnFile {
                 self.format_version, self.header.format_version
             )));
         }
+        let alignment = segments_alignment(self.format_version);
         for (i, s) in self.segments.iter().enumerate() {
             let end = s.offset.checked_add(s.size);
-            if s.offset % SEGMENT_ALIGNMENT != 0 || end.is_none_or(|e| e > self.header.segments_size) {
+            if s.offset % alignment != 0 || end.is_none_or(|e| e > self.header.segments_size) {
                 return Err(invalid(format!(
                     "segment {i} (offset {}, size {}) is unaligned or outside the segment area of {} bytes",
                     s.offset, s.size, self.header.segments_size
@@ -243,18 +245,40 @@ impl MlxfnFile {
                     c.offset, c.length, c.segment, segment.size
                 )));
             }
-            if c.dtype.nbytes(&c.shape) != Some(c.length) {
-                return Err(invalid(format!(
-                    "constant {i} has {} bytes but shape {:?} of {:?} needs {}",
-                    c.length,
-                    c.shape,
-                    c.dtype,
-                    c.dtype.nbytes(&c.shape).map_or("an impossible size".into(), |n| n.to_string())
-                )));
+            if self.constant_offset(i) % SMALL_CONSTANT_ALIGNMENT != 0 {
+                return Err(invalid(format!("constant {i} at {} is not aligned to 64 bytes", self.constant_offset(i))));
             }
+            c.dtype.check_length(&c.shape, c.length).map_err(|problem| invalid(format!("constant {i} {problem}")))?;
+        }
+        if self.format_version >= 2 {
+            self.check_length_prefixes()?;
         }
         for (t, trace) in self.graph.traces.iter().enumerate() {
             trace.check_ids(self.constants.len()).map_err(|what| invalid(format!("trace {t}: {what}")))?;
+        }
+        Ok(())
+    }
+
+    /// Format 2: the 8 bytes before every non-empty constant hold its length
+    /// and belong to no other constant nor to the graph (see `layout`).
+    fn check_length_prefixes(&self) -> Result<()> {
+        let mut spans: Vec<(u64, u64, usize)> = (0..self.constants.len())
+            .filter(|&i| self.constants[i].length > 0)
+            .map(|i| (self.constant_offset(i), self.constants[i].length, i))
+            .collect();
+        spans.sort_unstable();
+        let mut end = self.header.flatbuffer_offset + self.header.flatbuffer_size;
+        for (at, length, i) in spans {
+            let invalid = |what: String| Error::Invalid { path: self.path.clone(), what: format!("constant {i} {what}") };
+            if at < end + LENGTH_PREFIX {
+                return Err(invalid(format!("at {at} overlaps the bytes before it, which end at {end}")));
+            }
+            let prefix = &self.map[(at - LENGTH_PREFIX) as usize..at as usize];
+            let stored = u64::from_le_bytes(prefix.try_into().expect("8 bytes"));
+            if stored != length {
+                return Err(invalid(format!("has {length} bytes but its length prefix says {stored}")));
+            }
+            end = at + length;
         }
         Ok(())
     }
@@ -301,29 +325,53 @@ impl MlxfnFile {
         &self.map[start..start + self.constants[index].length as usize]
     }
 
-    /// Copy bytes `start..start + dst.len()` of constant `index` from the
-    /// mapping into `dst` (several threads for large ranges), then drop the
-    /// copied pages from this process's mapping: they stay in the page cache,
-    /// but no longer count twice in its resident memory.
-    pub fn copy_constant_into(&self, index: usize, start: u64, dst: &mut [u8]) -> Result<()> {
-        let c = &self.constants[index];
-        if start.checked_add(dst.len() as u64).is_none_or(|end| end > c.length) {
-            return Err(Error::Invalid {
-                path: self.path.clone(),
-                what: format!("read of {} bytes at {start} past the end of constant {index}", dst.len()),
-            });
+    /// The open file descriptor of the mapped file (None for `from_bytes`):
+    /// to map the same, validated inode again (the C++ bridge does).
+    pub fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.source.as_ref().map(|s| s.handle.as_raw_fd())
+    }
+
+    /// Copy each `(constant index, destination)` pair out of the mapping,
+    /// several threads sharing the work, after checking that the file was
+    /// not rewritten in place since it was opened.  Then drop the copied
+    /// pages from this process's mapping: they stay in the page cache, but
+    /// no longer count twice in its resident memory.
+    pub fn copy_constants(&self, jobs: Vec<(usize, &mut [u8])>) -> Result<()> {
+        self.check_unchanged()?;
+        let mut pairs = Vec::with_capacity(jobs.len());
+        let mut ranges = Vec::with_capacity(jobs.len());
+        for (index, dst) in jobs {
+            let Some(c) = self.constants.get(index) else {
+                return Err(Error::Usage {
+                    path: self.path.clone(),
+                    what: format!("constant {index} out of range: the file has {}", self.constants.len()),
+                });
+            };
+            if dst.len() as u64 != c.length {
+                return Err(Error::Usage {
+                    path: self.path.clone(),
+                    what: format!("constant {index} has {} bytes, the destination {}", c.length, dst.len()),
+                });
+            }
+            let at = self.constant_offset(index) as usize;
+            ranges.push((at, dst.len()));
+            pairs.push((&self.map[at..at + dst.len()], dst));
         }
-        let at = (self.constant_offset(index) + start) as usize;
-        crate::copy::copy_parallel(dst, &self.map[at..at + dst.len()]);
-        // Whole pages inside the copied range only: a neighbour's bytes stay.
-        let page = 4096;
-        let (first, last) = (at.next_multiple_of(page), (at + dst.len()) / page * page);
-        if let (Bytes::Mapped(map), true) = (&self.map, last > first) {
-            // SAFETY: the map is a shared, read-only file mapping; dropping its
-            // pages only makes the next access fault them in again from the
-            // page cache, with the same contents. No reference into it is
-            // invalidated.
-            let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, last - first) };
+        crate::parallel::copy_all(pairs);
+        if let Bytes::Mapped(map) = &self.map {
+            for (at, len) in ranges {
+                // Whole pages inside the copied range only: a neighbour's bytes stay.
+                let page = 4096;
+                let (first, last) = (at.next_multiple_of(page), (at + len) / page * page);
+                if last > first {
+                    // SAFETY: the map is a shared, read-only file mapping; dropping
+                    // its pages only makes the next access fault them in again
+                    // from the page cache, with the same contents. No reference
+                    // into it is invalidated.
+                    let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, last - first) };
+                }
+            }
         }
         Ok(())
     }

@@ -1,24 +1,28 @@
-//! Write an mlxfn file: validate, dedupe constants, lay out segments, then
-//! write everything to a temporary file beside the target and rename it into
-//! place, so the target holds either the old file or the complete new one.
+//! Write an mlxfn file: validate, dedupe constants, lay them out, then write
+//! them into an [`AtomicFile`] renamed over the target.
 //!
-//! A writer killed mid-way (SIGKILL, power loss) leaves its temporary file
-//! behind.  Each writer holds an exclusive `flock` on its temporary file while
-//! it writes, and before writing removes the temporaries of the same target
-//! that nobody holds: those of dead writers, never a live one's.
+//! Every constant's bytes are read once: each is hashed in the same pass that
+//! writes it, piece by piece, while the piece is still in the CPU's cache.
+//! Duplicates must be known before the layout, without reading everything
+//! twice: a cheap fingerprint (length, dtype, shape and a hash of the first
+//! and last 4 KiB) tells almost every pair apart, and only constants whose
+//! fingerprints collide are hashed (and compared) in full beforehand.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
-use crate::codec::{self, ConstantEntry, SegmentEntry};
+use crate::atomic::AtomicFile;
+use crate::codec::{self, ConstantEntry};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::header::{Header, FORMAT_VERSION, HEADER_SIZE, SEGMENT_ALIGNMENT, SMALL_CONSTANT_ALIGNMENT};
+use crate::header::{Header, FORMAT_VERSION, HEADER_SIZE};
+use crate::layout::{self, Layout, LENGTH_PREFIX};
 use crate::model::Graph;
+use crate::parallel::{self, PARALLEL_MIN_BYTES};
 
 /// One constant handed to the writer: metadata and borrowed bytes.
 #[derive(Clone, Copy, Debug)]
@@ -51,59 +55,49 @@ pub struct WriteSummary {
     pub deduplicated_count: usize,
 }
 
-fn align_up(value: u64, alignment: u64) -> u64 {
-    value.div_ceil(alignment) * alignment
-}
+/// Bytes hashed and written at a time: small enough to stay in cache
+/// between the hash and the write.
+const PIECE: usize = 1 << 20;
 
-/// How many threads to hash and write with: enough to keep the disk and
-/// memory busy, never more than the machine has.
-fn worker_count() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get()).min(8)
-}
-
-/// Run `f` over `items` on a few threads, in contiguous chunks of about equal
-/// byte weight. Returns the results in order.
-fn parallel_map<T: Sync, R: Send>(items: &[T], weight: impl Fn(&T) -> u64, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let total: u64 = items.iter().map(&weight).sum();
-    let workers = worker_count();
-    if workers == 1 || items.len() < 2 || total < (8 << 20) {
-        return items.iter().map(f).collect();
-    }
-    let target = total.div_ceil(workers as u64);
-    let mut chunks: Vec<&[T]> = Vec::new();
-    let (mut start, mut acc) = (0, 0u64);
-    for (i, item) in items.iter().enumerate() {
-        acc += weight(item);
-        if acc >= target {
-            chunks.push(&items[start..=i]);
-            (start, acc) = (i + 1, 0);
-        }
-    }
-    chunks.push(&items[start..]);
-    let f = &f;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = chunks.iter().map(|c| s.spawn(move || c.iter().map(f).collect::<Vec<_>>())).collect();
-        handles.into_iter().flat_map(|h| h.join().expect("writer thread panicked")).collect()
-    })
-}
-
-/// The stored constants after deduplication, and the index map.
+/// The stored constants after deduplication.
 struct Deduped {
     /// For each input constant, the index of its stored copy.
     map: Vec<u32>,
     /// For each stored constant, the input constant holding its bytes.
     unique: Vec<usize>,
-    /// Hash per input constant.
-    hashes: Vec<u64>,
+    /// Full hashes known before writing (constants whose fingerprints collided).
+    known: HashMap<usize, u64>,
+}
+
+fn fingerprint(c: &ConstantData<'_>) -> (u64, DType, Vec<i64>, u64, u64) {
+    const EDGE: usize = 4096;
+    let n = c.bytes.len();
+    let head = xxh3_64(&c.bytes[..n.min(EDGE)]);
+    let tail = xxh3_64(&c.bytes[n.saturating_sub(EDGE)..]);
+    (n as u64, c.dtype, c.shape.to_vec(), head, tail)
 }
 
 fn dedupe(constants: &[ConstantData<'_>]) -> Deduped {
-    let hashes = parallel_map(constants, |c| c.bytes.len() as u64, |c| xxh3_64(c.bytes));
+    let mut by_fingerprint: HashMap<_, Vec<usize>> = HashMap::new();
+    for (i, c) in constants.iter().enumerate() {
+        by_fingerprint.entry(fingerprint(c)).or_default().push(i);
+    }
+    // Only candidates for equality are read in full now.
+    let suspects: Vec<usize> = by_fingerprint.values().filter(|g| g.len() > 1).flatten().copied().collect();
+    let suspect_bytes: u64 = suspects.iter().map(|&i| constants[i].bytes.len() as u64).sum();
+    let hashes = parallel::map(suspects.clone(), suspect_bytes >= PARALLEL_MIN_BYTES, |i| xxh3_64(constants[i].bytes));
+    let known: HashMap<usize, u64> = suspects.into_iter().zip(hashes).collect();
+
     let mut seen: HashMap<(u64, DType, &[i64]), Vec<u32>> = HashMap::new();
     let mut unique: Vec<usize> = Vec::new();
     let mut map = Vec::with_capacity(constants.len());
     for (i, c) in constants.iter().enumerate() {
-        let candidates = seen.entry((hashes[i], c.dtype, c.shape)).or_default();
+        let Some(&hash) = known.get(&i) else {
+            unique.push(i);
+            map.push((unique.len() - 1) as u32);
+            continue;
+        };
+        let candidates = seen.entry((hash, c.dtype, c.shape)).or_default();
         let found = candidates.iter().copied().find(|&u| constants[unique[u as usize]].bytes == c.bytes);
         let index = found.unwrap_or_else(|| {
             unique.push(i);
@@ -113,63 +107,13 @@ fn dedupe(constants: &[ConstantData<'_>]) -> Deduped {
         });
         map.push(index);
     }
-    Deduped { map, unique, hashes }
-}
-
-/// Place constants: small ones packed in segment 0 at 64-byte steps, each
-/// large one in its own segment; segments start on 16 KiB boundaries of the
-/// segment area (itself 16 KiB aligned in the file).
-fn layout(constants: &[ConstantData<'_>], d: &Deduped) -> (Vec<ConstantEntry>, Vec<SegmentEntry>) {
-    let is_small = |i: usize| (constants[i].bytes.len() as u64) < SEGMENT_ALIGNMENT;
-    let mut segments = Vec::new();
-    let mut entries: Vec<Option<ConstantEntry>> = vec![None; d.unique.len()];
-    let entry = |i: usize, segment: u32, offset: u64| ConstantEntry {
-        shape: constants[i].shape.to_vec(),
-        dtype: constants[i].dtype,
-        segment,
-        offset,
-        length: constants[i].bytes.len() as u64,
-        hash: d.hashes[i],
-    };
-    let mut cursor = 0u64;
-    if d.unique.iter().any(|&i| is_small(i)) {
-        let mut used = 0u64;
-        for (u, &i) in d.unique.iter().enumerate() {
-            if is_small(i) {
-                used = align_up(used, SMALL_CONSTANT_ALIGNMENT);
-                entries[u] = Some(entry(i, 0, used));
-                used += constants[i].bytes.len() as u64;
-            }
-        }
-        segments.push(SegmentEntry { offset: 0, size: used });
-        cursor = align_up(used, SEGMENT_ALIGNMENT);
-    }
-    for (u, &i) in d.unique.iter().enumerate() {
-        if !is_small(i) {
-            let size = constants[i].bytes.len() as u64;
-            entries[u] = Some(entry(i, segments.len() as u32, 0));
-            segments.push(SegmentEntry { offset: cursor, size });
-            cursor = align_up(cursor + size, SEGMENT_ALIGNMENT);
-        }
-    }
-    (entries.into_iter().map(|e| e.expect("every constant placed")).collect(), segments)
+    Deduped { map, unique, known }
 }
 
 fn validate(path: &str, graph: &Graph, constants: &[ConstantData<'_>]) -> Result<()> {
     let invalid = |what: String| Error::InvalidGraph { path: path.to_owned(), what };
     for (i, c) in constants.iter().enumerate() {
-        match c.dtype.nbytes(c.shape) {
-            Some(n) if n == c.bytes.len() as u64 => {}
-            expected => {
-                return Err(invalid(format!(
-                    "constant {i} has {} bytes but its shape {:?} and dtype {:?} need {}",
-                    c.bytes.len(),
-                    c.shape,
-                    c.dtype,
-                    expected.map_or("an impossible size".into(), |n| n.to_string())
-                )))
-            }
-        }
+        c.dtype.check_length(c.shape, c.bytes.len() as u64).map_err(|problem| invalid(format!("constant {i} {problem}")))?;
     }
     for (t, trace) in graph.traces.iter().enumerate() {
         trace.check_ids(constants.len()).map_err(|what| invalid(format!("trace {t}: {what}")))?;
@@ -177,119 +121,127 @@ fn validate(path: &str, graph: &Graph, constants: &[ConstantData<'_>]) -> Result
     Ok(())
 }
 
-const TEMP_SUFFIX: &str = ".tmp";
-
-fn temp_prefix(name: &str) -> String {
-    format!(".{name}.")
+/// The constant table for `layout`, with `hashes` (placeholders before the
+/// write: the table's encoded size must not shrink when they are filled in).
+fn table(constants: &[ConstantData<'_>], d: &Deduped, layout: &Layout, hashes: &[u64]) -> Vec<ConstantEntry> {
+    d.unique
+        .iter()
+        .enumerate()
+        .map(|(u, &i)| ConstantEntry {
+            shape: constants[i].shape.to_vec(),
+            dtype: constants[i].dtype,
+            segment: layout.places[u].0,
+            offset: layout.places[u].1,
+            length: constants[i].bytes.len() as u64,
+            hash: hashes[u],
+        })
+        .collect()
 }
 
-/// A new temporary file beside the target, exclusively locked for as long as
-/// it is open.  Another writer's cleanup can delete it in the instant between
-/// its creation and the lock; that is detected (the name no longer leads to
-/// our file) and a fresh one is made.
-fn locked_temporary(dir: &Path, name: &str) -> std::io::Result<tempfile::NamedTempFile> {
-    loop {
-        let tmp = tempfile::Builder::new()
-            .prefix(&temp_prefix(name))
-            .suffix(TEMP_SUFFIX)
-            .permissions(std::fs::Permissions::from_mode(0o666)) // the umask applies, as for any new file
-            .tempfile_in(dir)?;
-        tmp.as_file().lock()?;
-        let ours = tmp.as_file().metadata()?;
-        match std::fs::symlink_metadata(tmp.path()) {
-            Ok(named) if named.ino() == ours.ino() && named.dev() == ours.dev() => return Ok(tmp),
-            _ => continue, // removed under us before we held the lock
-        }
+/// Hash `bytes` while writing them at `at`, one cache-sized piece at a time.
+fn hash_and_write(file: &File, bytes: &[u8], at: u64) -> std::io::Result<u64> {
+    let mut hasher = Xxh3::new();
+    for (k, piece) in bytes.chunks(PIECE).enumerate() {
+        hasher.update(piece);
+        file.write_all_at(piece, at + (k * PIECE) as u64)?;
     }
+    Ok(hasher.digest())
 }
 
-/// Remove `dir/.{name}.*.tmp` files left by writers that died: a file whose
-/// lock can be taken has no live writer.  Best effort: a file that cannot be
-/// opened or removed is left alone.
-pub fn remove_stale_temporaries(dir: &Path, name: &str) {
-    let prefix = temp_prefix(name);
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let file_name = entry.file_name();
-        let Some(file_name) = file_name.to_str() else { continue };
-        if !(file_name.starts_with(&prefix) && file_name.ends_with(TEMP_SUFFIX)) {
-            continue;
+/// Write the stored constants with their length prefixes; returns their
+/// hashes.  Segment 0 (the small constants) is assembled in memory and
+/// written at once; each large constant is written by one thread, the
+/// largest first.
+fn write_constants(file: &File, constants: &[ConstantData<'_>], d: &Deduped, layout: &Layout) -> std::io::Result<Vec<u64>> {
+    let mut hashes = vec![0u64; d.unique.len()];
+    let bytes_of = |u: usize| constants[d.unique[u]].bytes;
+    let (small, mut large): (Vec<usize>, Vec<usize>) =
+        (0..d.unique.len()).partition(|&u| layout::is_packed(bytes_of(u).len() as u64));
+    if let Some(segment) = layout.segments.first().filter(|_| !small.is_empty()) {
+        let mut buffer = vec![0u8; segment.size as usize];
+        for &u in &small {
+            let bytes = bytes_of(u);
+            if bytes.is_empty() {
+                hashes[u] = xxh3_64(bytes);
+                continue;
+            }
+            let at = layout.places[u].1 as usize;
+            buffer[at - LENGTH_PREFIX as usize..at].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
+            buffer[at..at + bytes.len()].copy_from_slice(bytes);
+            hashes[u] = d.known.get(&d.unique[u]).copied().unwrap_or_else(|| xxh3_64(bytes));
         }
-        let path = entry.path();
-        let Ok(file) = File::open(&path) else { continue };
-        if !matches!(file.metadata(), Ok(m) if m.is_file()) {
-            continue;
-        }
-        if file.try_lock().is_ok() {
-            // Held until `file` drops: no writer can claim it meanwhile.
-            let _ = std::fs::remove_file(&path);
-        }
+        file.write_all_at(&buffer, layout.segments_offset + segment.offset)?;
     }
+    large.sort_by_key(|&u| std::cmp::Reverse(bytes_of(u).len()));
+    let total: u64 = large.iter().map(|&u| bytes_of(u).len() as u64).sum();
+    let written = parallel::map(large.clone(), total >= PARALLEL_MIN_BYTES, |u| {
+        let at = layout.offset_of(u);
+        file.write_all_at(&(bytes_of(u).len() as u64).to_le_bytes(), at - LENGTH_PREFIX)?;
+        hash_and_write(file, bytes_of(u), at)
+    });
+    for (u, hash) in large.into_iter().zip(written) {
+        hashes[u] = hash?;
+    }
+    Ok(hashes)
 }
 
-/// Write `graph` and its `constants` to `path` atomically.
-pub fn write_file(
-    path: &Path,
-    graph: &Graph,
-    constants: &[ConstantData<'_>],
-    options: WriteOptions,
-) -> Result<WriteSummary> {
-    let shown = path.display().to_string();
+/// Write `graph` and its `constants` into `out` (not yet committed).
+pub fn write_into(out: &AtomicFile, graph: &Graph, constants: &[ConstantData<'_>]) -> Result<WriteSummary> {
+    let shown = out.target().display().to_string();
     validate(&shown, graph, constants)?;
     let deduped = dedupe(constants);
-    let (entries, segments) = layout(constants, &deduped);
     let mut graph = graph.clone();
     for trace in &mut graph.traces {
         for c in &mut trace.constants {
             *c = deduped.map[*c as usize];
         }
     }
-    let flatbuffer = codec::encode(&graph, FORMAT_VERSION, env!("CARGO_PKG_VERSION"), &entries, &segments);
-    let fb_end = (HEADER_SIZE + flatbuffer.len()) as u64;
-    let segments_size = segments.last().map_or(0, |s| s.offset + s.size);
-    let segments_offset = if segments_size > 0 { align_up(fb_end, SEGMENT_ALIGNMENT) } else { fb_end };
+    let mlxfn_version = env!("CARGO_PKG_VERSION");
+    let lengths: Vec<u64> = deduped.unique.iter().map(|&i| constants[i].bytes.len() as u64).collect();
+    // The graph holds the layout and the layout starts after the graph: size
+    // the graph with every offset and hash set to a placeholder that no real
+    // value encodes larger than (FlatBuffers omits zeros), then lay out the
+    // constants after that size.  Segment indices and sizes do not depend on
+    // where the segment area starts.
+    let mut draft = layout::place(&lengths, 0);
+    draft.segments.iter_mut().for_each(|s| s.offset = u64::MAX);
+    draft.places.iter_mut().for_each(|p| p.1 = u64::MAX);
+    let placeholders = vec![u64::MAX; lengths.len()];
+    let draft_table = table(constants, &deduped, &draft, &placeholders);
+    let sized = codec::encode(&graph, FORMAT_VERSION, mlxfn_version, &draft_table, &draft.segments);
+    let layout = layout::place(&lengths, (HEADER_SIZE + sized.len()) as u64);
+
+    let io = |e: std::io::Error| Error::io(&shown, e);
+    let file = out.file();
+    let file_size = layout.segments_offset + layout.segments_size;
+    file.set_len(file_size).map_err(io)?;
+    let hashes = write_constants(file, constants, &deduped, &layout).map_err(io)?;
+    let entries = table(constants, &deduped, &layout, &hashes);
+    let flatbuffer = codec::encode(&graph, FORMAT_VERSION, mlxfn_version, &entries, &layout.segments);
+    debug_assert!(flatbuffer.len() <= sized.len(), "the sized graph must be the larger");
     let header = Header {
         format_version: FORMAT_VERSION,
         flatbuffer_offset: HEADER_SIZE as u64,
         flatbuffer_size: flatbuffer.len() as u64,
-        segments_offset,
-        segments_size,
-        file_size: segments_offset + segments_size,
+        segments_offset: layout.segments_offset,
+        segments_size: layout.segments_size,
+        file_size,
         flatbuffer_crc32: crc32fast::hash(&flatbuffer),
     };
-
-    let io = |e: std::io::Error| Error::io(&shown, e);
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    remove_stale_temporaries(dir, &name);
-    let tmp = locked_temporary(dir, &name).map_err(io)?;
-    let file: &File = tmp.as_file();
-    file.set_len(header.file_size).map_err(io)?;
     file.write_all_at(&header.encode(), 0).map_err(io)?;
     file.write_all_at(&flatbuffer, HEADER_SIZE as u64).map_err(io)?;
-    let jobs: Vec<(usize, u64)> = entries
-        .iter()
-        .zip(&deduped.unique)
-        .map(|(e, &i)| (i, segments_offset + segments[e.segment as usize].offset + e.offset))
-        .collect();
-    let results = parallel_map(&jobs, |&(i, _)| constants[i].bytes.len() as u64, |&(i, at)| {
-        file.write_all_at(constants[i].bytes, at)
-    });
-    results.into_iter().collect::<std::io::Result<()>>().map_err(io)?;
-    if options.durable {
-        file.sync_all().map_err(io)?;
-    }
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    if options.durable {
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-    }
     Ok(WriteSummary {
-        file_size: header.file_size,
+        file_size,
         constant_count: entries.len(),
-        constant_bytes: entries.iter().map(|e| e.length).sum(),
+        constant_bytes: lengths.iter().sum(),
         deduplicated_count: constants.len() - entries.len(),
     })
+}
+
+/// Write `graph` and its `constants` to `path` atomically.
+pub fn write_file(path: &Path, graph: &Graph, constants: &[ConstantData<'_>], options: WriteOptions) -> Result<WriteSummary> {
+    let out = AtomicFile::create(path)?;
+    let summary = write_into(&out, graph, constants)?;
+    out.commit(options.durable)?;
+    Ok(summary)
 }

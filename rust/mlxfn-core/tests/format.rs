@@ -7,7 +7,7 @@ use mlxfn_core::dtype::ALL_DTYPES;
 use mlxfn_core::header::{Header, HEADER_SIZE};
 use mlxfn_core::{
     write_file, Arg, ConstantData, DType, Error, FileKind, Graph, MlxfnFile, Node, TensorInfo, Trace,
-    WriteOptions, FORMAT_VERSION, SEGMENT_ALIGNMENT, SMALL_CONSTANT_ALIGNMENT,
+    WriteOptions, ALIGNED_CONSTANT_MIN, FORMAT_VERSION, LENGTH_PREFIX, SEGMENT_ALIGNMENT, SMALL_CONSTANT_ALIGNMENT,
 };
 
 fn tmpdir() -> tempfile::TempDir {
@@ -142,15 +142,36 @@ fn every_dtype_round_trips() {
 }
 
 #[test]
-fn large_constants_are_page_aligned_and_small_ones_packed() {
+fn large_constants_are_page_aligned_and_small_ones_packed_each_after_its_length() {
     let dir = tmpdir();
-    let file = MlxfnFile::open(&write_sample(dir.path())).unwrap();
-    let large = file.constant_offset(1);
-    assert_eq!(large % SEGMENT_ALIGNMENT, 0);
-    let small = file.constant_offset(0);
-    assert_eq!(small % SMALL_CONSTANT_ALIGNMENT, 0);
-    assert_eq!(file.header().segments_offset % SEGMENT_ALIGNMENT, 0);
+    let path = dir.path().join("layout.mlxfn");
+    let huge: Vec<u8> = (0..ALIGNED_CONSTANT_MIN as usize + 100).map(|i| (i % 249) as u8).collect();
+    let c = consts();
+    let mut constants = data(&c);
+    let huge_shape = [huge.len() as i64];
+    constants.push(ConstantData { shape: &huge_shape, dtype: DType::UInt8, bytes: &huge });
+    let mut graph = sample_graph();
+    graph.traces[1].constants = vec![3, 2];
+    write_file(&path, &graph, &constants, WriteOptions::default()).unwrap();
+    let file = MlxfnFile::open(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let fb_end = HEADER_SIZE as u64 + file.header().flatbuffer_size;
+    assert_eq!(file.constant_offset(3) % SEGMENT_ALIGNMENT, 0, "a constant of 1 MiB or more is page-aligned");
     assert_eq!(file.segments().len(), 2, "one packed segment and one per large constant");
+    let segments_offset = file.header().segments_offset;
+    assert!(segments_offset >= fb_end && segments_offset - fb_end < 256, "packed right after the graph");
+    let small_end = file.constant_offset(1) + c.large.len() as u64;
+    assert!(file.constant_offset(3) - small_end < SEGMENT_ALIGNMENT + LENGTH_PREFIX, "no page of padding wasted");
+    for i in [0, 1, 3] {
+        let at = file.constant_offset(i);
+        assert_eq!(at % SMALL_CONSTANT_ALIGNMENT, 0);
+        let prefix = u64::from_le_bytes(bytes[(at - LENGTH_PREFIX) as usize..at as usize].try_into().unwrap());
+        assert_eq!(prefix, file.constants()[i].length, "constant {i}'s length prefix");
+    }
+    assert_eq!(file.constant_bytes(3), &huge[..]);
+    // A small file stays small: the graph, then the packed constants.
+    let sample = std::fs::metadata(write_sample(dir.path())).unwrap().len();
+    assert!(sample < (c.small.len() + c.large.len()) as u64 + 4096, "{sample} bytes");
 }
 
 #[test]
@@ -286,13 +307,22 @@ fn newer_version_is_named() {
 }
 
 /// Build a file around a hand-made graph and tables, checksums correct, so
-/// that only the reader's table validation can catch the problem.
-fn crafted(graph: &Graph, constants: &[ConstantEntry], segments: &[SegmentEntry], segment_bytes: u64) -> Vec<u8> {
-    let fb = codec::encode(graph, FORMAT_VERSION, "test", constants, segments);
+/// that only the reader's table validation can catch the problem.  The
+/// segment area starts on a page; `prefixes` are (offset in the area, u64)
+/// values written into it.
+fn crafted(
+    version: u32,
+    graph: &Graph,
+    constants: &[ConstantEntry],
+    segments: &[SegmentEntry],
+    segment_bytes: u64,
+    prefixes: &[(u64, u64)],
+) -> Vec<u8> {
+    let fb = codec::encode(graph, version, "test", constants, segments);
     let fb_end = (HEADER_SIZE + fb.len()) as u64;
     let seg_off = fb_end.div_ceil(SEGMENT_ALIGNMENT) * SEGMENT_ALIGNMENT;
     let header = Header {
-        format_version: FORMAT_VERSION,
+        format_version: version,
         flatbuffer_offset: HEADER_SIZE as u64,
         flatbuffer_size: fb.len() as u64,
         segments_offset: seg_off,
@@ -303,41 +333,76 @@ fn crafted(graph: &Graph, constants: &[ConstantEntry], segments: &[SegmentEntry]
     let mut out = header.encode().to_vec();
     out.extend_from_slice(&fb);
     out.resize((seg_off + segment_bytes) as usize, 0);
+    for &(at, value) in prefixes {
+        let at = (seg_off + at) as usize;
+        out[at..at + 8].copy_from_slice(&value.to_le_bytes());
+    }
     out
+}
+
+fn entry(segment: u32, offset: u64, length: u64, shape: &[i64]) -> ConstantEntry {
+    ConstantEntry { shape: shape.to_vec(), dtype: DType::UInt8, segment, offset, length, hash: 0 }
 }
 
 #[test]
 fn tables_pointing_outside_the_file_are_refused() {
     let dir = tmpdir();
-    let constant = |segment, offset, length, shape: &[i64]| ConstantEntry {
-        shape: shape.to_vec(),
-        dtype: DType::UInt8,
-        segment,
-        offset,
-        length,
-        hash: 0,
-    };
     let graph = Graph::default();
-    let seg = [SegmentEntry { offset: 0, size: 64 }];
+    let seg = [SegmentEntry { offset: 0, size: 128 }];
     let cases: Vec<(Vec<ConstantEntry>, Vec<SegmentEntry>, &str)> = vec![
-        (vec![constant(0, 60, 8, &[8])], seg.to_vec(), "runs past the end of segment"),
-        (vec![constant(0, u64::MAX, 8, &[8])], seg.to_vec(), "runs past the end of segment"),
-        (vec![constant(3, 0, 8, &[8])], seg.to_vec(), "in segment 3 of 1"),
-        (vec![constant(0, 0, 8, &[9])], seg.to_vec(), "has 8 bytes but shape"),
-        (vec![constant(0, 0, 8, &[i64::MAX, 4])], seg.to_vec(), "impossible size"),
+        (vec![entry(0, 124, 8, &[8])], seg.to_vec(), "runs past the end of segment"),
+        (vec![entry(0, u64::MAX, 8, &[8])], seg.to_vec(), "runs past the end of segment"),
+        (vec![entry(3, 0, 8, &[8])], seg.to_vec(), "in segment 3 of 1"),
+        (vec![entry(0, 64, 8, &[9])], seg.to_vec(), "has 8 bytes but shape"),
+        (vec![entry(0, 64, 8, &[i64::MAX, 4])], seg.to_vec(), "impossible size"),
+        (vec![entry(0, 72, 8, &[8])], seg.to_vec(), "constant 0 at 16456 is not aligned to 64 bytes"),
         (vec![], vec![SegmentEntry { offset: 0, size: 1 << 40 }], "outside the segment area"),
         (vec![], vec![SegmentEntry { offset: 100, size: 1 }], "unaligned"),
+        (vec![entry(0, 64, 8, &[8])], seg.to_vec(), "constant 0 has 8 bytes but its length prefix says 0"),
     ];
     for (constants, segments, expected) in cases {
-        let err = open_bytes(dir.path(), &crafted(&graph, &constants, &segments, 64));
+        let err = open_bytes(dir.path(), &crafted(FORMAT_VERSION, &graph, &constants, &segments, 128, &[]));
         assert!(matches!(err, Error::Invalid { .. }), "{err}");
         assert!(err.to_string().contains(expected), "{err} lacks {expected:?}");
     }
     let mut bad_ids = sample_graph();
     bad_ids.traces[0].outputs = vec![1000];
-    let entries: Vec<_> = (0..3).map(|_| constant(0, 0, 0, &[0])).collect();
-    let err = open_bytes(dir.path(), &crafted(&bad_ids, &entries, &seg, 64));
+    let entries: Vec<_> = (0..3).map(|_| entry(0, 0, 0, &[0])).collect();
+    let err = open_bytes(dir.path(), &crafted(FORMAT_VERSION, &bad_ids, &entries, &seg, 128, &[]));
     assert!(err.to_string().contains("output refers to value 1000"), "{err}");
+}
+
+#[test]
+fn length_prefixes_must_not_overlap_other_bytes() {
+    let dir = tmpdir();
+    let seg = [SegmentEntry { offset: 0, size: 256 }];
+    // Two constants whose bytes overlap, and one whose prefix lies in another's bytes.
+    let overlap = [entry(0, 64, 64, &[64]), entry(0, 64, 64, &[64])];
+    let err = open_bytes(dir.path(), &crafted(FORMAT_VERSION, &Graph::default(), &overlap, &seg, 256, &[(56, 64)]));
+    assert!(err.to_string().contains("at 16448 overlaps the bytes before it, which end at 16512"), "{err}");
+    let tight = [entry(0, 64, 64, &[64]), entry(0, 128, 8, &[8])];
+    let err = open_bytes(dir.path(), &crafted(FORMAT_VERSION, &Graph::default(), &tight, &seg, 256, &[(56, 64), (120, 8)]));
+    assert!(err.to_string().contains("constant 1 at 16512 overlaps the bytes before it, which end at 16512"), "{err}");
+    let good = [entry(0, 64, 56, &[56]), entry(0, 128, 8, &[8])];
+    let bytes = crafted(FORMAT_VERSION, &Graph::default(), &good, &seg, 256, &[(56, 56), (120, 8)]);
+    MlxfnFile::from_bytes("good", bytes).expect("prefixes in the gaps");
+}
+
+#[test]
+fn version_1_files_are_still_read() {
+    // Version 1: the segment area and every segment on a page, no length prefixes.
+    let dir = tmpdir();
+    let constants = [entry(0, 0, 8, &[8]), entry(1, 0, 16, &[16])];
+    let segments = [SegmentEntry { offset: 0, size: 8 }, SegmentEntry { offset: SEGMENT_ALIGNMENT, size: 16 }];
+    let graph = Graph { metadata: "old".into(), ..Graph::default() };
+    let path = dir.path().join("v1.mlxfn");
+    std::fs::write(&path, crafted(1, &graph, &constants, &segments, SEGMENT_ALIGNMENT + 16, &[])).unwrap();
+    let file = MlxfnFile::open(&path).expect("a version 1 file opens");
+    assert_eq!((file.header().format_version, file.graph().metadata.as_str()), (1, "old"));
+    assert_eq!(file.constant_offset(1) % SEGMENT_ALIGNMENT, 0);
+    let unaligned = [SegmentEntry { offset: 0, size: 8 }, SegmentEntry { offset: 64, size: 16 }];
+    let err = open_bytes(dir.path(), &crafted(1, &graph, &constants, &unaligned, 128, &[]));
+    assert!(err.to_string().contains("segment 1 (offset 64, size 16) is unaligned"), "{err}");
 }
 
 #[test]
@@ -374,15 +439,14 @@ fn copy_out_of_the_mapping() {
     let dir = tmpdir();
     let file = MlxfnFile::open(&write_sample(dir.path())).unwrap();
     let c = consts();
-    let mut all = vec![0u8; c.large.len()];
-    file.copy_constant_into(1, 0, &mut all).unwrap();
-    assert_eq!(all, c.large);
-    let mut tail = vec![0u8; 100];
-    file.copy_constant_into(1, c.large.len() as u64 - 100, &mut tail).unwrap();
-    assert_eq!(tail, c.large[c.large.len() - 100..]);
+    let (mut large, mut small) = (vec![0u8; c.large.len()], vec![0u8; c.small.len()]);
+    file.copy_constants(vec![(1, &mut large[..]), (0, &mut small[..])]).unwrap();
+    assert_eq!((large.as_slice(), small.as_slice()), (&c.large[..], &c.small[..]));
     assert_eq!(file.constant_bytes(1), &c.large[..], "pages dropped from the map fault back in");
-    let err = file.copy_constant_into(0, 20, &mut [0u8; 8]).unwrap_err();
-    assert!(err.to_string().contains("past the end of constant 0"), "{err}");
+    let err = file.copy_constants(vec![(0, &mut [0u8; 8][..])]).unwrap_err();
+    assert!(err.to_string().contains("constant 0 has 24 bytes, the destination 8"), "{err}");
+    let err = file.copy_constants(vec![(7, &mut [0u8; 8][..])]).unwrap_err();
+    assert!(err.to_string().contains("constant 7 out of range: the file has 3"), "{err}");
 }
 
 #[test]
@@ -395,7 +459,7 @@ fn from_bytes_checks_what_open_checks() {
     let c = consts();
     assert_eq!(file.constant_bytes(1), &c.large[..]);
     let mut out = vec![0u8; 24];
-    file.copy_constant_into(0, 0, &mut out).unwrap();
+    file.copy_constants(vec![(0, &mut out[..])]).unwrap();
     assert_eq!(out, c.small);
     file.verify_hashes().unwrap();
     file.check_unchanged().unwrap();

@@ -1,7 +1,7 @@
 //! Open arbitrary bytes as an mlxfn file (`MlxfnFile::from_bytes`: the same
 //! checks as `open`, without the disk) and walk everything the reader
 //! exposes: graph, traces, nodes, args, constant and segment tables, every
-//! constant's bytes, copies out of them, and the hash check.  The header and
+//! constant's bytes, copies of them, and the hash check.  The header and
 //! flatbuffer checksums are recomputed first (when the header's offsets
 //! allow), so that mutations reach the FlatBuffers verifier and the semantic
 //! checks instead of stopping at a checksum.
@@ -58,12 +58,12 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(bytes.len() as u64, constant.length);
         assert_eq!(constant.dtype.nbytes(&constant.shape), Some(constant.length));
         seen += file.constant_offset(index) as usize + bytes.first().map_or(0, |&b| b as usize);
-        // A copy of the second half, and one running past the end (refused).
-        let half = bytes.len() / 2;
-        let mut out = vec![0u8; bytes.len() - half];
-        file.copy_constant_into(index, half as u64, &mut out).expect("a copy inside the constant");
-        assert_eq!(out, bytes[half..]);
-        assert!(file.copy_constant_into(index, half as u64 + 1, &mut out).is_err());
+        // A copy of the whole constant, and one into a buffer too short (refused).
+        let mut out = vec![0u8; bytes.len()];
+        file.copy_constants(vec![(index, &mut out[..])]).expect("a copy of a whole constant");
+        assert_eq!(out, bytes);
+        out.push(0);
+        assert!(file.copy_constants(vec![(index, &mut out[..])]).is_err());
     }
     let _ = file.verify_hashes();
     file.check_unchanged().expect("bytes in memory never change");
