@@ -14,13 +14,14 @@ help: ## Show this help
 $(VENV)/.ready: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "maturin>=1.7,<2"
+	$(PY) -m pip install --quiet "maturin>=1.7,<2" "nanobind>=3.0,<3.2"
 	touch $@
 
 setup: $(VENV)/.ready ## Create .venv with the build tool
 
-build: setup ## Build the Rust core and install mlxfn (with its dependencies) into .venv
+build: setup ## Build the Rust core and the C++ bridge, install mlxfn (with its dependencies) into .venv
 	$(VENV)/bin/maturin develop --release --extras test --quiet
+	$(PY) bridge/build.py --check
 
 demo: build ## Export and import a ~1 GB Llama-style model with mlxfn and with MLX, print load times
 	$(PY) examples/demo.py

@@ -219,13 +219,51 @@ def test_exporter_errors(tmp_path: Path):
     assert_same(mlxfn.import_function(path)(X, Y), (add_mul(X, Y),))
 
 
-def test_failed_exporter_block_writes_nothing(tmp_path: Path):
+def test_exporter_block_left_by_an_exception_keeps_the_traces_before_it(tmp_path: Path):
+    # As MLX's exporter: the traces made before the exception are written.
     path = tmp_path / "f.mlxfn"
     with pytest.raises(KeyError):
         with mlxfn.exporter(path, add_mul) as exp:
             exp(X, Y)
+            assert not path.exists(), "the file appears only when it is complete"
             raise KeyError("boom")
-    assert list(tmp_path.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.mlxfn"], "no temporary left"
+    assert_same(mlxfn.import_function(path)(X, Y), (add_mul(X, Y),))
+    # A block that made no trace before its exception writes nothing.
+    with pytest.raises(KeyError):
+        with mlxfn.exporter(tmp_path / "none.mlxfn", add_mul):
+            raise KeyError("boom")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.mlxfn"]
+
+
+def test_a_failing_trace_raises_and_the_exporter_goes_on(tmp_path: Path):
+    def fun(x: mx.array) -> mx.array:
+        if x.ndim == 2:
+            raise ValueError("no matrices")
+        return x * 3
+
+    path = tmp_path / "f.mlxfn"
+    with mlxfn.exporter(path, fun) as exp:
+        exp(mx.ones((2,)))
+        with pytest.raises(ValueError, match="no matrices"):
+            exp(mx.ones((2, 2)))
+        exp(mx.ones((3,)))  # MLX's exporter crashes here; mlxfn's goes on
+    fn = mlxfn.import_function(path)
+    for x in (mx.ones((2,)), mx.ones((3,))):
+        assert_same(fn(x), (x * 3,))
+    with pytest.raises(ValueError, match="No imported function"):
+        fn(mx.ones((2, 2)))
+
+
+@pytest.mark.parametrize("where", ["missing/dir/f.mlxfn", "afile/f.mlxfn"])
+def test_exporter_on_an_unwritable_path_raises_at_construction(tmp_path: Path, where: str):
+    (tmp_path / "afile").write_text("not a directory")
+    path = tmp_path / where
+    with pytest.raises(RuntimeError, match=rf"\[export_function\] Failed to open {path}"):
+        mlxfn.exporter(path, add_mul)
+    with pytest.raises(RuntimeError, match="Failed to open"):
+        mlxfn.export_function(path, add_mul, X, Y)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 
 def test_failed_export_keeps_the_old_file(tmp_path: Path):

@@ -9,9 +9,9 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlxfn import _mlxfn
+from mlxfn import _mlxfn, errors
 from mlxfn._dtypes import DTYPE_TABLE
-from mlxfn.errors import FormatError
+from mlxfn.errors import ExportError, FormatError
 
 # Every kind of state MLX's callback reports, CustomKernel's included: a list
 # of (bool, bool, bool) tuples and a list of mixed bool/int/float scalars.
@@ -54,34 +54,34 @@ def test_arguments_round_trip_with_their_types(tmp_path: Path):
     path = str(tmp_path / "g.mlxfn")
     nodes = [("CustomKernel", ARGS, [0, 2, 3], [((2, 3), mx.float32)])]
     consts = [((2,), mx.float16, b"\x00\x3c\x00\x40"), ((0, 5), mx.complex64, b"")]
-    summary = _mlxfn.write_file(path, graph(nodes), consts, DTYPE_TABLE)
+    summary = _mlxfn.write_file(path, graph(nodes), consts)
     assert summary["constant_count"] == 2
     f = _mlxfn.File.open(path)
-    (trace,) = f.traces(DTYPE_TABLE)
+    (trace,) = f.traces()
     op, args, inputs, outputs = trace["nodes"][0]
     assert (op, inputs, outputs) == ("CustomKernel", [0, 2, 3], [((2, 3), mx.float32)])
     assert len(args) == len(ARGS)
     for got, want in zip(args, ARGS):
         assert got == want and type(got) is type(want), (got, want)
-    assert f.constant_infos(DTYPE_TABLE) == [((2,), mx.float16, 4), ((0, 5), mx.complex64, 0)]
+    assert f.constant_infos() == [((2,), mx.float16, 4), ((0, 5), mx.complex64, 0)]
     assert bytes(f.constant(0)) == b"\x00\x3c\x00\x40" and len(f.constant(1)) == 0
 
 
 def test_writer_refuses_what_it_cannot_store(tmp_path: Path):
     path = str(tmp_path / "g.mlxfn")
     with pytest.raises(TypeError, match="cannot store an argument of type object"):
-        _mlxfn.write_file(path, graph([("Abs", [object()], [0], [((2, 3), mx.float32)])]), [], DTYPE_TABLE)
-    with pytest.raises(ValueError, match="uses value 9"):
-        _mlxfn.write_file(path, graph([("Abs", [], [9], [((2, 3), mx.float32)])]), [((1,), mx.uint8, b"x")] * 2, DTYPE_TABLE)
-    with pytest.raises(ValueError, match="constant 0 has 3 bytes"):
-        _mlxfn.write_file(path, graph([]), [((2,), mx.uint8, b"abc"), ((1,), mx.uint8, b"x")], DTYPE_TABLE)
+        _mlxfn.write_file(path, graph([("Abs", [object()], [0], [((2, 3), mx.float32)])]), [])
+    with pytest.raises(ExportError, match="uses value 9"):
+        _mlxfn.write_file(path, graph([("Abs", [], [9], [((2, 3), mx.float32)])]), [((1,), mx.uint8, b"x")] * 2)
+    with pytest.raises(ExportError, match="constant 0 has 3 bytes but shape \\[2\\] of UInt8 needs 2"):
+        _mlxfn.write_file(path, graph([]), [((2,), mx.uint8, b"abc"), ((1,), mx.uint8, b"x")])
     assert list(tmp_path.iterdir()) == []
 
 
 def test_constant_views_are_zero_copy_and_outlive_the_file(tmp_path: Path):
     path = str(tmp_path / "g.mlxfn")
-    big = np.arange(50_000, dtype=np.float32)
-    _mlxfn.write_file(path, graph([]), [(big.shape, mx.float32, big), ((1,), mx.uint8, b"x")], DTYPE_TABLE)
+    big = np.arange(300_000, dtype=np.float32)  # over ALIGNED_CONSTANT_MIN: page-aligned
+    _mlxfn.write_file(path, graph([]), [(big.shape, mx.float32, big), ((1,), mx.uint8, b"x")])
     f = _mlxfn.File.open(path)
     view = f.constant(0)
     first = np.frombuffer(view, np.float32)
@@ -100,7 +100,7 @@ def test_constant_views_are_zero_copy_and_outlive_the_file(tmp_path: Path):
 
 def test_sniff(tmp_path: Path):
     ours, theirs, other = tmp_path / "a", tmp_path / "b", tmp_path / "c"
-    _mlxfn.write_file(str(ours), graph([]), [((1,), mx.uint8, b"x")] * 2, DTYPE_TABLE)
+    _mlxfn.write_file(str(ours), graph([]), [((1,), mx.uint8, b"x")] * 2)
     mx.export_function(str(theirs), lambda x: x + 1, mx.array(1.0))
     other.write_bytes(b"neither")
     assert _mlxfn.sniff(str(ours)) == ("mlxfn", None)
@@ -112,17 +112,46 @@ def test_sniff(tmp_path: Path):
         _mlxfn.File.open(str(other))
 
 
-def test_constant_stream_is_a_safetensors_file(tmp_path: Path):
-    """MLX's own loader reads constants from the stream, bytes unchanged."""
+def test_copy_into_fills_mlx_memory_with_the_constants(tmp_path: Path):
     path = str(tmp_path / "g.mlxfn")
-    a = np.arange(40_000, dtype=np.float32).reshape(200, 200)
-    b = np.array([1, -2, 3], dtype=np.int64)
-    _mlxfn.write_file(path, graph([]), [(a.shape, mx.float32, a), (b.shape, mx.int64, b)], DTYPE_TABLE)
+    a = np.arange(400_000, dtype=np.float32).reshape(400, 1000)
+    b = np.array([1.5, -2.25], dtype=np.float64)
+    _mlxfn.write_file(path, graph([]), [(a.shape, mx.float32, a), (b.shape, mx.float64, b)])
     f = _mlxfn.File.open(path)
-    loaded = mx.load(_mlxfn.ConstantStream(f, [1, 0]), format="safetensors")
-    assert sorted(loaded) == ["0", "1"]
-    assert np.array_equal(np.array(loaded["0"]), a) and loaded["0"].dtype == mx.float32
-    assert np.array_equal(np.array(loaded["1"]), b) and loaded["1"].dtype == mx.int64
-    _mlxfn.write_file(path, graph([]), [((1,), mx.float64, b"\0" * 8)] * 2, DTYPE_TABLE)
-    with pytest.raises(ValueError, match="Float64"):  # not in MLX's loader: imports copy it
-        _mlxfn.ConstantStream(_mlxfn.File.open(path), [0])
+    got_a, got_b = mx.zeros(a.shape), mx.zeros(b.shape, mx.float64)
+    mx.eval(got_a, got_b)
+    f.copy_into([1, 0], [memoryview(got_b).cast("B"), memoryview(got_a).cast("B")])
+    assert np.array_equal(np.array(got_a), a) and np.array_equal(np.array(got_b), b)
+    with pytest.raises(ValueError, match="constant 0 has 1600000 bytes, the destination 16"):
+        f.copy_into([0], [memoryview(got_b).cast("B")])
+    with pytest.raises(ValueError, match="read-only"):
+        f.copy_into([1], [b.tobytes()])
+    with pytest.raises(ValueError, match="2 indices for 1 buffers"):
+        f.copy_into([0, 1], [memoryview(got_a).cast("B")])
+
+
+def test_the_package_registered_its_classes_and_dtypes_once():
+    classes = {name: getattr(errors, name) for name in errors.__all__}
+    _mlxfn.register(classes, list(DTYPE_TABLE))  # the same objects again: fine
+    with pytest.raises(RuntimeError, match="called again with other classes or dtypes"):
+        _mlxfn.register({**classes, "FormatError": errors.VersionError}, list(DTYPE_TABLE))
+    with pytest.raises(ValueError, match="needs 14 dtypes"):
+        _mlxfn.register(classes, list(DTYPE_TABLE)[:3])
+
+
+def test_atomic_file_commits_or_discards(tmp_path: Path):
+    target = tmp_path / "out.txt"
+    pending = _mlxfn.AtomicFile(str(target))
+    assert pending.pending and Path(pending.temp_path).parent == tmp_path
+    Path(pending.temp_path).write_text("done")
+    assert not target.exists()
+    pending.commit()
+    assert target.read_text() == "done" and not pending.pending
+    with pytest.raises(RuntimeError, match="already committed or discarded"):
+        pending.commit()
+    dropped = _mlxfn.AtomicFile(str(target))
+    dropped.discard()
+    dropped.discard()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+    with pytest.raises(FileNotFoundError):
+        _mlxfn.AtomicFile(str(tmp_path / "missing" / "x"))

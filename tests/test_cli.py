@@ -19,7 +19,6 @@ from conftest import assert_same
 
 import mlxfn
 from mlxfn import _mlxfn
-from mlxfn._dtypes import DTYPE_TABLE
 
 W = mx.arange(4096, dtype=mx.float32).reshape(64, 64) / 4096  # 16 KiB: its own segment
 B = mx.arange(64, dtype=mx.float32)
@@ -76,8 +75,8 @@ def test_inspect_json_describes_every_trace(two_traces: tuple[Path, Path]) -> No
     ours, _ = two_traces
     info = json.loads(mlxfn_command("inspect", str(ours), "--json").stdout)
     handle = _mlxfn.File.open(str(ours))
-    records = handle.traces(DTYPE_TABLE)
-    assert info["kind"] == "mlxfn" and info["format_version"] == 1
+    records = handle.traces()
+    assert info["kind"] == "mlxfn" and info["format_version"] == _mlxfn.FORMAT_VERSION == 2
     assert info["mlx_version"] == mx.__version__ and info["metadata"] == "two traces"
     assert info["shapeless"] is False and info["file_size"] == ours.stat().st_size
     assert len(info["traces"]) == 2
@@ -89,14 +88,17 @@ def test_inspect_json_describes_every_trace(two_traces: tuple[Path, Path]) -> No
     # W (16 KiB) and B are stored once and used by both traces.
     assert info["constant_bytes"] >= W.nbytes + B.nbytes
     assert info["shared_bytes"] >= W.nbytes + B.nbytes
-    layout = info["layout"]
-    assert layout["flatbuffer_offset"] == 64 and layout["segments_offset"] % 16384 == 0
-    assert all(offset % 16384 == 0 for offset, _ in layout["segments"])
+    layout = info["layout"]  # every constant under 1 MiB: packed right after the graph
+    assert layout["flatbuffer_offset"] == 64 and layout["segments_offset"] % 64 == 0
+    assert layout["segments_offset"] - (64 + layout["flatbuffer_size"]) < 256
+    assert [offset for offset, _ in layout["segments"]] == [layout["segments_offset"]]
+    assert info["load"] == "map (C++ bridge)"
 
 
 def test_inspect_text(two_traces: tuple[Path, Path]) -> None:
     out = mlxfn_command("inspect", str(two_traces[0])).stdout
-    assert "mlxfn format 1" in out and "'two traces'" in out
+    assert "mlxfn format 2" in out and "'two traces'" in out
+    assert "load here: map (C++ bridge)" in out
     assert "trace 1: 1 positional, 1 keyword inputs" in out
     assert "input 0: (3, 64) float32" in out and "input 'scale': () float32" in out
     assert "primitives: " in out and "layout: header 0-64" in out and "segment 0:" in out
@@ -171,7 +173,7 @@ def test_convert_mlx_to_mlxfn_keeps_traces_metadata_and_outputs(tmp_path: Path, 
     assert metadata == "two traces"
     for got, want in zip(call_every_trace(fn), call_every_trace(mx.import_function(str(theirs)))):
         assert_same(got, want)
-    assert len(_mlxfn.File.open(str(dst)).traces(DTYPE_TABLE)) == 2
+    assert len(_mlxfn.File.open(str(dst)).traces()) == 2
 
 
 def test_convert_keeps_shapeless(tmp_path: Path) -> None:
@@ -207,7 +209,7 @@ def test_convert_errors(tmp_path: Path, two_traces: tuple[Path, Path]) -> None:
 
 def test_graph_dot_has_every_node_and_edge(two_traces: tuple[Path, Path]) -> None:
     ours, _ = two_traces
-    record = _mlxfn.File.open(str(ours)).traces(DTYPE_TABLE)[1]
+    record = _mlxfn.File.open(str(ours)).traces()[1]
     dot = mlxfn_command("graph", str(ours), "--trace", "1").stdout
     assert dot.startswith("digraph trace {") and dot.rstrip().endswith("}")
     assert dot.count("shape=box") == len(record["nodes"])

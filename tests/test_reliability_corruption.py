@@ -38,9 +38,11 @@ MUTATE = Path(__file__).parent / "hostile" / "mutate.py"
 # version string, or an argument that stays consistent).
 ALLOWED = {"import: FormatError", "import: VersionError", "call: ReplayError", "call: ValueError", "imported and called"}
 
-W = mx.arange(100 * 64, dtype=mx.float32).reshape(100, 64) / 6400  # 25,600 bytes: its own segment
-B = mx.arange(8, dtype=mx.float32)  # 32 bytes, packed in segment 0
-IDX = mx.array([3, 1, 2], dtype=mx.int32)  # 12 bytes, packed in segment 0 at offset 64
+# All three under 1 MiB: packed into segment 0 right after the graph, each
+# at a multiple of 64 with its length in the 8 bytes before it.
+W = mx.arange(100 * 64, dtype=mx.float32).reshape(100, 64) / 6400  # 25,600 bytes
+B = mx.arange(8, dtype=mx.float32)  # 32 bytes
+IDX = mx.array([3, 1, 2], dtype=mx.int32)  # 12 bytes
 X = mx.ones((2, 100))
 
 
@@ -110,7 +112,7 @@ def test_every_truncation_point(tmp_path: Path, small_file: Path) -> None:
                 refused(target, "not an mlxfn file (the file is empty)")
     finally:
         os.close(fd)
-    assert len(data) > 50_000  # header, graph, two segments: every region was cut
+    assert len(data) > 25_600  # header, graph, the constants: every region was cut
 
 
 def test_appended_bytes(tmp_path: Path, small_file: Path) -> None:
@@ -157,9 +159,10 @@ def test_every_graph_bit_flip_is_caught_by_its_checksum(tmp_path: Path, small_fi
 
 def test_bit_flips_in_segments(tmp_path: Path, small_file: Path, expected: tuple[mx.array, ...]) -> None:
     """A flip in a constant's bytes imports (and runs, with other values) and
-    is found by verify=True, naming the constant.  A flip in padding (between
-    the graph and the segments, between packed constants, after the last
-    one in a segment) touches no byte that is ever read: the file imports,
+    is found by verify=True, naming the constant.  A flip in the length
+    written before a constant is refused at import, naming the constant.  A
+    flip in padding (between the graph and the constants, between packed
+    constants) touches no byte that is ever read: the file imports,
     verifies and computes the original outputs."""
     data = small_file.read_bytes()
     ranges = constant_ranges(small_file)
@@ -169,21 +172,28 @@ def test_bit_flips_in_segments(tmp_path: Path, small_file: Path, expected: tuple
     def owner(pos: int) -> int | None:
         return next((i for i, (start, length) in enumerate(ranges) if start <= pos < start + length), None)
 
+    def prefix_of(pos: int) -> int | None:
+        return next((i for i, (start, _) in enumerate(ranges) if start - 8 <= pos < start), None)
+
     (fb_size,) = struct.unpack_from("<Q", data, 24)
     positions = set(range(HEADER + fb_size, len(data), 53))  # the padding after the graph included
     for start, length in ranges:
-        positions |= {start, start + length - 1, start + length // 2} | set(range(start, start + min(length, 64)))
-    in_constants = in_padding = 0
+        positions |= {start, start + length - 1, start + length // 2} | set(range(start - 16, start + min(length, 64)))
+    in_constants = in_prefixes = in_padding = 0
     for k, pos in enumerate(sorted(positions)):
         flipped = bytearray(data)
         flipped[pos] ^= 1 << (k % 8)
         target.write_bytes(flipped)
+        if (index := prefix_of(pos)) is not None:
+            in_prefixes += 1
+            refused(target, f"constant {index} has {ranges[index][1]} bytes but its length prefix says")
+            continue
         fn = mlxfn.import_function(target)  # not verified: imports
         index = owner(pos)
         if index is None:
             in_padding += 1
             mlxfn.import_function(target, verify=True)
-            if k % 10 == 0:  # a call copies every constant; a sample is enough
+            if k % 10 == 0:  # a call reads every constant; a sample is enough
                 outputs = fn(X)
                 assert all(mx.array_equal(o, e).item() for o, e in zip(outputs, expected))
         else:
@@ -193,7 +203,7 @@ def test_bit_flips_in_segments(tmp_path: Path, small_file: Path, expected: tuple
             with pytest.raises(IntegrityError) as info:
                 mlxfn.import_function(target, verify=True)
             assert str(target) in str(info.value) and f"constant {index} is corrupted" in str(info.value)
-    assert in_constants > 500 and in_padding > 200
+    assert in_constants > 500 and in_prefixes == 24 and in_padding >= 8
 
 
 # ----------------------------------------------------------------------------
@@ -209,17 +219,20 @@ def with_header(data: bytes, fmt: str, offset: int, value: int) -> bytes:
 def test_newer_and_impossible_format_versions(tmp_path: Path, small_file: Path) -> None:
     data = small_file.read_bytes()
     path = tmp_path / "version.mlxfn"
-    path.write_bytes(with_header(data, "<I", 8, 2))
-    refused(path, "format version 2", "reads versions up to 1", "upgrade mlxfn", error=VersionError)
+    path.write_bytes(with_header(data, "<I", 8, 3))
+    refused(path, "format version 3", "reads versions up to 2", "upgrade mlxfn", error=VersionError)
     path.write_bytes(with_header(data, "<I", 8, 0xFFFFFFFF))
     refused(path, f"format version {0xFFFFFFFF}", error=VersionError)
     path.write_bytes(with_header(data, "<I", 8, 0))
     refused(path, "format_version: 0 is not a version")
+    # Version 1 kept its segments on 16 KiB pages: this layout is not one.
+    path.write_bytes(with_header(data, "<I", 8, 1))
+    refused(path, "segments_offset", "is not a multiple of 16384")
     # The graph's own copy of the version disagrees with the header's.
     graph = bytearray(data)
-    struct.pack_into("<I", graph, root(data).field("format_version"), 2)
+    struct.pack_into("<I", graph, root(data).field("format_version"), 1)
     path.write_bytes(fix_checksums(graph))
-    refused(path, "the graph says format version 2, the header 1")
+    refused(path, "the graph says format version 1, the header 2")
 
 
 @pytest.mark.parametrize(
@@ -231,7 +244,7 @@ def test_newer_and_impossible_format_versions(tmp_path: Path, small_file: Path) 
         ("flatbuffer_size overflowing", "<Q", 24, 2**64 - 1, "flatbuffer_size"),
         ("segments_offset past the end", "<Q", 32, 1 << 40, "segments_size: the segments end at"),
         ("segments_offset into the graph", "<Q", 32, 128, "segments_offset: 128 overlaps the flatbuffer"),
-        ("segments_offset unaligned", "<Q", 32, 16384 + 64, "is not a multiple of 16384"),
+        ("segments_offset unaligned", "<Q", 32, 16384 + 8, "is not a multiple of 64"),
         ("segments_size past the end", "<Q", 40, 1 << 40, "segments_size: the segments end at"),
         ("segments_size overflowing", "<Q", 40, 2**64 - 1, "segments_size"),
         ("file_size larger", "<Q", 48, 1 << 40, "the segments end at"),
@@ -272,24 +285,51 @@ def tables(data: bytes) -> dict[str, Table | list[Table]]:
 def test_constant_and_segment_offsets_past_the_end(tmp_path: Path, small_file: Path) -> None:
     data = small_file.read_bytes()
     t = tables(data)
-    large, small, idx = t["constants"]  # segment 1 (alone); segment 0 at 0; segment 0 at 64
-    seg0, seg1 = t["segments"]
+    large, small, idx = t["constants"]  # all three packed in segment 0
+    (seg0,) = t["segments"]
+    (_, size), = layout(small_file)["segments"]
+    idx_offset = struct.unpack_from("<Q", data, idx.field("offset"))[0]
     path = tmp_path / "tables.mlxfn"
     cases = [
-        (idx.field("offset"), "<Q", 76, "constant 2 (offset 76, length 12) runs past the end of segment 0 (76 bytes)"),
+        (idx.field("offset"), "<Q", size - 4, f"constant 2 (offset {size - 4}, length 12) runs past the end of segment 0 ({size} bytes)"),
         (idx.field("offset"), "<Q", 2**64 - 8, "constant 2 (offset 18446744073709551608, length 12) runs past"),
+        (idx.field("offset"), "<Q", idx_offset - 8, "is not aligned to 64 bytes"),
         (idx.field("length"), "<Q", 2**63, "runs past the end of segment 0"),
-        (large.field("length"), "<Q", 25600 + 4, "runs past the end of segment 1"),
-        (large.field("segment"), "<I", 2, "constant 0 is in segment 2 of 2"),
-        (large.field("segment"), "<I", 0xFFFFFFFF, "constant 0 is in segment 4294967295 of 2"),
-        (seg1.field("size"), "<Q", 1 << 40, "segment 1 (offset 16384, size 1099511627776) is unaligned or outside"),
-        (seg1.field("offset"), "<Q", 16384 + 4096, "segment 1 (offset 20480, size 25600) is unaligned"),
-        (seg1.field("offset"), "<Q", 2**64 - 16384, "is unaligned or outside the segment area of 41984 bytes"),
+        (idx.field("length"), "<Q", 12 + 64, "runs past the end of segment 0"),
+        (seg0.field("size"), "<Q", 1 << 40, "segment 0 (offset 0, size 1099511627776) is unaligned or outside"),
         (seg0.field("size"), "<Q", 2**64 - 1, "segment 0 (offset 0, size 18446744073709551615)"),
     ]
     for pos, fmt, value, phrase in cases:
         path.write_bytes(edit(data, pos, fmt, value))
         refused(path, "invalid graph", phrase)
+    # Segment 0 is the default, absent from the buffer: a segment index out
+    # of range is checked on a file with a large constant of its own segment.
+    assert large.field("segment") is None
+
+
+def test_segment_index_and_page_segment_out_of_range(tmp_path: Path) -> None:
+    big = mx.arange(300_000, dtype=mx.float32)  # 1.2 MB: page-aligned, segment 1
+    two = mx.array([2.0])  # packed: segment 0
+    mx.eval(big, two)  # constants, not an Arange node
+    path = tmp_path / "big.mlxfn"
+    mlxfn.export_function(path, lambda x: x * two + big, mx.ones((300_000,)))
+    data = path.read_bytes()
+    t = tables(data)
+    constant = next(c for c in t["constants"] if c.field("segment") is not None)
+    seg0, seg1 = t["segments"]
+    (offset, size) = layout(path)["segments"][1]
+    assert offset % 16384 == 0 and size == big.nbytes
+    area = struct.unpack_from("<Q", data, 40)[0]
+    cases = [
+        (constant.field("segment"), "<I", 2, "constant 1 is in segment 2 of 2"),
+        (constant.field("segment"), "<I", 0xFFFFFFFF, "constant 1 is in segment 4294967295 of 2"),
+        (seg1.field("size"), "<Q", 1 << 40, f"segment 1 (offset {offset - layout(path)['segments_offset']}, size 1099511627776)"),
+        (seg1.field("offset"), "<Q", 2**64 - 16384, f"is unaligned or outside the segment area of {area} bytes"),
+    ]
+    target = tmp_path / "edited.mlxfn"
+    for pos, fmt, value, phrase in cases:
+        target.write_bytes(edit(data, pos, fmt, value))
+        refused(target, "invalid graph", phrase)
 
 
 def test_huge_counts(tmp_path: Path, small_file: Path) -> None:

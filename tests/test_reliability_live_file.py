@@ -1,21 +1,27 @@
 """The file of a live import is replaced, deleted or rewritten on disk.
 
 ``import_function`` maps the file and decodes its graph; a trace's first call
-copies that trace's constants from the mapping into MLX memory, and nothing
-reads the mapping after that.  The mapping holds the inode it was made from:
+makes that trace's constants into arrays: over the mapping (``load="map"``,
+the default where MLX can run on it) or copied out of it (``load="copy"``).
+A mapping holds the inode it was made from:
 
 - replaced by rename (what mlxfn's writer does) or deleted: the import keeps
-  serving the old contents, before and after its first call;
-- rewritten in place (same inode: ``cp``, truncation) after every trace's
-  first call: nothing left reads it, the import is unaffected;
-- rewritten in place before a trace's first call: that call raises
-  ``FormatError`` ("changed on disk") instead of computing with the new
-  bytes or dying of SIGBUS past a shortened end (``File.check_unchanged``).
+  serving the old contents, before and after its first call, in both modes;
+- rewritten in place (same inode: ``cp``, truncation) before a trace's first
+  call: that call raises ``FormatError`` ("changed on disk") instead of
+  computing with the new bytes or dying of SIGBUS past a shortened end
+  (``File.check_unchanged``), in both modes;
+- rewritten in place after the first call: a copying import no longer reads
+  the file and is unaffected; a mapping import computes with the new bytes,
+  and dies of SIGBUS if the file was cut short under it, as any mmap-based
+  loader (llama.cpp, safetensors).  Replace files by rename, or import them
+  with ``load="copy"``.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -48,21 +54,22 @@ def age(path: Path) -> None:
     os.utime(path, (1_000_000_000, 1_000_000_000))
 
 
-def test_replaced_or_deleted_file_keeps_serving_the_old_contents(tmp_path: Path) -> None:
+@pytest.mark.parametrize("load", ["copy", "map"])
+def test_replaced_or_deleted_file_keeps_serving_the_old_contents(tmp_path: Path, load: str) -> None:
     path = tmp_path / "live.mlxfn"
     old, new = make_model(1), make_model(2)
     mlxfn.export_function(path, old, X)
-    called = mlxfn.import_function(path)
-    assert same(called, old)  # constants copied into MLX memory
-    not_called = mlxfn.import_function(path)  # constants still only in the mapping
+    called = mlxfn.import_function(path, load=load)
+    assert same(called, old)  # constants made into arrays
+    not_called = mlxfn.import_function(path, load=load)  # constants still only in the file
 
     # Replaced by a new export (written beside it and renamed over it).
     mlxfn.export_function(path, new, X)
     assert same(called, old) and same(not_called, old)
-    assert same(mlxfn.import_function(path), new)
+    assert same(mlxfn.import_function(path, load=load), new)
 
     # Deleted: the mapping keeps the inode alive.
-    fresh, fresh_not_called = mlxfn.import_function(path), mlxfn.import_function(path)
+    fresh, fresh_not_called = mlxfn.import_function(path, load=load), mlxfn.import_function(path, load=load)
     assert same(fresh, new)
     path.unlink()
     assert same(fresh, new) and same(fresh_not_called, new)
@@ -70,12 +77,12 @@ def test_replaced_or_deleted_file_keeps_serving_the_old_contents(tmp_path: Path)
         mlxfn.import_function(path)
 
 
-def test_in_place_rewrite_after_the_first_call_is_harmless(tmp_path: Path) -> None:
+def test_in_place_rewrite_after_the_first_call_is_harmless_to_a_copying_import(tmp_path: Path) -> None:
     path = tmp_path / "inplace.mlxfn"
     old = make_model(3)
     mlxfn.export_function(path, old, X)
     age(path)
-    fn = mlxfn.import_function(path)
+    fn = mlxfn.import_function(path, load="copy")
     assert same(fn, old)  # every constant of the only trace is now in MLX memory
     with open(path, "r+b") as f:  # what `cp other.mlxfn inplace.mlxfn` does: same inode
         f.truncate(0)
@@ -84,7 +91,21 @@ def test_in_place_rewrite_after_the_first_call_is_harmless(tmp_path: Path) -> No
         assert same(fn, old)
 
 
-def test_in_place_rewrite_before_the_first_call_is_refused(tmp_path: Path) -> None:
+def test_a_mapping_import_computes_with_bytes_rewritten_in_place(tmp_path: Path) -> None:
+    path, other = tmp_path / "inplace.mlxfn", tmp_path / "other.mlxfn"
+    old, new = make_model(6), make_model(7)
+    mlxfn.export_function(path, old, X)
+    mlxfn.export_function(other, new, X)
+    assert path.stat().st_size == other.stat().st_size  # same layout, other weights
+    fn = mlxfn.import_function(path, load="map")
+    assert same(fn, old)  # the arrays are the file's pages now
+    with open(path, "r+b") as f:
+        f.write(other.read_bytes())
+    assert same(fn, new), "the documented limit of a mapping import changed: update README and FORMAT.md"
+
+
+@pytest.mark.parametrize("load", ["copy", "map"])
+def test_in_place_rewrite_before_the_first_call_is_refused(tmp_path: Path, load: str) -> None:
     path = tmp_path / "inplace.mlxfn"
     other = tmp_path / "other.mlxfn"
     old, new = make_model(4), make_model(5)
@@ -92,7 +113,7 @@ def test_in_place_rewrite_before_the_first_call_is_refused(tmp_path: Path) -> No
     mlxfn.export_function(other, new, X)
     assert path.stat().st_size == other.stat().st_size  # same layout, other weights
     age(path)
-    fn = mlxfn.import_function(path)
+    fn = mlxfn.import_function(path, load=load)
     with open(path, "r+b") as f:  # same size, same inode, new bytes
         f.write(other.read_bytes())
     with pytest.raises(FormatError) as info:
@@ -108,11 +129,11 @@ TRUNCATED = textwrap.dedent(
     import os, sys
     import mlx.core as mx
     import mlxfn
-    path = sys.argv[1]
+    path, load = sys.argv[1], sys.argv[2]
     w = mx.random.normal((256, 256))
     mx.eval(w)
     mlxfn.export_function(path, lambda x: x @ w, mx.ones((1, 256)))
-    fn = mlxfn.import_function(path)
+    fn = mlxfn.import_function(path, load=load)
     os.truncate(path, 20000)
     try:
         fn(mx.ones((1, 256)))
@@ -122,9 +143,41 @@ TRUNCATED = textwrap.dedent(
 )
 
 
-def test_in_place_truncation_before_the_first_call_is_an_error_not_sigbus(tmp_path: Path) -> None:
+@pytest.mark.parametrize("load", ["copy", "map"])
+def test_in_place_truncation_before_the_first_call_is_an_error_not_sigbus(tmp_path: Path, load: str) -> None:
     path = tmp_path / "cut.mlxfn"
-    child = subprocess.run([sys.executable, "-c", TRUNCATED, str(path)], capture_output=True, text=True, timeout=120)
+    child = subprocess.run([sys.executable, "-c", TRUNCATED, str(path), load], capture_output=True, text=True, timeout=120)
     assert child.returncode == 0, f"the process died ({child.returncode}): {child.stderr[-2000:]}"
     assert f"{path}: the file changed on disk after it was imported (its size went from" in child.stdout
     assert "to 20000 bytes); import it again" in child.stdout
+
+
+# Truncated in place after the first call: the limit of a mapping import
+# (README, "Replacing a file that is in use"), next to the remedy.
+TRUNCATED_AFTER = textwrap.dedent(
+    """
+    import os, sys
+    import mlx.core as mx
+    import mlxfn
+    path, load = sys.argv[1], sys.argv[2]
+    w = mx.random.normal((1024, 1024))
+    mx.eval(w)
+    mlxfn.export_function(path, lambda x: x @ w, mx.ones((1, 1024)))
+    fn = mlxfn.import_function(path, load=load)
+    mx.eval(fn(mx.ones((1, 1024))))
+    os.truncate(path, 0)
+    mx.eval(fn(mx.ones((1, 1024))))
+    print("survived")
+    """
+)
+
+
+def test_truncation_after_the_first_call_kills_a_mapping_import_not_a_copying_one(tmp_path: Path) -> None:
+    runs = {}
+    for load in ("copy", "map"):
+        path = tmp_path / f"cut-{load}.mlxfn"
+        runs[load] = subprocess.run(
+            [sys.executable, "-c", TRUNCATED_AFTER, str(path), load], capture_output=True, text=True, timeout=120
+        )
+    assert runs["copy"].returncode == 0 and "survived" in runs["copy"].stdout, runs["copy"].stderr[-2000:]
+    assert runs["map"].returncode == -signal.SIGBUS, "the documented limit of a mapping import changed"

@@ -7,14 +7,22 @@ weights in page-aligned segments that are memory-mapped on import.
 
 from __future__ import annotations
 
-from ._export import FunctionExporter, export_function, exporter
-from ._import import ImportedFunction, import_function
-from ._mlxfn import FORMAT_VERSION, __version__
-from .errors import (
+from . import _mlxfn, errors
+from ._dtypes import DTYPE_TABLE
+
+# Before anything can reach the binding: the classes it raises, the dtypes it returns.
+_mlxfn.register({name: getattr(errors, name) for name in errors.__all__}, list(DTYPE_TABLE))
+
+from ._export import FunctionExporter, export_function, exporter  # noqa: E402
+from ._import import ImportedFunction, import_function  # noqa: E402
+from ._load import LoadMode  # noqa: E402
+from ._mlxfn import FORMAT_VERSION, __version__  # noqa: E402
+from .errors import (  # noqa: E402
+    ExportError,
     FormatError,
     IntegrityError,
-    ReplayError,
     MlxfnError,
+    ReplayError,
     UnsupportedPrimitiveError,
     VersionError,
 )
@@ -31,6 +39,8 @@ __all__ = [
     "IntegrityError",
     "ReplayError",
     "UnsupportedPrimitiveError",
+    "ExportError",
+    "LoadMode",
     "FORMAT_VERSION",
     "__version__",
 ]

@@ -10,7 +10,6 @@ import mlx.core as mx
 import numpy as np
 
 from . import _mlxfn
-from ._dtypes import DTYPE_TABLE
 from ._progress import progress
 from ._signature import Signature, split_inputs
 from .errors import UnsupportedPrimitiveError
@@ -77,9 +76,9 @@ class _ConstantTable:
 
 
 def write_traces(
-    path: PathLike, traces: list[Trace], shapeless: bool, metadata: str
+    target: _mlxfn.AtomicFile, traces: list[Trace], shapeless: bool, metadata: str
 ) -> dict[str, int]:
-    """Write traces to ``path`` atomically (temporary file, then rename)."""
+    """Write traces into ``target`` (committed by the caller)."""
     table = _ConstantTable()
     graph_traces = []
     for trace in traces:
@@ -98,16 +97,28 @@ def write_traces(
         "shapeless": shapeless,
         "traces": graph_traces,
     }
-    with progress(f"writing {os.fspath(path)}:", sum(raw.nbytes for _, _, raw in table.entries)):
-        return _mlxfn.write_file(os.fspath(path), graph, table.entries, DTYPE_TABLE)
+    with progress(f"writing {target.target}:", sum(raw.nbytes for _, _, raw in table.entries)):
+        return _mlxfn.write_file(target, graph, table.entries)
+
+
+def _open_target(path: str) -> _mlxfn.AtomicFile:
+    """The locked temporary file an export writes; a RuntimeError naming the
+    path, as MLX's, when its directory is missing or not writable."""
+    try:
+        return _mlxfn.AtomicFile(path)
+    except OSError as err:
+        raise RuntimeError(f"[export_function] Failed to open {path}: {err.strerror or err}") from err
 
 
 class FunctionExporter:
     """Collects several traces of one function and writes them to one file.
 
-    Use it as a context manager or call :meth:`close`.  Nothing is written until
-    then, and a ``with`` block left by an exception writes nothing, so a failed
-    export never leaves a partial file.
+    As MLX's exporter: the path is opened at construction (a missing or
+    unwritable directory raises there), and a ``with`` block left by an
+    exception keeps the traces made before it.  Unlike MLX's, the file
+    appears only when it is complete: traces go to a locked temporary file,
+    renamed over the path by :meth:`close` (or at the end of the block).  A
+    block that made no trace before its exception writes nothing.
     """
 
     def __init__(
@@ -118,6 +129,8 @@ class FunctionExporter:
         self._shapeless = shapeless
         self._metadata = metadata
         self._traces: list[Trace] = []
+        self._closed = True  # until the target is open
+        self._target = _open_target(self._path)
         self._closed = False
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
@@ -139,8 +152,15 @@ class FunctionExporter:
         if self._closed:
             return
         self._closed = True
-        if self._traces:
-            write_traces(self._path, self._traces, self._shapeless, self._metadata)
+        try:
+            write_traces(self._target, self._traces, self._shapeless, self._metadata)
+            self._target.commit()
+        finally:
+            self._target.discard()  # after a failed write: no temporary left
+
+    def _abandon(self) -> None:
+        self._closed = True
+        self._target.discard()
 
     def __enter__(self) -> "FunctionExporter":
         return self
@@ -151,15 +171,15 @@ class FunctionExporter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc_type is not None:
-            self._closed = True  # discard: never write a file for a failed export
+        if exc_type is not None and not self._traces:
+            self._abandon()  # nothing was exported: no file
             return
-        self.close()
+        self.close()  # as MLX: the traces made before an exception are kept
 
     def __del__(self) -> None:
         # MLX's exporter writes as it goes; an unclosed mlxfn exporter writes
         # when it is collected, so code that never calls close() still works.
-        if not getattr(self, "_closed", True) and self._traces:
+        if not getattr(self, "_closed", True):
             try:
                 self.close()
             except Exception:  # noqa: BLE001 - nothing can be raised from __del__

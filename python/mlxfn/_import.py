@@ -8,11 +8,9 @@ import weakref
 from typing import Any, Callable
 
 import mlx.core as mx
-import numpy as np
 
 from . import _mlxfn
-from ._dtypes import DTYPE_TABLE, NUMPY_DTYPES
-from ._progress import progress
+from ._load import LoadMode, Mapper, choose, load_constants
 from ._signature import Signature, TensorSpec, no_match_error, split_inputs
 from .errors import FormatError
 from .replay import build_replay, check_handlers
@@ -20,39 +18,6 @@ from .trace import Node
 
 PathLike = str | os.PathLike[str]
 _CALL = "[import_function::call]"
-
-
-def _copy_via_numpy(view: _mlxfn.ConstantView, shape: tuple[int, ...], dtype: mx.Dtype) -> mx.array:
-    """The fallback copy, for dtypes MLX's loader lacks (float64)."""
-    host = np.frombuffer(view, dtype=NUMPY_DTYPES[dtype]).reshape(shape)
-    return mx.array(host, dtype=dtype)  # explicit: MLX would narrow float64
-
-
-def load_constants(
-    file: _mlxfn.File, infos: list[tuple[tuple[int, ...], mx.Dtype, int]], indices: list[int]
-) -> dict[int, mx.array]:
-    """Copy constants from the mapped file into MLX memory, evaluated.
-
-    MLX's own loader reads them from a stream whose ``readinto`` copies
-    straight from the mapping into the buffers MLX allocates: one copy, into
-    untouched memory, done in Rust without the GIL. (``mx.array`` of a NumPy
-    view of the mapping was measured at 1.5 s per GB here, this route 0.4 s.)
-    """
-    # The mapping shows whatever the file holds now: a file rewritten in place
-    # since the import would give wrong values, or SIGBUS past a shortened end.
-    file.check_unchanged()
-    streamed = [i for i in indices if infos[i][1] != mx.float64]
-    arrays: dict[int, mx.array] = {}
-    with progress(f"loading {file.path}:", sum(infos[i][2] for i in indices)):
-        if streamed:
-            loaded = mx.load(_mlxfn.ConstantStream(file, streamed), format="safetensors")
-            arrays.update((int(name), arr) for name, arr in loaded.items())
-        for i in indices:
-            if i not in arrays:
-                shape, dtype, _ = infos[i]
-                arrays[i] = _copy_via_numpy(file.constant(i), tuple(shape), dtype)
-        mx.eval(list(arrays.values()))
-    return arrays
 
 
 class _TraceEntry:
@@ -89,8 +54,9 @@ class ImportedFunction:
     """A function imported from an mlxfn file; call it like the original.
 
     ``import_function`` only maps and validates the file.  The first call of a
-    trace copies its constants into MLX memory once (shared by every trace of
-    the file) and replays the rebuilt graph op by op.  Later calls run it
+    trace makes its constants into arrays once (shared by every trace of the
+    file, and by other imports of the same weights): mapped in place or
+    copied, as ``load_mode`` says.  It replays the rebuilt graph op by op.  Later calls run it
     through ``mx.compile``, so they pay no Python per node.  The first call
     avoids compile because on CPU compile fuses elementwise chains into
     kernels built by the system C++ compiler (seconds for a large model the
@@ -99,14 +65,16 @@ class ImportedFunction:
     shape rules, as MLX's import does, so a shape MLX refuses is refused here.
     """
 
-    def __init__(self, file: _mlxfn.File, verified: bool = False) -> None:
+    def __init__(self, file: _mlxfn.File, verified: bool = False, load: str = "auto") -> None:
         self._file = file
         self._verified = verified  # file.verify() passed: its constants match their hashes
+        self._load = choose(load)
+        self._mapper = Mapper(file, self._load.how) if self._load.mode == "map" else None
         self._shapeless = file.shapeless
-        self._traces = [_TraceEntry(r, file.shapeless) for r in file.traces(DTYPE_TABLE)]
+        self._traces = [_TraceEntry(r, file.shapeless) for r in file.traces()]
         for t, entry in enumerate(self._traces):
             check_handlers(entry.nodes, f"{file.path}: trace {t}")
-        self._constant_infos = file.constant_infos(DTYPE_TABLE)
+        self._constant_infos = file.constant_infos()
         self._constant_keys = [
             (h, str(dtype), tuple(shape))
             for h, (shape, dtype, _) in zip(file.constant_hashes(), self._constant_infos)
@@ -117,6 +85,12 @@ class ImportedFunction:
     @property
     def metadata(self) -> str:
         return self._file.metadata
+
+    @property
+    def load_mode(self) -> LoadMode:
+        """How this import turns constants into arrays: ``.mode`` is "map"
+        (the arrays are the file's pages) or "copy"; ``.reason`` says why."""
+        return self._load
 
     def _materialize(self, indices: list[int]) -> list[mx.array]:
         with _SHARED_LOCK:
@@ -131,7 +105,7 @@ class ImportedFunction:
                 else:
                     self._constants[i] = shared
             if missing:
-                loaded = load_constants(self._file, self._constant_infos, missing)
+                loaded = load_constants(self._file, self._load, self._mapper, self._constant_infos, missing)
                 for i, arr in loaded.items():
                     _SHARED[self._constant_keys[i]] = arr
                     if self._verified:
@@ -170,12 +144,19 @@ def _import_mlx_native(path: str) -> tuple[Callable[..., tuple[mx.array, ...]], 
 
 
 def import_function(
-    file: PathLike, return_metadata: bool = False, *, verify: bool = False
+    file: PathLike, return_metadata: bool = False, *, verify: bool = False, load: str = "auto"
 ) -> Any:
     """Import a function exported by mlxfn (or by MLX's own exporter).
 
     ``verify=True`` checks every constant against the hash stored in the file
     (reading all of it) and raises :class:`mlxfn.IntegrityError` on a mismatch.
+
+    ``load`` chooses how constants become arrays at a trace's first call:
+    ``"auto"`` maps them where MLX can run on the mapped file (Linux CPU with
+    the C++ bridge, unified memory) and copies them elsewhere; ``"map"``
+    raises ``ValueError`` where mapping is impossible; ``"copy"`` always
+    copies (a mapped import reads the file for as long as it lives, so
+    choose it for files that may be rewritten in place).
     """
     path = os.fspath(file)
     if not isinstance(path, str):
@@ -187,7 +168,7 @@ def import_function(
         handle = _mlxfn.File.open(path)
         if verify:
             handle.verify()
-        fn = ImportedFunction(handle, verified=verify)
+        fn = ImportedFunction(handle, verified=verify, load=load)
         metadata = handle.metadata
     elif os.path.getsize(path) == 0:
         raise FormatError(f"{path}: not an mlxfn file (the file is empty)")

@@ -198,9 +198,8 @@ def table(rows: list[tuple[str, float, float, str]]) -> str:
 def node_count(path: Path) -> int:
     """Primitives in every trace of an mlxfn file."""
     from . import _mlxfn
-    from ._dtypes import DTYPE_TABLE
 
-    return sum(len(t["nodes"]) for t in _mlxfn.File.open(str(path)).traces(DTYPE_TABLE))
+    return sum(len(t["nodes"]) for t in _mlxfn.File.open(str(path)).traces())
 
 
 def check_outputs(out: Path, expected: Sequence[mx.array]) -> None:
@@ -276,7 +275,6 @@ def run_file(path: Path, out: Path, rounds: int, steady_calls: int) -> str:
     format (``mlxfn convert``), then both are imported side by side and
     called on zero-filled inputs of the file's first trace."""
     from . import _mlxfn
-    from ._dtypes import DTYPE_TABLE
     from .convert import convert, example_inputs, signature_of_record
 
     kind, _ = _mlxfn.sniff(str(path))
@@ -285,7 +283,7 @@ def run_file(path: Path, out: Path, rounds: int, steady_calls: int) -> str:
     other = "mlx" if kind == "mlxfn" else "mlxfn"
     paths = {kind: path, other: out / f"converted.{other}"}
     convert(path, paths[other], other)
-    record = _mlxfn.File.open(str(paths["mlxfn"])).traces(DTYPE_TABLE)[0]
+    record = _mlxfn.File.open(str(paths["mlxfn"])).traces()[0]
     args, kwargs = example_inputs(signature_of_record(record))
     inputs_path = out / "inputs.npz"
     save_inputs(inputs_path, args, kwargs)

@@ -18,7 +18,7 @@ from collections import Counter
 from typing import Any, NoReturn, Sequence
 
 from . import _mlxfn
-from ._dtypes import DTYPE_TABLE
+from ._load import choose
 from ._signature import Signature
 from .errors import MlxfnError
 
@@ -49,10 +49,10 @@ def _kind(path: str) -> str:
 def summarize(path: str) -> dict[str, Any]:
     """Everything ``inspect`` shows for an mlxfn file, from the header and the flatbuffer only."""
     handle = _mlxfn.File.open(path)
-    infos = handle.constant_infos(DTYPE_TABLE)
+    infos = handle.constant_infos()
     traces = []
     used_by: Counter[int] = Counter()
-    for record in handle.traces(DTYPE_TABLE):
+    for record in handle.traces():
         names = list(record["keyword_names"])
         inputs = record["inputs"]
         n_pos = len(inputs) - len(names)
@@ -80,6 +80,7 @@ def summarize(path: str) -> dict[str, Any]:
         "shared_bytes": sum(infos[i][2] for i, c in used_by.items() if c > 1),
         "traces": traces,
         "layout": handle.describe(),
+        "load": choose("auto").describe(),
     }
 
 
@@ -135,6 +136,7 @@ def _print_text(info: dict[str, Any]) -> None:
     print(f"  size {info['file_size']:,} bytes; {info['constants']} constants, "
           f"{info['constant_bytes']:,} bytes ({info['shared_bytes']:,} shared by several traces)")
     print(f"  shapeless: {info['shapeless']}; metadata: {info['metadata']!r}")
+    print(f"  load here: {info['load']}")
     for i, t in enumerate(info["traces"]):
         print(f"  trace {i}: {len(t['positional'])} positional, {len(t['keywords'])} keyword inputs, "
               f"{t['nodes']} nodes, {t['constants']} constants")
@@ -200,7 +202,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
     kind = _kind(args.file)
     if kind == "mlxfn":
         handle = _mlxfn.File.open(args.file)
-        records = handle.traces(DTYPE_TABLE)
+        records = handle.traces()
         count = len(records)
     else:
         from .convert import trace_mlx_file
@@ -213,7 +215,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
             f"trace{'s' if count != 1 else ''} (0-{count - 1})"
         )
     if kind == "mlxfn":
-        picture = graph.trace_from_record(records[args.trace], handle.constant_infos(DTYPE_TABLE))
+        picture = graph.trace_from_record(records[args.trace], handle.constant_infos())
     else:
         picture = graph.trace_from_trace(traces[args.trace])
     title = f"{os.path.basename(args.file)} trace {args.trace}"

@@ -16,13 +16,11 @@ write to a temporary file renamed into place, so a failure leaves no ``dst``.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any, Callable, Sequence
 
 import mlx.core as mx
 
 from . import _mlxfn
-from ._dtypes import DTYPE_TABLE
 from ._export import exporter as mlxfn_exporter
 from ._import import ImportedFunction
 from ._signature import Signature, TensorSpec
@@ -57,25 +55,15 @@ def example_inputs(signature: Signature) -> tuple[list[mx.array], dict[str, mx.a
     return [zeros(s) for s in signature.positional], {k: zeros(s) for k, s in signature.keywords}
 
 
-def _temp_beside(dst: str) -> str:
-    directory = os.path.dirname(os.path.abspath(dst))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(dst) + ".", suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    return tmp
-
-
 def to_mlx(src: PathLike, dst: PathLike) -> int:
     """Write the mlxfn file ``src`` in MLX's format to ``dst``; return the trace count."""
     src, dst = os.fspath(src), os.fspath(dst)
     handle = _mlxfn.File.open(src)
-    signatures = [signature_of_record(r) for r in handle.traces(DTYPE_TABLE)]
+    signatures = [signature_of_record(r) for r in handle.traces()]
     fn = ImportedFunction(handle)
-    tmp = _temp_beside(dst)
+    target = _mlxfn.AtomicFile(dst)
     try:
-        exp = mx.exporter(tmp, fn, shapeless=handle.shapeless, metadata=handle.metadata)
+        exp = mx.exporter(target.temp_path, fn, shapeless=handle.shapeless, metadata=handle.metadata)
         try:
             # MLX's exporter must not be called again after a trace raised
             # (it crashes): stop at the first failure.
@@ -90,11 +78,9 @@ def to_mlx(src: PathLike, dst: PathLike) -> int:
         finally:
             exp.close()
             del exp  # closes MLX's file descriptor before the rename
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        target.commit()
+    finally:
+        target.discard()
     return len(signatures)
 
 

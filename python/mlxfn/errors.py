@@ -3,8 +3,8 @@
 They subclass the builtin exception a caller of MLX would already catch
 (ValueError for bad files and bad inputs), so code written against
 ``mx.import_function`` keeps working, while ``except mlxfn.MlxfnError`` catches
-every problem mlxfn itself detects.  The Rust binding raises these classes by
-name, so they must stay importable from ``mlxfn.errors``.
+every problem mlxfn itself detects.  ``mlxfn/__init__`` registers them with
+the Rust binding, which raises them for the core's errors.
 """
 
 from __future__ import annotations
@@ -36,6 +36,11 @@ class UnsupportedPrimitiveError(MlxfnError, ValueError):
     """A traced function uses a primitive mlxfn cannot rebuild."""
 
 
+class ExportError(MlxfnError, ValueError):
+    """The writer was handed a graph or constants that disagree with each
+    other (a value used before it is defined, a constant of the wrong size)."""
+
+
 __all__ = [
     "MlxfnError",
     "FormatError",
@@ -43,4 +48,5 @@ __all__ = [
     "IntegrityError",
     "ReplayError",
     "UnsupportedPrimitiveError",
+    "ExportError",
 ]

@@ -7,14 +7,14 @@ each edge is labelled with the shape and dtype of the value it carries.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import mlx.core as mx
+
+from . import _mlxfn
 
 Shape = tuple[int, ...]
 
@@ -151,23 +151,19 @@ def write(dot_text: str, out: str) -> str:
     dot = shutil.which("dot") if svg else None
     if svg and dot is None:
         out, svg = out[: -len(".svg")] + ".dot", False
-    directory = os.path.dirname(os.path.abspath(out))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(out) + ".", suffix=".tmp")
+    target = _mlxfn.AtomicFile(out)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            if not svg:
-                f.write(dot_text)
         if svg:
             proc = subprocess.run(
-                [dot, "-Tsvg", "-o", tmp], input=dot_text, capture_output=True, text=True
+                [dot, "-Tsvg", "-o", target.temp_path], input=dot_text, capture_output=True, text=True
             )
             if proc.returncode != 0:
                 detail = (proc.stderr.strip().splitlines() or ["unknown error"])[0]
                 raise RuntimeError(f"dot failed: {detail}")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        else:
+            with open(target.temp_path, "w", encoding="utf-8") as f:
+                f.write(dot_text)
+        target.commit()
+    finally:
+        target.discard()
     return out

@@ -1,6 +1,6 @@
-//! Python values <-> the core's graph model. Dtypes travel through a table of
-//! Python objects given by the caller (code i <-> table[i]), so this crate
-//! never imports MLX.
+//! Python values <-> the core's graph model. Dtypes travel through the table
+//! of Python objects the package registered (code i <-> table[i]), so this
+//! crate never imports MLX.
 
 use mlxfn_core::dtype::ALL_DTYPES;
 use mlxfn_core::{Arg, DType, Graph, Node, TensorInfo, Trace};
@@ -13,17 +13,10 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 pub struct DtypeTable<'py>(Vec<Bound<'py, PyAny>>);
 
 impl<'py> DtypeTable<'py> {
-    /// Read the table; it must have one entry per dtype code.
-    pub fn new(table: &Bound<'py, PyAny>) -> PyResult<Self> {
-        let items: Vec<Bound<'py, PyAny>> = table.try_iter()?.collect::<PyResult<_>>()?;
-        if items.len() != ALL_DTYPES.len() {
-            return Err(PyValueError::new_err(format!(
-                "dtype_table must have {} entries, got {}",
-                ALL_DTYPES.len(),
-                items.len()
-            )));
-        }
-        Ok(DtypeTable(items))
+    /// The table of registered objects, one per dtype code.
+    pub fn from_objects(objects: Vec<Bound<'py, PyAny>>) -> Self {
+        debug_assert_eq!(objects.len(), ALL_DTYPES.len());
+        DtypeTable(objects)
     }
 
     /// The code of a dtype object, by identity first, then equality.

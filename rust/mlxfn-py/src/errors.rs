@@ -1,20 +1,17 @@
 //! The one place where core errors become Python exceptions.
 //!
-//! The exception classes live in Python (`mlxfn.errors`) so they can subclass
-//! both `MlxfnError` and the builtin a caller of MLX already catches.
+//! The classes are the package's (`mlxfn.errors`, registered once through
+//! `registry::register`), so they can subclass both `MlxfnError` and the
+//! builtin a caller of MLX already catches.
 
 use mlxfn_core::Error;
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyValueError};
 use pyo3::prelude::*;
 
 fn mlxfn_error(py: Python<'_>, class: &str, message: String) -> PyErr {
-    let made = py
-        .import("mlxfn.errors")
-        .and_then(|m| m.getattr(class))
-        .and_then(|cls| cls.call1((message.clone(),)));
-    match made {
-        Ok(instance) => PyErr::from_value(instance),
-        Err(_) => PyValueError::new_err(message),
+    match crate::registry::error_class(py, class) {
+        Ok(cls) => PyErr::from_type(cls, message),
+        Err(unregistered) => unregistered,
     }
 }
 
@@ -28,7 +25,8 @@ pub fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
         }
         Error::NewerVersion { .. } => mlxfn_error(py, "VersionError", message),
         Error::Integrity { .. } => mlxfn_error(py, "IntegrityError", message),
-        Error::InvalidGraph { .. } => PyValueError::new_err(message),
+        Error::InvalidGraph { .. } => mlxfn_error(py, "ExportError", message),
+        Error::Usage { .. } => PyValueError::new_err(message),
         Error::NotMlxfn { .. }
         | Error::Truncated { .. }
         | Error::BadHeader { .. }

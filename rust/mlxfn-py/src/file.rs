@@ -8,8 +8,11 @@ use pyo3::exceptions::PyIndexError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
+use pyo3::buffer::PyUntypedBuffer;
+use pyo3::exceptions::PyValueError;
+
 use crate::constant_view::PyConstantView;
-use crate::convert::{trace_to_py, DtypeTable};
+use crate::convert::trace_to_py;
 use crate::errors::to_pyerr;
 
 /// An mlxfn file, memory-mapped and fully validated by `File.open`.
@@ -74,16 +77,16 @@ impl PyFile {
     }
 
     /// Every trace as a dict (the format `write_file` takes).
-    fn traces<'py>(&self, py: Python<'py>, dtype_table: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
-        let table = DtypeTable::new(dtype_table)?;
+    fn traces<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let table = crate::registry::dtypes(py)?;
         let traces =
             self.inner.graph().traces.iter().map(|t| trace_to_py(py, t, &table)).collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, traces)
     }
 
     /// `(shape, dtype, nbytes)` for every constant.
-    fn constant_infos<'py>(&self, py: Python<'py>, dtype_table: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
-        let table = DtypeTable::new(dtype_table)?;
+    fn constant_infos<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let table = crate::registry::dtypes(py)?;
         let infos = self
             .inner
             .constants()
@@ -105,6 +108,47 @@ impl PyFile {
     /// The xxh3-64 content hash of every constant, as stored in the file.
     fn constant_hashes(&self) -> Vec<u64> {
         self.inner.constants().iter().map(|c| c.hash).collect()
+    }
+
+    /// The absolute file offset of every constant's bytes.
+    fn constant_offsets(&self) -> Vec<u64> {
+        (0..self.inner.constants().len()).map(|i| self.inner.constant_offset(i)).collect()
+    }
+
+    /// The descriptor of the open, validated file, to map it again (the C++
+    /// bridge does); -1 for a file that was not opened from disk.
+    fn fileno(&self) -> i32 {
+        self.inner.raw_fd().unwrap_or(-1)
+    }
+
+    /// Copy constants into writable buffers of exactly their sizes (the
+    /// memory of evaluated MLX arrays), several threads sharing the work,
+    /// without the GIL; FormatError if the file was rewritten in place.
+    fn copy_into(&self, py: Python<'_>, indices: Vec<usize>, buffers: Vec<Bound<'_, PyAny>>) -> PyResult<()> {
+        if indices.len() != buffers.len() {
+            return Err(PyValueError::new_err(format!("{} indices for {} buffers", indices.len(), buffers.len())));
+        }
+        let mut held = Vec::with_capacity(buffers.len());
+        for (index, buffer) in indices.iter().zip(&buffers) {
+            let buffer = PyUntypedBuffer::get(buffer)?;
+            if buffer.readonly() || !buffer.is_c_contiguous() {
+                return Err(PyValueError::new_err(format!("constant {index}: the buffer is read-only or not contiguous")));
+            }
+            held.push((buffer.buf_ptr() as usize, buffer.len_bytes(), buffer));
+        }
+        let inner = self.inner.clone();
+        py.detach(|| {
+            let jobs = indices
+                .iter()
+                .zip(&held)
+                // SAFETY: each buffer is writable, C-contiguous and `len` bytes
+                // long, and stays valid (held by `buffer`) until this returns;
+                // the caller passes distinct buffers.
+                .map(|(&index, (ptr, len, _))| (index, unsafe { std::slice::from_raw_parts_mut(*ptr as *mut u8, *len) }))
+                .collect();
+            inner.copy_constants(jobs)
+        })
+        .map_err(|e| to_pyerr(py, e))
     }
 
     /// A zero-copy view of constant `index`'s bytes.

@@ -1,0 +1,251 @@
+// mlxfn._bridge: the few things Python cannot ask of MLX, compiled against
+// the installed mlx wheel (its include/ and lib/libmlx.so) with nanobind in
+// MLX's domain, so that the arrays it returns are ordinary mx.array objects.
+//
+//   Mapping(fd, length)   a private, copy-on-write mapping of an mlxfn file;
+//   Mapping.wrap(...)     an mx.array whose data *is* the mapped constant;
+//   empty(shape, dtype)   an evaluated array of uninitialised MLX memory,
+//                         for the copy path to fill without a zero pass;
+//   trace_without_fusion  call a function with MLX's compile mode set to
+//                         no_fuse (tracing without JIT-built kernels);
+//   self_check()          the checks that make wrap() safe in this process.
+//
+// wrap() relies on two internals of MLX's CPU allocator (0.32.4): a buffer's
+// data starts 8 bytes after its pointer, which holds the byte size, and a
+// Data built with a deleter is not owned, so it is never donated (written
+// into).  self_check() tests both, and more, before Python uses wrap();
+// Python copies instead when anything fails (python/mlxfn/_load.py).
+
+#include <sys/mman.h>
+
+#include <atomic>
+#include <cmath>
+#include <system_error>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include "mlx/allocator.h"
+#include "mlx/array.h"
+#include "mlx/backend/gpu/device_info.h"
+#include "mlx/compile.h"
+#include "mlx/device.h"
+#include "mlx/ops.h"
+#include "mlx/transforms.h"
+#include "mlx/version.h"
+
+namespace nb = nanobind;
+namespace mx = mlx::core;
+
+namespace {
+
+constexpr size_t kPrefix = sizeof(size_t);  // the CPU allocator's size field
+
+std::string header_version() {
+  std::ostringstream s;
+  s << MLX_VERSION_MAJOR << "." << MLX_VERSION_MINOR << "." << MLX_VERSION_PATCH;
+  return s.str();
+}
+
+// Dtype codes of the mlxfn format (mlxfn.fbs), which follow mx::Dtype::Val.
+mx::Dtype dtype_of(int code) {
+  static const mx::Dtype table[] = {
+      mx::bool_,   mx::uint8,   mx::uint16,  mx::uint32,   mx::uint64,
+      mx::int8,    mx::int16,   mx::int32,   mx::int64,    mx::float16,
+      mx::float32, mx::float64, mx::bfloat16, mx::complex64};
+  if (code < 0 || code >= int(std::size(table))) {
+    throw nb::value_error(("unknown dtype code " + std::to_string(code)).c_str());
+  }
+  return table[code];
+}
+
+mx::Shape shape_of(const std::vector<int64_t>& dims, size_t* elements) {
+  mx::Shape shape;
+  size_t count = 1;
+  for (int64_t d : dims) {
+    if (d < 0 || d > INT32_MAX) {
+      throw nb::value_error(("bad dimension " + std::to_string(d)).c_str());
+    }
+    shape.push_back(static_cast<mx::ShapeElem>(d));
+    count *= static_cast<size_t>(d);
+  }
+  *elements = count;
+  return shape;
+}
+
+// One mmap of a file; unmapped when the last Mapping or array holding it dies
+// (array deleters run on MLX's threads, without the GIL: they touch no Python).
+struct Region {
+  char* base = nullptr;
+  size_t length = 0;
+  std::atomic<size_t> live{0};  // arrays made by wrap() still alive
+
+  ~Region() {
+    if (base != nullptr) {
+      munmap(base, length);
+    }
+  }
+};
+
+class Mapping {
+ public:
+  Mapping(int fd, size_t length) : region_(std::make_shared<Region>()) {
+    if (length == 0) {
+      throw nb::value_error("cannot map an empty file");
+    }
+    // Private and writable: copy-on-write, so no write can ever reach the
+    // file, and an unexpected write by MLX costs a page copy, not a crash.
+    void* base = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    if (base == MAP_FAILED) {
+      throw std::system_error(errno, std::generic_category(), "mmap");
+    }
+    region_->base = static_cast<char*>(base);
+    region_->length = length;
+  }
+
+  // The constant at `offset` (its 8 prefix bytes before it must hold its
+  // byte length, as the mlxfn writer puts there) as an mx.array, no copy.
+  mx::array wrap(size_t offset, const std::vector<int64_t>& dims, int dtype_code) {
+    mx::Dtype dtype = dtype_of(dtype_code);
+    size_t elements = 0;
+    mx::Shape shape = shape_of(dims, &elements);
+    size_t nbytes = elements * dtype.size();
+    if (offset < kPrefix || offset % 8 != 0 || nbytes == 0 ||
+        offset > region_->length || nbytes > region_->length - offset) {
+      throw nb::value_error(("constant at offset " + std::to_string(offset) + " of " +
+                             std::to_string(nbytes) + " bytes does not fit a mapping of " +
+                             std::to_string(region_->length) + " bytes")
+                                .c_str());
+    }
+    char* prefix = region_->base + offset - kPrefix;
+    size_t stored = 0;
+    std::memcpy(&stored, prefix, kPrefix);
+    if (stored != nbytes) {
+      throw nb::value_error(("the 8 bytes before offset " + std::to_string(offset) +
+                             " hold " + std::to_string(stored) + ", not the length " +
+                             std::to_string(nbytes))
+                                .c_str());
+    }
+    std::shared_ptr<Region> keep = region_;
+    keep->live.fetch_add(1);
+    mx::allocator::Data data(mx::allocator::Buffer{prefix}, [keep](mx::allocator::Buffer) {
+      keep->live.fetch_sub(1);
+    });
+    return mx::array(std::move(data), std::move(shape), dtype);
+  }
+
+  size_t length() const { return region_->length; }
+  size_t live_arrays() const { return region_->live.load(); }
+
+ private:
+  std::shared_ptr<Region> region_;
+};
+
+// An evaluated array over fresh, uninitialised MLX memory.
+mx::array empty(const std::vector<int64_t>& dims, int dtype_code) {
+  mx::Dtype dtype = dtype_of(dtype_code);
+  size_t elements = 0;
+  mx::Shape shape = shape_of(dims, &elements);
+  return mx::array(mx::allocator::malloc(elements * dtype.size()), std::move(shape), dtype);
+}
+
+// Why wrap() is unsafe in this process, or "" when every check passes.
+std::string self_check() {
+  std::string runtime = mx::version();
+  if (runtime != header_version()) {
+    return "the bridge was built against MLX " + header_version() + " but MLX " + runtime +
+           " is loaded";
+  }
+  if (mx::gpu::is_available()) {
+    return "a GPU backend is active (its allocator does not keep CPU buffers)";
+  }
+  if (mx::default_device().type != mx::Device::DeviceType::cpu) {
+    return "the default device is not the CPU";
+  }
+  {  // The allocator's layout: [size][data], raw_ptr() = ptr + 8.
+    mx::allocator::Data probe = mx::allocator::malloc(24);
+    mx::allocator::Buffer buffer = probe.buffer();
+    size_t stored = 0;
+    std::memcpy(&stored, buffer.ptr(), kPrefix);
+    if (buffer.raw_ptr() != static_cast<char*>(buffer.ptr()) + kPrefix || stored != 24 ||
+        mx::allocator::allocator().size(buffer) != 24) {
+      return "MLX's CPU allocator does not keep a buffer's size in the 8 bytes before its data";
+    }
+  }
+  // A non-owned buffer: read in place, never donated, its deleter fires.
+  alignas(16) static float storage[2 + 4];
+  size_t nbytes = 4 * sizeof(float);
+  std::memcpy(storage, &nbytes, kPrefix);
+  float* values = storage + 2;
+  for (int i = 0; i < 4; ++i) {
+    values[i] = float(i + 1);
+  }
+  std::atomic<int> deleted{0};
+  auto foreign = [&deleted]() {
+    return mx::array(mx::allocator::Data(mx::allocator::Buffer{storage},
+                                         [&deleted](mx::allocator::Buffer) { deleted += 1; }),
+                     mx::Shape{4}, mx::float32);
+  };
+  {
+    mx::array a = foreign();
+    if (a.data<float>() != values) {
+      return "an array over a foreign buffer does not read it in place";
+    }
+    if (a.is_donatable()) {
+      return "MLX would donate (write into) a buffer it does not own";
+    }
+  }
+  {
+    // Donation bait: the foreign array's only reference is the graph's.
+    mx::array b = mx::multiply(mx::add(foreign(), mx::array(1.0f)), mx::array(2.0f));
+    mx::eval(b);
+    for (int i = 0; i < 4; ++i) {
+      if (values[i] != float(i + 1) || b.data<float>()[i] != float(2 * (i + 2))) {
+        return "MLX wrote into, or misread, a buffer it does not own";
+      }
+    }
+  }
+  mx::synchronize();
+  if (deleted.load() != 2) {
+    return "the deleter of a foreign buffer did not run once per array";
+  }
+  return "";
+}
+
+// Call fn(*args) with compile mode no_fuse: a compiled function traced during
+// the call replays MLX's primitives without building fused kernels.  The mode
+// is global; it is set back to `enabled` afterwards (the caller checked that
+// compilation was enabled), also when fn raises.
+nb::object trace_without_fusion(nb::callable fn, nb::args args) {
+  struct Restore {
+    ~Restore() { mx::set_compile_mode(mx::CompileMode::enabled); }
+  } restore;
+  mx::set_compile_mode(mx::CompileMode::no_fuse);
+  return fn(*args);
+}
+
+}  // namespace
+
+NB_MODULE(_bridge, m) {
+  m.doc() = "mlxfn's C++ bridge to MLX internals (see bridge/mlxfn_bridge.cpp).";
+  m.attr("MLX_VERSION") = header_version();
+  m.def("self_check", &self_check,
+        "Why mapped arrays are unsafe in this process, or '' when every check passes.");
+  m.def("empty", &empty, nb::arg("shape"), nb::arg("dtype_code"),
+        "An evaluated array over uninitialised MLX memory.");
+  m.def("trace_without_fusion", &trace_without_fusion,
+        "trace_without_fusion(fn, *args): call fn(*args) with MLX's compile mode set to no_fuse.");
+  nb::class_<Mapping>(m, "Mapping")
+      .def(nb::init<int, size_t>(), nb::arg("fd"), nb::arg("length"))
+      .def("wrap", &Mapping::wrap, nb::arg("offset"), nb::arg("shape"), nb::arg("dtype_code"),
+           "The constant at offset as an mx.array over the mapping (no copy).")
+      .def_prop_ro("length", &Mapping::length)
+      .def_prop_ro("live_arrays", &Mapping::live_arrays);
+}

@@ -1,0 +1,170 @@
+"""Constants out of a mapped mlxfn file into MLX arrays.
+
+Two ways, chosen once per process and reported to the user:
+
+- **map**: the arrays *are* the file's mapped pages, no copy.  On Linux CPU
+  through the C++ bridge (``bridge/``), after its self-check passed; on
+  unified memory (Apple silicon) through MLX's own ``mx.asarray(copy=False)``
+  of page-aligned constants.  Loading costs nothing up front; the first
+  call faults the pages in from the page cache, and processes that map one
+  file share its pages.
+- **copy**: fresh MLX memory filled from the mapping on several threads
+  without the GIL (``File.copy_into``).  Used where MLX cannot run on
+  foreign memory (CUDA), where the bridge is missing or failed its
+  self-check, and on request (``import_function(path, load="copy")``).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from dataclasses import dataclass
+from typing import Sequence
+
+import mlx.core as mx
+import numpy as np
+
+from . import _mlxfn
+from ._dtypes import DTYPE_TABLE, NUMPY_DTYPES
+from ._progress import progress
+
+LOAD_MODES = ("auto", "map", "copy")
+log = logging.getLogger("mlxfn")
+
+ConstantInfo = tuple[tuple[int, ...], mx.Dtype, int]
+
+
+@dataclass(frozen=True)
+class LoadMode:
+    """How a file's constants become arrays: ``mode`` is "map" or "copy";
+    ``how`` the mechanism ("bridge", "unified" or "copy"); ``reason`` why
+    (for a copy: why not map)."""
+
+    mode: str
+    how: str
+    reason: str
+
+    def describe(self) -> str:
+        """One line for people: "map (C++ bridge)", "copy (the bridge ...)"."""
+        names = {"bridge": "C++ bridge", "unified": "unified memory"}
+        return f"map ({names[self.how]})" if self.mode == "map" else f"copy ({self.reason})"
+
+
+@functools.cache
+def mapping_support() -> tuple[str | None, str]:
+    """How this process can map constants: ("bridge" | "unified", "") or (None, why not)."""
+    if sys.platform == "darwin" and mx.metal.is_available():
+        return "unified", ""
+    try:
+        from . import _bridge  # type: ignore[attr-defined]
+    except ImportError as err:
+        return None, f"the C++ bridge is not built for this Python and mlx ({err})"
+    problem: str = _bridge.self_check()
+    if problem:
+        return None, f"the C++ bridge's self-check failed: {problem}"
+    return "bridge", ""
+
+
+def choose(load: str) -> LoadMode:
+    """The load mode for ``import_function(path, load=...)``."""
+    if load not in LOAD_MODES:
+        raise ValueError(f"load must be one of {', '.join(map(repr, LOAD_MODES))}, not {load!r}")
+    if load == "copy":
+        return LoadMode("copy", "copy", "load='copy' was requested")
+    how, why_not = mapping_support()
+    if how is not None:
+        return LoadMode("map", how, "")
+    if load == "map":
+        raise ValueError(f"[import_function] load='map' is not possible here: {why_not}")
+    return LoadMode("copy", "copy", why_not)
+
+
+def _allocate(shape: tuple[int, ...], dtype: mx.Dtype) -> mx.array:
+    """Evaluated MLX memory for a constant, its contents to be overwritten."""
+    how, _ = mapping_support()
+    if how == "bridge":
+        from . import _bridge  # type: ignore[attr-defined]
+
+        arr: mx.array = _bridge.empty(list(shape), DTYPE_TABLE.index(dtype))
+        return arr
+    arr = mx.zeros(shape, dtype)
+    mx.eval(arr)
+    return arr
+
+
+def copy_constants(file: _mlxfn.File, infos: Sequence[ConstantInfo], indices: Sequence[int]) -> dict[int, mx.array]:
+    """Copy constants into fresh MLX memory, in parallel, without the GIL."""
+    arrays = {i: _allocate(tuple(infos[i][0]), infos[i][1]) for i in indices}
+    filled = [i for i in indices if infos[i][2] > 0]
+    file.copy_into(filled, [memoryview(arrays[i]).cast("B") for i in filled])
+    return arrays
+
+
+class Mapper:
+    """Turns constants of one open file into arrays over its mapped pages."""
+
+    def __init__(self, file: _mlxfn.File, how: str) -> None:
+        self._file = file
+        self._how = how
+        self._offsets = file.constant_offsets()
+        self._mapping: object | None = None
+
+    def _wrap(self, index: int, info: ConstantInfo) -> mx.array | None:
+        shape, dtype, nbytes = info
+        if nbytes == 0:
+            return mx.zeros(tuple(shape), dtype)
+        offset = self._offsets[index]
+        if self._how == "unified":
+            return _adopt(self._file.constant(index), tuple(shape), dtype, offset)
+        if self._mapping is None:
+            from . import _bridge  # type: ignore[attr-defined]
+
+            self._mapping = _bridge.Mapping(self._file.fileno(), self._file.file_size)
+        try:
+            arr: mx.array = self._mapping.wrap(offset, list(shape), DTYPE_TABLE.index(dtype))  # type: ignore[attr-defined]
+        except ValueError as err:  # no length prefix: a format 1 file
+            log.debug("%s: constant %d is copied: %s", self._file.path, index, err)
+            return None
+        return arr
+
+    def map_constants(self, infos: Sequence[ConstantInfo], indices: Sequence[int]) -> dict[int, mx.array]:
+        """Arrays over the mapping; constants that cannot be mapped are copied."""
+        self._file.check_unchanged()
+        arrays: dict[int, mx.array] = {}
+        unmapped = []
+        for i in indices:
+            arr = self._wrap(i, infos[i])
+            if arr is None:
+                unmapped.append(i)
+            else:
+                arrays[i] = arr
+        if unmapped:
+            arrays.update(copy_constants(self._file, infos, unmapped))
+        return arrays
+
+
+def _adopt(view: _mlxfn.ConstantView, shape: tuple[int, ...], dtype: mx.Dtype, offset: int) -> mx.array | None:
+    """Unified memory: MLX adopts a page-aligned constant, or None (then it is copied)."""
+    if offset % _mlxfn.SEGMENT_ALIGNMENT != 0:
+        return None
+    host = np.frombuffer(view, dtype=NUMPY_DTYPES[dtype]).reshape(shape)
+    try:
+        arr = mx.asarray(host, copy=False)
+    except (ValueError, TypeError) as err:
+        log.debug("constant at %d is copied: MLX did not adopt it: %s", offset, err)
+        return None
+    return arr.view(dtype) if dtype == mx.bfloat16 else arr
+
+
+def load_constants(
+    file: _mlxfn.File, mode: LoadMode, mapper: Mapper | None, infos: Sequence[ConstantInfo], indices: Sequence[int]
+) -> dict[int, mx.array]:
+    """The constants ``indices`` of ``file`` as evaluated arrays, by ``mode``."""
+    nbytes = sum(infos[i][2] for i in indices)
+    if mode.mode == "map" and mapper is not None:
+        log.debug("%s: mapping %d constants (%d bytes) by %s", file.path, len(indices), nbytes, mode.how)
+        return mapper.map_constants(infos, indices)
+    log.debug("%s: copying %d constants (%d bytes): %s", file.path, len(indices), nbytes, mode.reason)
+    with progress(f"loading {file.path}:", nbytes):
+        return copy_constants(file, infos, indices)

@@ -1,0 +1,136 @@
+"""The C++ bridge (bridge/mlxfn_bridge.cpp): arrays over the mapped file.
+
+On Linux CPU the bridge is built by ``make build`` and must pass its
+self-check; then ``load="auto"`` maps.  Where it is missing or fails, loading
+copies, and says why.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+import mlxfn
+from mlxfn import _load, _mlxfn
+
+if sys.platform != "linux" or mx.cuda.is_available():
+    pytest.skip("the C++ bridge maps on Linux CPU only; elsewhere loading copies", allow_module_level=True)
+
+from mlxfn import _bridge as bridge  # noqa: E402  (built by make build: a failure here fails CI)
+
+
+def test_the_bridge_is_built_for_this_mlx_and_passes_its_self_check() -> None:
+    assert bridge.MLX_VERSION == mx.__version__
+    assert bridge.self_check() == ""
+    assert _load.choose("auto") == _load.LoadMode("map", "bridge", "")
+
+
+def test_wrap_reads_the_mapping_in_place_and_unmaps_with_the_last_array(tmp_path: Path) -> None:
+    values = np.arange(3 * 1024, dtype=np.float32).reshape(3, 1024)
+    path = tmp_path / "one.mlxfn"
+    _mlxfn.write_file(str(path), {"mlx_version": "", "metadata": "", "shapeless": False, "traces": []},
+                      [(values.shape, mx.float32, values)])
+    f = _mlxfn.File.open(str(path))
+    (offset,) = f.constant_offsets()
+    mapping = bridge.Mapping(f.fileno(), f.file_size)
+    arr = mapping.wrap(offset, [3, 1024], 10)
+    assert isinstance(arr, mx.array) and arr.dtype == mx.float32 and mapping.live_arrays == 1
+    assert np.array_equal(np.array(arr), values)
+    view = np.frombuffer(f.constant(0), np.float32)  # the file's bytes, through the reader's own mapping
+    assert np.array_equal(np.array(mx.compile(lambda a: a * 2)(arr)), view.reshape(3, 1024) * 2)
+    assert np.array_equal(np.array(mx.grad(lambda a: (a * a).sum())(arr)), 2 * values)
+    del arr
+    gc.collect()
+    mx.synchronize()
+    assert mapping.live_arrays == 0
+    with pytest.raises(ValueError, match="before offset .* hold .*, not the length 16"):
+        mapping.wrap(offset + 64, [4], 10)  # inside the constant: no length before it
+    with pytest.raises(ValueError, match="does not fit a mapping"):
+        mapping.wrap(f.file_size - 8, [4], 10)
+    with pytest.raises(ValueError, match="unknown dtype code 99"):
+        mapping.wrap(offset, [4], 99)
+
+
+def test_mapped_constants_are_never_written(tmp_path: Path) -> None:
+    """MLX donates buffers it owns to outputs; a mapped constant it does not own."""
+    w = mx.random.normal((256, 256))
+    mx.eval(w)
+    path = tmp_path / "w.mlxfn"
+    mlxfn.export_function(path, lambda x: (mx.exp(x * 0 + w), w + 1, mx.softmax(w, axis=-1)), mx.ones((256, 256)))
+    before = path.read_bytes()
+    fn = mlxfn.import_function(path, load="map")
+    for _ in range(3):  # the plain replay, then the compiled one
+        out = fn(mx.ones((256, 256)))
+        mx.eval(out)
+    assert mx.array_equal(out[1], w + 1).item()
+    del fn, out
+    gc.collect()
+    assert path.read_bytes() == before
+    mlxfn.import_function(path, verify=True)
+
+
+ANON = textwrap.dedent(
+    """
+    import sys
+    import mlx.core as mx
+    import mlxfn
+
+    def anon_kb():
+        for line in open("/proc/self/status"):
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+
+    fn = mlxfn.import_function(sys.argv[1], load=sys.argv[2])
+    x = mx.ones((1, 2048))
+    mx.eval(x)
+    before = anon_kb()
+    mx.eval(fn(x))
+    print(anon_kb() - before)
+    """
+)
+
+
+def test_a_mapped_load_adds_almost_no_anonymous_memory(tmp_path: Path) -> None:
+    ws = [mx.random.normal((2048, 2048), key=mx.random.key(i)) for i in range(4)]  # 64 MB
+    mx.eval(ws)
+    path = tmp_path / "big.mlxfn"
+    mlxfn.export_function(path, lambda x: [x @ w for w in ws], mx.ones((1, 2048)))
+    grown = {}
+    for load in ("map", "copy"):
+        child = subprocess.run([sys.executable, "-c", ANON, str(path), load], capture_output=True, text=True, timeout=300)
+        assert child.returncode == 0, child.stderr
+        grown[load] = int(child.stdout.strip()) * 1024
+    weights = 4 * 2048 * 2048 * 4
+    assert grown["copy"] > 0.9 * weights, grown  # the copy is anonymous memory
+    assert grown["map"] < 0.1 * weights, grown  # the mapped weights are the file's pages
+
+
+def test_without_a_working_bridge_loading_copies_and_says_why(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(_load, "mapping_support", lambda: (None, "the C++ bridge's self-check failed: a test"))
+    path = tmp_path / "f.mlxfn"
+    w = mx.arange(16, dtype=mx.float32)
+    mx.eval(w)
+    mlxfn.export_function(path, lambda x: x + w, mx.ones((16,)))
+    fn = mlxfn.import_function(path)
+    assert fn.load_mode == _load.LoadMode("copy", "copy", "the C++ bridge's self-check failed: a test")
+    assert fn.load_mode.describe() == "copy (the C++ bridge's self-check failed: a test)"
+    assert mx.array_equal(fn(mx.ones((16,)))[0], w + 1).item()
+    with pytest.raises(ValueError, match="load='map' is not possible here: the C.. bridge's self-check failed"):
+        mlxfn.import_function(path, load="map")
+    with pytest.raises(ValueError, match="load must be one of 'auto', 'map', 'copy'"):
+        mlxfn.import_function(path, load="mmap")
+
+
+def test_a_missing_bridge_is_reported(tmp_path: Path) -> None:
+    code = "import sys; sys.modules['mlxfn._bridge'] = None; import mlxfn._load as l; print(l.choose('auto').describe())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env={**os.environ})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("copy (the C++ bridge is not built for this Python and mlx (import of mlxfn._bridge halted")
