@@ -6,7 +6,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build demo test test-rust test-python fuzz-smoke fuzz bench regen check-regen clean
+.PHONY: help setup build demo test test-rust test-python bench-smoke fuzz-smoke fuzz bench regen check-regen clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -26,7 +26,7 @@ build: setup ## Build the Rust core and the C++ bridge, install mlxfn (with its 
 demo: build ## Export and import a ~1 GB Llama-style model with mlxfn and with MLX, print load times
 	$(PY) examples/demo.py
 
-test: build test-rust test-python fuzz-smoke ## Build, then run the Rust and Python test suites and a short fuzz run
+test: build test-rust test-python bench-smoke fuzz-smoke ## Build, then run the Rust and Python test suites, the benchmarks once and a short fuzz run
 
 test-rust: ## Rust unit and integration tests (no Python needed)
 	cargo test --workspace --quiet
@@ -41,8 +41,12 @@ fuzz-smoke: ## Fuzz the Rust reader for 10 s per target (libFuzzer, stable Rust)
 fuzz: ## Fuzz the Rust reader for FUZZ_SECONDS per target (default 600); the corpus persists in target/fuzz
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
-bench: build ## Benchmarks: mlxfn vs MLX's own export, ratios in one run
+bench: build ## Benchmarks (pytest-benchmark) and the whole-model comparison with ratios (benches/compare.py)
 	$(PY) -m pytest benches -q --benchmark-only
+	$(PY) benches/compare.py --model small --model llama-1g --pss --cold
+
+bench-smoke: ## Run every benchmark once, untimed, on the small model
+	MLXFN_BENCH_MODEL=small $(PY) -m pytest benches -q --benchmark-disable
 
 regen: setup ## Regenerate the FlatBuffers Rust code from the schema
 	scripts/regen-flatbuffers.sh

@@ -1,12 +1,18 @@
-"""mlxfn vs MLX's own export on the same model, in the same run.
+"""mlxfn against MLX's own export on the same model, in the same run.
 
-Run with ``make bench`` (``pytest benches --benchmark-only``); compare the
-``mlxfn`` and ``mlx`` rows of each group.  Benchmarks are never timed
-assertions: the machine is shared and noisy.
+``make bench`` runs these with timing (``pytest benches --benchmark-only``):
+compare the rows of each group.  ``make test`` runs them once, untimed, as a
+smoke test (``--benchmark-disable``).  The model is ``MLXFN_BENCH_MODEL``
+(benches/zoo.py; default "medium", "small" for the smoke run).  Benchmarks
+are never timed assertions: the machine is shared and noisy.  Whole-model
+comparisons with ratios, fresh processes and memory: benches/compare.py.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,62 +20,74 @@ import mlx.core as mx
 import pytest
 
 import mlxfn
-from models import Llama, LlamaConfig, seeded
+from mlxfn.bench import import_side, save_inputs
+from zoo import build
 
-CONFIG = LlamaConfig(vocab=4096, dims=512, hidden=1408, layers=4, heads=8, kv_heads=2)
+MODEL = os.environ.get("MLXFN_BENCH_MODEL", "medium")
 TOKENS = mx.array([[3]])
+LOADS = ("mlxfn:map", "mlxfn:copy", "mlx")
 
-SIDES: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
-    "mlxfn": (mlxfn.export_function, mlxfn.import_function),
-    "mlx": (lambda p, *a, **k: mx.export_function(str(p), *a, **k), lambda p: mx.import_function(str(p))),
+EXPORTS: dict[str, Callable[..., Any]] = {
+    "mlxfn": mlxfn.export_function,
+    "mlx": lambda path, *a, **k: mx.export_function(str(path), *a, **k),
 }
 
 
 @pytest.fixture(scope="module")
-def model() -> Llama:
-    return seeded(Llama(CONFIG))
+def model() -> Any:
+    return build(MODEL)
 
 
 @pytest.fixture(scope="module")
-def files(model: Llama, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def files(model: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("bench")
-    paths = {}
-    for side, (export, _) in SIDES.items():
-        paths[side] = out / f"model.{side}"
-        export(paths[side], model, TOKENS)
-    return paths
+    paths = {side: out / f"model.{side}" for side in EXPORTS}
+    for side, path in paths.items():
+        EXPORTS[side](path, model, TOKENS)
+    save_inputs(out / "inputs.npz", [TOKENS], {})
+    return {load: paths["mlx" if load == "mlx" else "mlxfn"] for load in LOADS}
 
 
-@pytest.mark.parametrize("side", SIDES)
-def test_export(benchmark, side: str, model: Llama, tmp_path: Path) -> None:
-    benchmark.group = "export"
-    export, _ = SIDES[side]
-    benchmark.pedantic(export, args=(tmp_path / "out", model, TOKENS), rounds=5, iterations=1)
+@pytest.mark.parametrize("side", EXPORTS)
+def test_export(benchmark, side: str, model: Any, tmp_path: Path) -> None:
+    benchmark.group = f"{MODEL}: export"
+    benchmark.pedantic(EXPORTS[side], args=(tmp_path / "out", model, TOKENS), rounds=5, iterations=1, warmup_rounds=1)
+    assert (tmp_path / "out").stat().st_size > 0
 
 
-@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("side", LOADS)
 def test_import_call(benchmark, side: str, files: dict[str, Path]) -> None:
-    benchmark.group = "import_function call"
-    _, load = SIDES[side]
-    benchmark.pedantic(load, args=(files[side],), rounds=10, iterations=1)
+    benchmark.group = f"{MODEL}: import_function call"
+    benchmark.pedantic(import_side, args=(side, str(files[side])), rounds=10, iterations=1)
 
 
-@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("side", LOADS)
 def test_import_to_first_output(benchmark, side: str, files: dict[str, Path]) -> None:
-    benchmark.group = "import to first output"
-    _, load = SIDES[side]
+    """In this process: weights in the page cache, no import of the file alive."""
+    benchmark.group = f"{MODEL}: import to first output (in process)"
 
     def first() -> None:
-        mx.eval(load(files[side])(TOKENS))
+        mx.eval(import_side(side, str(files[side]))(TOKENS))
 
     benchmark.pedantic(first, rounds=5, iterations=1, warmup_rounds=1)
 
 
-@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("side", LOADS)
+def test_fresh_process_to_first_output(benchmark, side: str, files: dict[str, Path]) -> None:
+    """A fresh process that imports and computes the first output (Python
+    and MLX start-up included, the same for every side)."""
+    benchmark.group = f"{MODEL}: fresh process to first output"
+    inputs = files["mlx"].parent / "inputs.npz"
+    out = files["mlx"].parent / f"out-{side.replace(':', '-')}.npz"
+    cmd = [sys.executable, "-m", "mlxfn.bench", "--child", side, str(files[side]), str(inputs), str(out)]
+    benchmark.pedantic(subprocess.run, args=(cmd,), kwargs={"check": True, "capture_output": True}, rounds=3, iterations=1)
+    assert mx.array_equal(mx.load(str(out))["arr_0"], build(MODEL)(TOKENS)).item()
+
+
+@pytest.mark.parametrize("side", LOADS)
 def test_steady_call(benchmark, side: str, files: dict[str, Path]) -> None:
-    benchmark.group = "steady call"
-    _, load = SIDES[side]
-    fn = load(files[side])
+    benchmark.group = f"{MODEL}: steady call"
+    fn = import_side(side, str(files[side]))
     for _ in range(3):
         mx.eval(fn(TOKENS))
     benchmark.pedantic(lambda: mx.eval(fn(TOKENS)), rounds=20, iterations=1)

@@ -2,13 +2,14 @@
 
 Builds a seeded decoder (float32, about 1 GB of weights), exports it with
 ``mlxfn.export_function`` and with ``mx.export_function``, imports each file
-in fresh processes (page cache warm for both), checks that both imports give
-exactly the original model's output, and prints export time, import time,
-time to first output, per-call time and peak memory side by side.
+in fresh processes (page cache warm for both): mlxfn mapping the weights,
+mlxfn copying them, and MLX.  It checks that every import gives exactly the
+original model's output, and prints export time, import time, time to first
+output, per-call time and memory side by side, with ratios to MLX.
 
     python examples/demo.py [--rounds N] [--out DIR]
 
-The same comparison, for other models or your own settings: ``mlxfn bench``.
+The same comparison for other models and options: ``python benches/compare.py --help``.
 """
 
 from __future__ import annotations
@@ -17,16 +18,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from mlxfn import bench
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benches"))
+
+import compare  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="fresh-process rounds per side")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "demo-out")
+    parser.add_argument("--out", type=Path, default=ROOT / "demo-out")
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    return bench.main(["--model", "llama-1g", "--rounds", str(args.rounds), "--out", str(args.out)])
+    return compare.main(["--model", "llama-1g", "--pss", "--rounds", str(args.rounds), "--out", str(args.out)])
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import mlx.core as mx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent / "benches"))  # zoo.py: the seeded Llama
 
 import mlxfn  # noqa: E402
 

@@ -1,11 +1,12 @@
-"""Small seeded models used by the tests; the Llama-style decoder ships in mlxfn."""
+"""Small seeded models used by the tests; the Llama-style decoder is the
+benchmarks' (benches/zoo.py)."""
 
 from __future__ import annotations
 
 import mlx.core as mx
 import mlx.nn as nn
 
-from mlxfn.benchmodels import Llama, LlamaConfig, seeded  # noqa: F401  (re-exported)
+from zoo import Llama, LlamaConfig, seeded  # noqa: F401  (re-exported)
 
 
 class MLP(nn.Module):

@@ -1,4 +1,4 @@
-"""The ``mlxfn`` command: inspect, convert, graph and bench, good and bad input.
+"""The ``mlxfn`` command: inspect, convert, graph and bench --file, good and bad input.
 
 Commands run in a child process (``python -m mlxfn.cli``) so exit statuses and
 stderr are what a user sees; converted files are checked by calling them.
@@ -245,6 +245,8 @@ def test_graph_trace_out_of_range(two_traces: tuple[Path, Path]) -> None:
 def test_bench_on_a_users_file(two_traces: tuple[Path, Path], tmp_path: Path) -> None:
     proc = mlxfn_command("bench", "--file", str(two_traces[0]), "--rounds", "1", "--out", str(tmp_path / "scratch"))
     assert "both imports give the same output" in proc.stdout
-    for row in ("import_function call", "import to first output", "steady call", "peak RSS"):
+    assert "mlxfn loads: map (C++ bridge)" in proc.stdout
+    for row in ("import_function call", "import to first output", "steady call", "peak RSS", "anonymous RSS"):
         assert row in proc.stdout
+    assert "mlxfn:map/mlx" in proc.stdout and "mlxfn:copy/mlx" in proc.stdout
     assert not list((tmp_path / "scratch").iterdir())  # scratch files removed

@@ -1,152 +1,105 @@
-"""Compare mlxfn with MLX's own export on the same function, in one run.
+"""Load figures of mlxfn against MLX's own import, in fresh processes.
 
-Every figure is a median over rounds that alternate the two sides, and is
-reported next to MLX's with their ratio (mlxfn / MLX: below 1 is better).
-Loads run in fresh processes (page cache warm for both files), so a first
-call pays what a user's first call pays.
+    mlxfn bench --file model.mlxfn [--rounds N]     (also a file in MLX's format)
 
-    python -m mlxfn.bench --model llama-1g      (also: mlxfn bench ...)
+The file is converted to the other format (``mlxfn convert``), then each side
+is imported in fresh processes, rounds alternating the order, page cache
+warm for both files: mlxfn mapping its constants, mlxfn copying them, and
+MLX.  Every figure is a median, shown next to MLX's with the ratio (below 1
+is better).  ``benches/compare.py`` uses the same machinery for whole
+models, exports included.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import mlx.core as mx
 
-SIDES = ("mlxfn", "mlx")
-
-# name: (LlamaConfig overrides, example token count, description)
-MODELS: dict[str, tuple[dict[str, Any], str]] = {
-    "llama-1g": (dict(vocab=32000, dims=2048, hidden=5632, heads=16, kv_heads=4, layers=3), "~1 GB float32"),
-    "llama-4g": (dict(vocab=32000, dims=2048, hidden=5632, heads=16, kv_heads=4, layers=20), "~4 GB float32"),
-    "small": (dict(vocab=256, dims=64, hidden=128, heads=4, kv_heads=2, layers=16), "~2,000 primitives"),
-}
-
-
-def build_model(name: str) -> Callable[..., Any]:
-    """The seeded benchmark model called ``name`` (see MODELS)."""
-    from .benchmodels import Llama, LlamaConfig, seeded
-
-    overrides, _ = MODELS[name]
-    return seeded(Llama(LlamaConfig(**overrides)), seed=0)
-
-
-def export(side: str, path: Path, fun: Callable[..., Any], args: Sequence[mx.array]) -> None:
-    """Export ``fun`` to ``path`` with one side's API ("mlxfn" or "mlx")."""
-    import mlxfn
-
-    if side == "mlxfn":
-        mlxfn.export_function(path, fun, *args)
-    else:
-        mx.export_function(str(path), fun, *args)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def time_exports(
-    fun: Callable[..., Any], args: Sequence[mx.array], out: Path, rounds: int, durable: bool
-) -> dict[str, list[float]]:
-    """Export on both sides, alternating which goes first, syncing between."""
-    times: dict[str, list[float]] = {s: [] for s in SIDES}
-    for r in range(rounds):
-        for side in SIDES if r % 2 == 0 else SIDES[::-1]:
-            path = out / f"export-{side}"
-            os.sync()
-            start = time.perf_counter()
-            export(side, path, fun, args)
-            if durable:
-                _fsync(path)
-            times[side].append(time.perf_counter() - start)
-            path.unlink()
-    return times
+# A side: how a file is imported.  "mlxfn:map" and "mlxfn:copy" are
+# mlxfn.import_function(load=...), "mlx" is mx.import_function.
+SIDES = ("mlxfn:map", "mlxfn:copy", "mlx")
+CALLS = 10  # calls timed one by one after the first output
 
 
 @dataclass
 class Load:
-    """One fresh process: import, first output, a second call, steady calls."""
+    """One fresh process: import, the first calls one by one, memory."""
 
     import_s: float
-    first_s: float
-    second_s: float
-    steady_s: float
-    base_rss_mb: float
+    calls_s: list[float]  # the first call (to first output) and the next CALLS
+    steady_s: float  # the median of the last half of the calls
     peak_rss_mb: float
+    anon_mb: float  # resident anonymous memory at first output
+    file_mb: float  # resident file-backed memory at first output
+    mode: str = ""  # how mlxfn loaded the constants
+
+    @property
+    def first_s(self) -> float:
+        """From the import to the first output."""
+        return self.import_s + self.calls_s[0]
 
     @property
     def overhead_s(self) -> float:
+        """What loading adds to the first call."""
         return self.first_s - self.steady_s
 
 
-def _rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB.
-
-    Linux's ru_maxrss survives exec (a child would report its parent's
-    peak), so VmHWM, which is reset by exec, is read where it exists.
-    """
+def _status_mb(*keys: str) -> dict[str, float]:
+    """Fields of /proc/self/status in MiB (0 where Linux's /proc is missing)."""
+    found = dict.fromkeys(keys, 0.0)
     try:
         with open("/proc/self/status") as status:
             for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
+                name, _, rest = line.partition(":")
+                if name in found:
+                    found[name] = int(rest.split()[0]) / 1024
     except OSError:
         pass
-    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+    return found
 
 
-def child(side: str, path: str, inputs_path: str, steady_calls: int, output_path: str) -> None:
-    """Runs in a fresh process; prints one JSON line, saves the first output."""
+def import_side(side: str, path: str) -> Any:
+    """Import ``path`` the way ``side`` does."""
+    if side == "mlx":
+        return mx.import_function(path)
     import mlxfn
 
+    return mlxfn.import_function(path, load=side.split(":")[1])
+
+
+def child(side: str, path: str, inputs_path: str, output_path: str, hold: bool) -> None:
+    """Runs in a fresh process; prints one JSON line (and, with ``hold``,
+    waits for a line on stdin before exiting, for PSS readings)."""
     inputs, kwargs = load_inputs(inputs_path)
     mx.eval(inputs, kwargs)
-    base = _rss_mb()
-    importer = mlxfn.import_function if side == "mlxfn" else mx.import_function
     t0 = time.perf_counter()
-    fn = importer(path)
+    fn = import_side(side, path)
     t_import = time.perf_counter() - t0
-    first = fn(*inputs, **kwargs)
-    mx.eval(first)
-    t_first = time.perf_counter() - t0
-    peak = _rss_mb()
-    mx.savez(output_path, *first)
-    t1 = time.perf_counter()
-    mx.eval(fn(*inputs, **kwargs))  # mlxfn compiles here
-    t_second = time.perf_counter() - t1
-    steady = []
-    for _ in range(steady_calls):
+    calls = []
+    for k in range(CALLS + 1):
         t = time.perf_counter()
-        mx.eval(fn(*inputs, **kwargs))
-        steady.append(time.perf_counter() - t)
-    print(json.dumps(Load(t_import, t_first, t_second, statistics.median(steady), base, peak).__dict__))
+        out = fn(*inputs, **kwargs)
+        mx.eval(out)
+        calls.append(time.perf_counter() - t)
+        if k == 0:
+            memory = _status_mb("VmHWM", "RssAnon", "RssFile")
+            mx.savez(output_path, *out)
+    mode = fn.load_mode.describe() if hasattr(fn, "load_mode") else ""
+    load = Load(t_import, calls, statistics.median(calls[len(calls) // 2 :]), memory["VmHWM"], memory["RssAnon"], memory["RssFile"], mode)
+    print(json.dumps({"pid": os.getpid(), **asdict(load)}), flush=True)
+    if hold:
+        sys.stdin.readline()
 
 
 def save_inputs(path: Path, args: Sequence[mx.array], kwargs: dict[str, mx.array]) -> None:
@@ -165,115 +118,136 @@ def load_inputs(path: str) -> tuple[list[mx.array], dict[str, mx.array]]:
     return args, kwargs
 
 
+def _child_command(side: str, path: Path, inputs: Path, output: Path, hold: bool = False) -> list[str]:
+    cmd = [sys.executable, "-m", "mlxfn.bench", "--child", side, str(path), str(inputs), str(output)]
+    return cmd + ["--hold"] if hold else cmd
+
+
+def _parse(stdout: str) -> dict[str, Any]:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
 def outputs_path(out: Path, side: str) -> Path:
-    """Where a load round saves the first output of that side."""
-    return out / f"outputs-{side}.npz"
+    """Where a load child of ``side`` saves its first output."""
+    return out / f"outputs-{side.replace(':', '-')}.npz"
 
 
-def time_loads(paths: dict[str, Path], inputs_path: Path, rounds: int, steady_calls: int) -> dict[str, list[Load]]:
-    """Import each file in fresh processes, alternating sides."""
-    loads: dict[str, list[Load]] = {s: [] for s in SIDES}
-    for r in range(rounds):
-        for side in SIDES if r % 2 == 0 else SIDES[::-1]:
-            saved = outputs_path(inputs_path.parent, side)
-            cmd = [sys.executable, "-m", "mlxfn.bench", "--child", side, str(paths[side]), str(inputs_path), str(steady_calls), str(saved)]
-            result = subprocess.run(cmd, check=True, capture_output=True, text=True)
-            loads[side].append(Load(**json.loads(result.stdout.strip().splitlines()[-1])))
+@dataclass
+class Sides:
+    """What each side imports, and where the children's files go.  With
+    ``cold_cache`` set, every child gets a fresh, empty TMPDIR under it: MLX
+    keeps the CPU kernels it builds at run time in TMPDIR/mlx."""
+
+    files: dict[str, Path]  # side -> file
+    inputs: Path
+    cold_cache: Path | None = None
+    _children: int = field(default=0, repr=False)
+
+    def child_env(self) -> dict[str, str]:
+        """The environment of the next child process."""
+        if self.cold_cache is None:
+            return dict(os.environ)
+        self._children += 1
+        fresh = self.cold_cache / f"child{self._children}"
+        fresh.mkdir(parents=True)
+        return {**os.environ, "TMPDIR": str(fresh)}
+
+
+def time_loads(sides: Sides, rounds: int) -> dict[str, list[Load]]:
+    """Each side imported in ``rounds`` fresh processes, the order rotating;
+    one untimed round first (the first GB a VM touches after start-up is
+    slow, whichever side touches it)."""
+    loads: dict[str, list[Load]] = {s: [] for s in sides.files}
+    order = list(sides.files)
+    for r in range(rounds + 1):
+        for side in order[r % len(order) :] + order[: r % len(order)]:
+            out = outputs_path(sides.inputs.parent, side)
+            cmd = _child_command(side, sides.files[side], sides.inputs, out)
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=sides.child_env())
+            if proc.returncode != 0:
+                raise SystemExit(f"{side}: the load process failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+            if r > 0:
+                fields = _parse(proc.stdout)
+                fields.pop("pid")
+                loads[side].append(Load(**fields))
     return loads
 
 
-def _median(values: Sequence[float]) -> float:
+def pair_pss_mb(sides: Sides, side: str) -> float:
+    """Combined PSS of two processes that imported the same file and computed
+    their first output (both alive at once), in MiB; 0 without Linux's /proc."""
+    if not Path("/proc/self/smaps_rollup").exists():
+        return 0.0
+    out = outputs_path(sides.inputs.parent, side)
+    cmd = _child_command(side, sides.files[side], sides.inputs, out, hold=True)
+    procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=sides.child_env()) for _ in range(2)]
+    try:
+        total = 0.0
+        for proc in procs:
+            assert proc.stdout is not None
+            pid = json.loads(proc.stdout.readline())["pid"]
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) / 1024
+        return total
+    finally:
+        for proc in procs:
+            proc.communicate("go\n", timeout=120)
+
+
+def median(values: Sequence[float]) -> float:
+    """The median (a benchmark figure is a median of rounds)."""
     return statistics.median(values)
 
 
-def table(rows: list[tuple[str, float, float, str]]) -> str:
-    """Rows of (name, mlxfn, MLX, unit) as an aligned table with ratios."""
-    lines = [f"{'':34}{'mlxfn':>11}{'MLX':>11}{'ratio':>8}"]
-    for name, ours, theirs, unit in rows:
-        ratio = f"{ours / theirs:8.2f}" if theirs else f"{'-':>8}"
-        lines.append(f"{name:34}{ours:>10.3f}{unit}{theirs:>10.3f}{unit}{ratio}")
-    return "\n".join(lines)
+def load_rows(loads: dict[str, list[Load]]) -> list[tuple[str, dict[str, float], str]]:
+    """The load figures of every side, medians over rounds: (row, side -> value, unit)."""
 
-
-def node_count(path: Path) -> int:
-    """Primitives in every trace of an mlxfn file."""
-    from . import _mlxfn
-
-    return sum(len(t["nodes"]) for t in _mlxfn.File.open(str(path)).traces())
-
-
-def check_outputs(out: Path, expected: Sequence[mx.array]) -> None:
-    """Both sides' imported outputs must equal the original's exactly."""
-    for side in SIDES:
-        got = list(mx.load(str(outputs_path(out, side))).values())
-        same = len(got) == len(expected) and all(
-            g.shape == e.shape and g.dtype == e.dtype and mx.array_equal(g, e).item() for g, e in zip(got, expected)
-        )
-        if not same:
-            raise SystemExit(f"{side}: the imported function's output differs from the original's")
-
-
-def run_model(name: str, out: Path, rounds: int, durable: bool, multi: bool) -> str:
-    """The full comparison for one model; returns the printed report."""
-    fun = build_model(name)
-    tokens = mx.array([[17]])
-    expected = fun(tokens)
-    expected = [expected] if isinstance(expected, mx.array) else list(expected)
-    mx.eval(expected)
-    inputs_path = out / "inputs.npz"
-    save_inputs(inputs_path, [tokens], {})
-    report = [f"model {name} ({MODELS[name][1]}); {rounds} rounds per side, alternating"]
-    rows: list[tuple[str, float, float, str]] = []
-    exports = time_exports(fun, [tokens], out, rounds, durable=False)
-    rows.append(("export, page cache", _median(exports["mlxfn"]), _median(exports["mlx"]), "s"))
-    if durable:
-        exports = time_exports(fun, [tokens], out, rounds, durable=True)
-        rows.append(("export + fsync", _median(exports["mlxfn"]), _median(exports["mlx"]), "s"))
-    paths = {side: out / f"model.{side}" for side in SIDES}
-    for side, path in paths.items():
-        export(side, path, fun, [tokens])
-    sizes = {side: paths[side].stat().st_size / 1e6 for side in SIDES}
-    report[0] += f", {node_count(paths['mlxfn'])} primitives"
-    rows.append(("file size, MB", sizes["mlxfn"], sizes["mlx"], "M"))
-    if multi:
-        multi_row = multi_trace_sizes(fun, out)
-    del fun  # free the model: the loads below must not compete with it for memory
-    gc.collect()
-    mx.clear_cache()
-    steady_calls = 50 if name == "small" else 5
-    loads = time_loads(paths, inputs_path, rounds, steady_calls)
-    check_outputs(out, expected)
-    report.append("both imports reproduce the original output exactly")
-
-    rows += load_rows(loads)
-    if multi:
-        rows.append(multi_row)
-    report.append(table(rows))
-    for path in paths.values():
-        path.unlink()
-    return "\n".join(report)
-
-
-def load_rows(loads: dict[str, list[Load]]) -> list[tuple[str, float, float, str]]:
-    """The load figures of both sides, medians over rounds."""
-
-    def med(side: str, attr: str) -> float:
-        return _median([getattr(load, attr) for load in loads[side]])
+    def row(name: str, unit: str, get: Any) -> tuple[str, dict[str, float], str]:
+        return name, {side: median([get(load) for load in runs]) for side, runs in loads.items()}, unit
 
     return [
-        ("import_function call", med("mlxfn", "import_s"), med("mlx", "import_s"), "s"),
-        ("import to first output", med("mlxfn", "first_s"), med("mlx", "first_s"), "s"),
-        ("load overhead (first - steady)", med("mlxfn", "overhead_s"), med("mlx", "overhead_s"), "s"),
-        ("second call (mlxfn compiles)", med("mlxfn", "second_s"), med("mlx", "second_s"), "s"),
-        ("steady call", med("mlxfn", "steady_s"), med("mlx", "steady_s"), "s"),
-        ("peak RSS at first output, MiB", med("mlxfn", "peak_rss_mb"), med("mlx", "peak_rss_mb"), "M"),
+        row("import_function call", "s", lambda load: load.import_s),
+        row("import to first output", "s", lambda load: load.first_s),
+        row("load overhead (first - steady)", "s", lambda load: load.overhead_s),
+        row("second call", "s", lambda load: load.calls_s[1]),
+        row("first 3 calls", "s", lambda load: load.import_s + sum(load.calls_s[:3])),
+        row("10th call", "s", lambda load: load.calls_s[9]),
+        row("steady call", "s", lambda load: load.steady_s),
+        row("peak RSS at first output", "M", lambda load: load.peak_rss_mb),
+        row("  anonymous RSS at first output", "M", lambda load: load.anon_mb),
+        row("  file-backed RSS at first output", "M", lambda load: load.file_mb),
     ]
 
 
-def run_file(path: Path, out: Path, rounds: int, steady_calls: int) -> str:
-    """Load figures for a user's own file: it is converted to the other
-    format (``mlxfn convert``), then both are imported side by side and
-    called on zero-filled inputs of the file's first trace."""
+def table(rows: Sequence[tuple[str, dict[str, float], str]], sides: Sequence[str], baseline: str = "mlx") -> str:
+    """Rows of figures per side as an aligned table, with each side's ratio to ``baseline``."""
+    others = [s for s in sides if s != baseline]
+    head = f"{'':36}" + "".join(f"{s:>12}" for s in sides) + "".join(f"{s + '/' + baseline:>17}" for s in others)
+    lines = [head]
+    for name, values, unit in rows:
+        cells = "".join(f"{values[s]:>11.3f}{unit}" if s in values else f"{'-':>12}" for s in sides)
+        base = values.get(baseline)
+        ratios = "".join(
+            f"{values[s] / base:>17.2f}" if base and s in values else f"{'-':>17}" for s in others
+        )
+        lines.append(f"{name:36}{cells}{ratios}")
+    return "\n".join(lines)
+
+
+def same_outputs(out: Path, sides: Sequence[str], expected: Sequence[mx.array] | None = None) -> bool:
+    """Whether every side's saved first output equals the others' (and ``expected``)."""
+    outputs = [list(mx.load(str(outputs_path(out, side))).values()) for side in sides]
+    reference = list(expected) if expected is not None else outputs[0]
+    return all(
+        len(got) == len(reference)
+        and all(a.shape == b.shape and a.dtype == b.dtype and mx.array_equal(a, b, equal_nan=True).item() for a, b in zip(got, reference))
+        for got in outputs
+    )
+
+
+def run_file(path: Path, out: Path, rounds: int) -> str:
+    """The load comparison for a user's own file, against its conversion."""
     from . import _mlxfn
     from .convert import convert, example_inputs, signature_of_record
 
@@ -281,73 +255,49 @@ def run_file(path: Path, out: Path, rounds: int, steady_calls: int) -> str:
     if kind == "unknown":
         raise SystemExit(f"{path}: not an mlxfn file nor a file written by MLX's exporter")
     other = "mlx" if kind == "mlxfn" else "mlxfn"
-    paths = {kind: path, other: out / f"converted.{other}"}
-    convert(path, paths[other], other)
-    record = _mlxfn.File.open(str(paths["mlxfn"])).traces()[0]
-    args, kwargs = example_inputs(signature_of_record(record))
-    inputs_path = out / "inputs.npz"
-    save_inputs(inputs_path, args, kwargs)
-    loads = time_loads(paths, inputs_path, rounds, steady_calls)
-    outputs = {side: list(mx.load(str(outputs_path(out, side))).values()) for side in SIDES}
-    same = len(outputs["mlxfn"]) == len(outputs["mlx"]) and all(
-        a.shape == b.shape and a.dtype == b.dtype and mx.array_equal(a, b, equal_nan=True).item()
-        for a, b in zip(outputs["mlxfn"], outputs["mlx"])
-    )
-    sizes = {side: paths[side].stat().st_size / 1e6 for side in SIDES}
+    formats = {kind: path, other: out / f"converted.{other}"}
+    convert(path, formats[other], other)
+    handle = _mlxfn.File.open(str(formats["mlxfn"]))
+    args, kwargs = example_inputs(signature_of_record(handle.traces()[0]))
+    inputs = out / "inputs.npz"
+    save_inputs(inputs, args, kwargs)
+    files = {side: formats["mlx" if side == "mlx" else "mlxfn"] for side in SIDES}
+    loads = time_loads(Sides(files, inputs), rounds)
+    nodes = sum(len(t["nodes"]) for t in handle.traces())
+    sizes = {side: files[side].stat().st_size / 1e6 for side in SIDES}
     report = [
-        f"file {path} ({kind} format; the {other} side converted from it), {node_count(paths['mlxfn'])} primitives; "
-        f"{rounds} rounds per side, alternating, zero-filled inputs of trace 0",
-        "both imports give the same output" if same else "WARNING: the two imports' outputs differ",
-        table([("file size, MB", sizes["mlxfn"], sizes["mlx"], "M"), *load_rows(loads)]),
+        f"file {path} ({kind} format; the {other} side converted from it), {nodes} primitives; "
+        f"{rounds} rounds per side, zero-filled inputs of trace 0",
+        f"mlxfn loads: {loads['mlxfn:map'][0].mode}",
+        "both imports give the same output" if same_outputs(out, SIDES) else "WARNING: the imports' outputs differ",
+        table([("file size", sizes, "M"), *load_rows(loads)], SIDES),
     ]
-    paths[other].unlink()
+    formats[other].unlink()
     return "\n".join(report)
 
 
-def multi_trace_sizes(fun: Callable[..., Any], out: Path) -> tuple[str, float, float, str]:
-    """8 sequence lengths of one model in one file: one copy of the weights?"""
-    import mlxfn
-
-    lengths = [1, 2, 4, 8, 16, 32, 64, 128]
-    ours, theirs = out / "multi.mlxfn", out / "multi.mlx"
-    with mlxfn.exporter(ours, fun) as exp:
-        for n in lengths:
-            exp(mx.zeros((1, n), dtype=mx.int32))
-    mlx_exp = mx.exporter(str(theirs), fun)
-    for n in lengths:
-        mlx_exp(mx.zeros((1, n), dtype=mx.int32))
-    mlx_exp.close()
-    sizes = ours.stat().st_size / 1e6, theirs.stat().st_size / 1e6
-    ours.unlink()
-    theirs.unlink()
-    return ("8-trace file size, MB", sizes[0], sizes[1], "M")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """The ``mlxfn bench`` command (also ``python -m mlxfn.bench``)."""
+    """The ``mlxfn bench`` command."""
     parser = argparse.ArgumentParser(prog="mlxfn bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=sorted(MODELS), action="append", help="repeatable; default llama-1g and small")
+    parser.add_argument("--file", type=Path, action="append", help="repeatable: an exported file (mlxfn or MLX format)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--durable", action="store_true", help="also time exports with fsync on both sides")
-    parser.add_argument("--multi", action="store_true", help="also compare an 8-trace export's file size")
     parser.add_argument("--out", type=Path, help="scratch directory (default: a temporary one)")
-    parser.add_argument("--file", type=Path, action="append", help="repeatable: benchmark your own exported file (mlxfn or MLX format) against its conversion")
-    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--hold", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        side, path, inputs, calls, saved = args.child
-        child(side, path, inputs, int(calls), saved)
+        side, path, inputs, saved = args.child
+        child(side, path, inputs, saved, args.hold)
         return 0
+    if not args.file:
+        parser.error("give --file FILE (whole-model comparisons: python benches/compare.py, see the README)")
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.out) as scratch:
-        for file in args.file or []:
-            print(run_file(file, Path(scratch), args.rounds, steady_calls=10), flush=True)
+        for file in args.file:
+            print(run_file(file, Path(scratch), args.rounds), flush=True)
             print()
-        for name in args.model or ([] if args.file else ["llama-1g", "small"]):
-            print(run_model(name, Path(scratch), args.rounds, args.durable, args.multi), flush=True)
-            print()
-    print(f"mlx {mx.__version__}, {os.cpu_count()} CPU cores; ratio = mlxfn / MLX")
+    print(f"mlx {mx.__version__}, {os.cpu_count()} CPU cores; ratio = side / MLX")
     return 0
 
 

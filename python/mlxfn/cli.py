@@ -3,7 +3,7 @@
     mlxfn inspect FILE [--json]
     mlxfn convert SRC DST --to mlx|mlxfn
     mlxfn graph FILE [--trace N] [-o OUT.dot|OUT.svg|-]
-    mlxfn bench [--model NAME] [--file FILE] [--rounds N] ...
+    mlxfn bench --file FILE [--rounds N]
 
 Every failure is one line on stderr and a non-zero exit status.
 """
@@ -257,7 +257,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_graph)
 
     # Parsed by mlxfn.bench itself (see `mlxfn bench --help`); listed here for --help.
-    sub.add_parser("bench", add_help=False, help="time mlxfn against MLX's own export (models or your own file)")
+    sub.add_parser("bench", add_help=False, help="time loading your own file with mlxfn against MLX's own import")
     return parser
 
 

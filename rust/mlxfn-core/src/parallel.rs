@@ -1,5 +1,5 @@
 //! Work spread over a few scoped threads: the writer's hash-and-write of
-//! each constant and the reader's copies out of the mapping.
+//! each constant and the reader's copies out of the file.
 //!
 //! Threads are started per call (`std::thread::scope`) rather than kept in a
 //! pool, so nothing survives a call: a process that forks (Python's
@@ -49,19 +49,6 @@ pub fn map<T: Send, R: Send>(items: Vec<T>, parallel: bool, f: impl Fn(T) -> R +
         .collect()
 }
 
-/// Copy each `(source, destination)` pair (equal lengths), splitting large
-/// pairs into pieces so that the threads share the work evenly.
-pub fn copy_all(pairs: Vec<(&[u8], &mut [u8])>) {
-    const PIECE: usize = 8 << 20;
-    let total: u64 = pairs.iter().map(|(s, _)| s.len() as u64).sum();
-    let mut pieces = Vec::new();
-    for (src, dst) in pairs {
-        assert_eq!(src.len(), dst.len(), "copy_all needs equal lengths");
-        pieces.extend(src.chunks(PIECE).zip(dst.chunks_mut(PIECE)));
-    }
-    map(pieces, total >= PARALLEL_MIN_BYTES, |(src, dst)| dst.copy_from_slice(src));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,14 +60,5 @@ mod tests {
             assert_eq!(out, (0..100u64).map(|i| i * i).collect::<Vec<_>>());
         }
         assert!(map(Vec::<u8>::new(), true, |x| x).is_empty());
-    }
-
-    #[test]
-    fn copies_small_and_large_pairs() {
-        let sizes = [0, 1, 4097, (PARALLEL_MIN_BYTES as usize) + 12345, 3 << 20];
-        let sources: Vec<Vec<u8>> = sizes.iter().map(|&n| (0..n).map(|i| (i % 253) as u8).collect()).collect();
-        let mut targets: Vec<Vec<u8>> = sizes.iter().map(|&n| vec![0u8; n]).collect();
-        copy_all(sources.iter().map(Vec::as_slice).zip(targets.iter_mut().map(Vec::as_mut_slice)).collect());
-        assert_eq!(targets, sources);
     }
 }

@@ -5,6 +5,7 @@
 
 use std::fs::File;
 use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::ops::Deref;
 use std::path::Path;
 use std::sync::Arc;
@@ -18,6 +19,10 @@ use crate::error::{Error, Result};
 use crate::header::{segments_alignment, Header, HeaderProblem, FORMAT_VERSION, HEADER_SIZE, MAGIC};
 use crate::layout::{LENGTH_PREFIX, SMALL_CONSTANT_ALIGNMENT};
 use crate::model::Graph;
+
+/// Bytes read at a time by `copy_constants` (MLX's own loader reads 32 MiB
+/// pieces; smaller ones share the work between threads more evenly).
+const COPY_PIECE: usize = 8 << 20;
 
 /// What kind of file a path holds, judged from its first bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -332,15 +337,18 @@ impl MlxfnFile {
         self.source.as_ref().map(|s| s.handle.as_raw_fd())
     }
 
-    /// Copy each `(constant index, destination)` pair out of the mapping,
+    /// Copy each `(constant index, destination)` pair out of the file,
     /// several threads sharing the work, after checking that the file was
-    /// not rewritten in place since it was opened.  Then drop the copied
-    /// pages from this process's mapping: they stay in the page cache, but
-    /// no longer count twice in its resident memory.
+    /// not rewritten in place since it was opened.
+    ///
+    /// A file opened from disk is read with `pread` (as MLX's own loader
+    /// does): the kernel copies from the page cache straight into the
+    /// destination, and the file's pages never count in this process's
+    /// resident memory.  Bytes given to `from_bytes` are copied from memory.
     pub fn copy_constants(&self, jobs: Vec<(usize, &mut [u8])>) -> Result<()> {
         self.check_unchanged()?;
-        let mut pairs = Vec::with_capacity(jobs.len());
-        let mut ranges = Vec::with_capacity(jobs.len());
+        let mut pieces = Vec::with_capacity(jobs.len());
+        let mut total = 0u64;
         for (index, dst) in jobs {
             let Some(c) = self.constants.get(index) else {
                 return Err(Error::Usage {
@@ -354,26 +362,18 @@ impl MlxfnFile {
                     what: format!("constant {index} has {} bytes, the destination {}", c.length, dst.len()),
                 });
             }
-            let at = self.constant_offset(index) as usize;
-            ranges.push((at, dst.len()));
-            pairs.push((&self.map[at..at + dst.len()], dst));
+            total += c.length;
+            let at = self.constant_offset(index);
+            pieces.extend(dst.chunks_mut(COPY_PIECE).enumerate().map(|(k, d)| (at + (k * COPY_PIECE) as u64, d)));
         }
-        crate::parallel::copy_all(pairs);
-        if let Bytes::Mapped(map) = &self.map {
-            for (at, len) in ranges {
-                // Whole pages inside the copied range only: a neighbour's bytes stay.
-                let page = 4096;
-                let (first, last) = (at.next_multiple_of(page), (at + len) / page * page);
-                if last > first {
-                    // SAFETY: the map is a shared, read-only file mapping; dropping
-                    // its pages only makes the next access fault them in again
-                    // from the page cache, with the same contents. No reference
-                    // into it is invalidated.
-                    let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, last - first) };
-                }
+        let results = crate::parallel::map(pieces, total >= crate::parallel::PARALLEL_MIN_BYTES, |(at, dst)| match &self.source {
+            Some(source) => source.handle.read_exact_at(dst, at),
+            None => {
+                dst.copy_from_slice(&self.map[at as usize..at as usize + dst.len()]);
+                Ok(())
             }
-        }
-        Ok(())
+        });
+        results.into_iter().collect::<std::io::Result<()>>().map_err(|e| Error::io(&self.path, e))
     }
 
     /// Check every constant against its stored hash (after

@@ -1,7 +1,8 @@
-"""Seeded Llama-style decoders: the models ``mlxfn bench`` and the demo export.
+"""Seeded Llama-style decoders: the models the benchmarks, the demo and the
+tests export.
 
 Weights are random but reproducible, so both sides of a comparison export
-the same function.
+the same function.  ``MODELS`` names the benchmark sizes.
 """
 
 from __future__ import annotations
@@ -80,6 +81,23 @@ class Llama(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.head(self.norm(x))
+
+
+# name: (LlamaConfig overrides, description)
+MODELS: dict[str, tuple[dict[str, int], str]] = {
+    "llama-1g": (dict(vocab=32000, dims=2048, hidden=5632, heads=16, kv_heads=4, layers=3), "~1 GB float32"),
+    "llama-4g": (dict(vocab=32000, dims=2048, hidden=5632, heads=16, kv_heads=4, layers=20), "~4 GB float32"),
+    "medium": (dict(vocab=4096, dims=512, hidden=1408, heads=8, kv_heads=2, layers=4), "~30 MB float32"),
+    "small": (dict(vocab=256, dims=64, hidden=128, heads=4, kv_heads=2, layers=16), "~2,000 primitives"),
+}
+
+
+def build(name: str) -> "Llama":
+    """The seeded benchmark model called ``name`` (see MODELS)."""
+    overrides, _ = MODELS[name]
+    model = seeded(Llama(LlamaConfig(**overrides)), seed=0)
+    assert isinstance(model, Llama)
+    return model
 
 
 def seeded(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -1,0 +1,168 @@
+"""mlxfn against MLX's own export, whole models, in one run.
+
+    python benches/compare.py --model llama-1g [--model small] [--rounds 3]
+                              [--durable] [--multi] [--pss] [--cold] [--out DIR]
+
+Exports the seeded model (benches/zoo.py) with mlxfn and with
+``mx.export_function``, rounds alternating the sides after an untimed one,
+then imports each file in fresh processes (``mlxfn.bench``): mlxfn mapping
+its constants, mlxfn copying them, and MLX.  Every figure is a median, next
+to MLX's with the ratio (below 1 is better); every import must reproduce the
+original output exactly.
+
+  --durable  also time exports with fsync on both sides
+  --multi    also compare the size of an 8-trace file (8 sequence lengths)
+  --pss      also measure two processes serving one file at once (their PSS)
+  --cold     also time loads with an empty MLX kernel cache (a fresh TMPDIR):
+             what a user's first run pays for CPU kernels built at run time
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import mlx.core as mx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import mlxfn  # noqa: E402
+from mlxfn.bench import SIDES, Sides, load_rows, median, pair_pss_mb, same_outputs, save_inputs, table, time_loads  # noqa: E402
+from zoo import MODELS, build  # noqa: E402
+
+EXPORTERS = ("mlxfn", "mlx")
+
+
+def export(side: str, path: Path, fun: Callable[..., Any], args: Sequence[mx.array]) -> None:
+    """Export ``fun`` to ``path`` with one side's API."""
+    if side == "mlxfn":
+        mlxfn.export_function(path, fun, *args)
+    else:
+        mx.export_function(str(path), fun, *args)
+
+
+def _fsync(path: Path) -> None:
+    for target, flags in ((path, os.O_RDONLY), (path.parent, os.O_RDONLY)):
+        fd = os.open(target, flags)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def time_exports(fun: Callable[..., Any], args: Sequence[mx.array], out: Path, rounds: int, durable: bool) -> dict[str, float]:
+    """Median export time per side; the first round of each is untimed."""
+    times: dict[str, list[float]] = {s: [] for s in EXPORTERS}
+    for r in range(rounds + 1):
+        for side in EXPORTERS if r % 2 == 0 else EXPORTERS[::-1]:
+            path = out / f"export-{side}"
+            os.sync()
+            start = time.perf_counter()
+            export(side, path, fun, args)
+            if durable:
+                _fsync(path)
+            if r > 0:
+                times[side].append(time.perf_counter() - start)
+            path.unlink()
+    return {side: median(t) for side, t in times.items()}
+
+
+def multi_trace_sizes(fun: Callable[..., Any], out: Path) -> dict[str, float]:
+    """File size (MB) of 8 sequence lengths of one model in one file."""
+    lengths = [1, 2, 4, 8, 16, 32, 64, 128]
+    ours, theirs = out / "multi.mlxfn", out / "multi.mlx"
+    with mlxfn.exporter(ours, fun) as exp:
+        for n in lengths:
+            exp(mx.zeros((1, n), dtype=mx.int32))
+    mlx_exp = mx.exporter(str(theirs), fun)
+    for n in lengths:
+        mlx_exp(mx.zeros((1, n), dtype=mx.int32))
+    mlx_exp.close()
+    sizes = {"mlxfn": ours.stat().st_size / 1e6, "mlx": theirs.stat().st_size / 1e6}
+    ours.unlink()
+    theirs.unlink()
+    return sizes
+
+
+def by_exporter(values: dict[str, float]) -> dict[str, float]:
+    """Per-exporter figures laid out under the load sides (mlxfn's under both of its)."""
+    return {"mlxfn:map": values["mlxfn"], "mlxfn:copy": values["mlxfn"], "mlx": values["mlx"]}
+
+
+def run_model(name: str, out: Path, options: argparse.Namespace) -> str:
+    """The full comparison for one model; returns the printed report."""
+    fun = build(name)
+    tokens = mx.array([[17]])
+    expected = [fun(tokens)]
+    mx.eval(expected)
+    inputs = out / "inputs.npz"
+    save_inputs(inputs, [tokens], {})
+    rows: list[tuple[str, dict[str, float], str]] = []
+    rows.append(("export, page cache", by_exporter(time_exports(fun, [tokens], out, options.rounds, False)), "s"))
+    if options.durable:
+        rows.append(("export + fsync", by_exporter(time_exports(fun, [tokens], out, options.rounds, True)), "s"))
+    files = {side: out / f"model.{side}" for side in EXPORTERS}
+    for side, path in files.items():
+        export(side, path, fun, [tokens])
+    rows.append(("file size", by_exporter({s: p.stat().st_size / 1e6 for s, p in files.items()}), "M"))
+    if options.multi:
+        rows.append(("8-trace file size", by_exporter(multi_trace_sizes(fun, out)), "M"))
+    nodes = sum(len(t["nodes"]) for t in mlxfn._mlxfn.File.open(str(files["mlxfn"])).traces())
+    del fun  # the loads below must not compete with the model for memory
+    gc.collect()
+    mx.clear_cache()
+    time.sleep(2)  # freed memory is handed back to the host lazily (DESIGN.md)
+
+    sides = Sides({side: files["mlx" if side == "mlx" else "mlxfn"] for side in SIDES}, inputs)
+    loads = time_loads(sides, options.rounds)
+    if not same_outputs(out, SIDES, expected):
+        raise SystemExit(f"{name}: an imported function's output differs from the original's")
+    rows += load_rows(loads)
+    if options.pss:
+        rows.append(("two processes, one file: total PSS", {s: pair_pss_mb(sides, s) for s in SIDES}, "M"))
+    report = [
+        f"model {name} ({MODELS[name][1]}, {nodes} primitives); {options.rounds} rounds per side after an untimed one",
+        f"mlxfn:map loads by {loads['mlxfn:map'][0].mode}; every import reproduces the original output exactly",
+        table(rows, SIDES),
+    ]
+    if options.cold:
+        with tempfile.TemporaryDirectory() as fresh:
+            sides.cold_cache = Path(fresh)
+            cold = time_loads(sides, options.rounds)
+            sides.cold_cache = None
+        wanted = ("import to first output", "second call", "first 3 calls", "10th call", "steady call")
+        report.append("empty MLX kernel cache (every process its own fresh TMPDIR):")
+        report.append(table([r for r in load_rows(cold) if r[0] in wanted], SIDES))
+    for path in files.values():
+        path.unlink()
+    return "\n".join(report)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=sorted(MODELS), action="append", help="repeatable; default llama-1g")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--durable", action="store_true")
+    parser.add_argument("--multi", action="store_true")
+    parser.add_argument("--pss", action="store_true")
+    parser.add_argument("--cold", action="store_true")
+    parser.add_argument("--out", type=Path, help="scratch directory (default: a temporary one)")
+    options = parser.parse_args(argv)
+    if options.out:
+        options.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=options.out) as scratch:
+        for name in options.model or ["llama-1g"]:
+            print(run_model(name, Path(scratch), options), flush=True)
+            print()
+    print(f"mlx {mx.__version__}, {os.cpu_count()} CPU cores; ratio = side / MLX")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
