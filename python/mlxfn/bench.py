@@ -22,7 +22,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import mlx.core as mx
 
@@ -141,6 +141,7 @@ class Sides:
     files: dict[str, Path]  # side -> file
     inputs: Path
     cold_cache: Path | None = None
+    settle: Callable[[], None] | None = None  # called before each child (let freed memory settle)
     _children: int = field(default=0, repr=False)
 
     def child_env(self) -> dict[str, str]:
@@ -163,6 +164,8 @@ def time_loads(sides: Sides, rounds: int) -> dict[str, list[Load]]:
         for side in order[r % len(order) :] + order[: r % len(order)]:
             out = outputs_path(sides.inputs.parent, side)
             cmd = _child_command(side, sides.files[side], sides.inputs, out)
+            if sides.settle is not None:
+                sides.settle()
             proc = subprocess.run(cmd, capture_output=True, text=True, env=sides.child_env())
             if proc.returncode != 0:
                 raise SystemExit(f"{side}: the load process failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")

@@ -11,19 +11,36 @@ use std::sync::Mutex;
 /// would cost more than it saves.
 pub const PARALLEL_MIN_BYTES: u64 = 8 << 20;
 
-/// How many threads to use: enough to keep memory and the disk busy, never
-/// more than the machine has.
+/// How many threads to hash and write with: one per core, at most 8.
 pub fn worker_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get()).min(8)
 }
 
-/// Apply `f` to every item, on up to [`worker_count`] threads when `parallel`
-/// and there are several items; results come back in the items' order.
+/// How many threads to copy out of a file with: two per core (at most 8),
+/// so that one thread's page faults on fresh memory overlap another's
+/// copy.  Measured here (2 cores, 4 GB, fresh process each, sleeping
+/// between runs): 2 threads x 8 MiB pieces 2.09 s, 4 x 32 MiB 1.83 s,
+/// MLX's loader (4 x 32 MiB) 2.00 s.
+pub fn copy_worker_count() -> usize {
+    (2 * worker_count()).min(8)
+}
+
+/// Threads for `bytes` of work: 1 below [`PARALLEL_MIN_BYTES`], else `threads`.
+pub fn threads_for(bytes: u64, threads: usize) -> usize {
+    if bytes < PARALLEL_MIN_BYTES {
+        1
+    } else {
+        threads
+    }
+}
+
+/// Apply `f` to every item on up to `threads` threads; results come back in
+/// the items' order.
 ///
 /// Threads take the next item from a shared queue, so put the heaviest
 /// items first and the load balances itself.
-pub fn map<T: Send, R: Send>(items: Vec<T>, parallel: bool, f: impl Fn(T) -> R + Sync) -> Vec<R> {
-    let workers = if parallel { worker_count().min(items.len()) } else { 1 };
+pub fn map<T: Send, R: Send>(items: Vec<T>, threads: usize, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let workers = threads.min(items.len());
     if workers <= 1 {
         return items.into_iter().map(f).collect();
     }
@@ -55,10 +72,11 @@ mod tests {
 
     #[test]
     fn map_keeps_order_in_parallel_and_alone() {
-        for parallel in [false, true] {
-            let out = map((0..100u64).collect(), parallel, |i| i * i);
+        for threads in [1, 2, 5] {
+            let out = map((0..100u64).collect(), threads, |i| i * i);
             assert_eq!(out, (0..100u64).map(|i| i * i).collect::<Vec<_>>());
         }
-        assert!(map(Vec::<u8>::new(), true, |x| x).is_empty());
+        assert!(map(Vec::<u8>::new(), 4, |x| x).is_empty());
+        assert_eq!((threads_for(10, 4), threads_for(PARALLEL_MIN_BYTES, 4)), (1, 4));
     }
 }

@@ -19,10 +19,10 @@ use crate::error::{Error, Result};
 use crate::header::{segments_alignment, Header, HeaderProblem, FORMAT_VERSION, HEADER_SIZE, MAGIC};
 use crate::layout::{LENGTH_PREFIX, SMALL_CONSTANT_ALIGNMENT};
 use crate::model::Graph;
+use crate::parallel;
 
-/// Bytes read at a time by `copy_constants` (MLX's own loader reads 32 MiB
-/// pieces; smaller ones share the work between threads more evenly).
-const COPY_PIECE: usize = 8 << 20;
+/// Bytes read at a time by `copy_constants`, as MLX's own loader does.
+const COPY_PIECE: usize = 32 << 20;
 
 /// What kind of file a path holds, judged from its first bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -366,7 +366,8 @@ impl MlxfnFile {
             let at = self.constant_offset(index);
             pieces.extend(dst.chunks_mut(COPY_PIECE).enumerate().map(|(k, d)| (at + (k * COPY_PIECE) as u64, d)));
         }
-        let results = crate::parallel::map(pieces, total >= crate::parallel::PARALLEL_MIN_BYTES, |(at, dst)| match &self.source {
+        let threads = parallel::threads_for(total, parallel::copy_worker_count());
+        let results = parallel::map(pieces, threads, |(at, dst)| match &self.source {
             Some(source) => source.handle.read_exact_at(dst, at),
             None => {
                 dst.copy_from_slice(&self.map[at as usize..at as usize + dst.len()]);

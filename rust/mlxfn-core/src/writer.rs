@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::header::{Header, FORMAT_VERSION, HEADER_SIZE};
 use crate::layout::{self, Layout, LENGTH_PREFIX};
 use crate::model::Graph;
-use crate::parallel::{self, PARALLEL_MIN_BYTES};
+use crate::parallel;
 
 /// One constant handed to the writer: metadata and borrowed bytes.
 #[derive(Clone, Copy, Debug)]
@@ -85,7 +85,8 @@ fn dedupe(constants: &[ConstantData<'_>]) -> Deduped {
     // Only candidates for equality are read in full now.
     let suspects: Vec<usize> = by_fingerprint.values().filter(|g| g.len() > 1).flatten().copied().collect();
     let suspect_bytes: u64 = suspects.iter().map(|&i| constants[i].bytes.len() as u64).sum();
-    let hashes = parallel::map(suspects.clone(), suspect_bytes >= PARALLEL_MIN_BYTES, |i| xxh3_64(constants[i].bytes));
+    let threads = parallel::threads_for(suspect_bytes, parallel::worker_count());
+    let hashes = parallel::map(suspects.clone(), threads, |i| xxh3_64(constants[i].bytes));
     let known: HashMap<usize, u64> = suspects.into_iter().zip(hashes).collect();
 
     let mut seen: HashMap<(u64, DType, &[i64]), Vec<u32>> = HashMap::new();
@@ -174,7 +175,7 @@ fn write_constants(file: &File, constants: &[ConstantData<'_>], d: &Deduped, lay
     }
     large.sort_by_key(|&u| std::cmp::Reverse(bytes_of(u).len()));
     let total: u64 = large.iter().map(|&u| bytes_of(u).len() as u64).sum();
-    let written = parallel::map(large.clone(), total >= PARALLEL_MIN_BYTES, |u| {
+    let written = parallel::map(large.clone(), parallel::threads_for(total, parallel::worker_count()), |u| {
         let at = layout.offset_of(u);
         file.write_all_at(&(bytes_of(u).len() as u64).to_le_bytes(), at - LENGTH_PREFIX)?;
         hash_and_write(file, bytes_of(u), at)
