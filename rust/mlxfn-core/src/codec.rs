@@ -5,7 +5,7 @@ use flatbuffers::{FlatBufferBuilder, ForwardsUOffset, Vector, VerifierOptions, W
 
 use crate::dtype::DType;
 use crate::generated as fb;
-use crate::model::{Arg, Graph, Node, TensorInfo, Trace};
+use crate::model::{Arg, ConstantExpr, Dim, Expr, Graph, Node, OutputExpr, TensorInfo, Term, Trace};
 
 /// Where one constant's bytes live, as stored in the graph.
 #[derive(Clone, Debug, PartialEq)]
@@ -63,6 +63,22 @@ fn tensors<'a>(
     fbb.create_vector(&items)
 }
 
+fn expr<'a>(fbb: &mut Fbb<'a>, e: &Expr) -> WIPOffset<fb::Expr<'a>> {
+    let terms: Vec<_> = e
+        .terms
+        .iter()
+        .map(|t| {
+            let dims = fbb.create_vector(&t.dims);
+            fb::Term::create(fbb, &fb::TermArgs { coeff_num: t.coeff.0, coeff_den: t.coeff.1, dims: Some(dims) })
+        })
+        .collect();
+    let terms = fbb.create_vector(&terms);
+    fb::Expr::create(
+        fbb,
+        &fb::ExprArgs { constant_num: e.constant.0, constant_den: e.constant.1, terms: Some(terms), integer: e.integer },
+    )
+}
+
 fn arg<'a>(fbb: &mut Fbb<'a>, a: &Arg) -> WIPOffset<fb::Arg<'a>> {
     let mut args = fb::ArgArgs::default();
     match a {
@@ -81,6 +97,7 @@ fn arg<'a>(fbb: &mut Fbb<'a>, a: &Arg) -> WIPOffset<fb::Arg<'a>> {
             (args.kind, args.is_tuple) = (fb::ArgKind::List, *tuple);
             args.items = Some(fbb.create_vector(&offsets));
         }
+        Arg::Expr(e) => (args.kind, args.expr) = (fb::ArgKind::Expr, Some(expr(fbb, e))),
     }
     fb::Arg::create(fbb, &args)
 }
@@ -99,14 +116,46 @@ fn trace<'a>(fbb: &mut Fbb<'a>, t: &Trace) -> WIPOffset<fb::Trace<'a>> {
             let args = fbb.create_vector(&arg_offsets);
             let inputs = fbb.create_vector(&n.inputs);
             let outputs = tensors(fbb, &n.outputs);
+            let output_exprs: Vec<_> = n
+                .output_exprs
+                .iter()
+                .map(|o| {
+                    let e = expr(fbb, &o.expr);
+                    fb::OutputExpr::create(fbb, &fb::OutputExprArgs { output: o.output, axis: o.axis, expr: Some(e) })
+                })
+                .collect();
+            let output_exprs = (!output_exprs.is_empty()).then(|| fbb.create_vector(&output_exprs));
             fb::Node::create(
                 fbb,
-                &fb::NodeArgs { op: Some(op), args: Some(args), inputs: Some(inputs), outputs: Some(outputs) },
+                &fb::NodeArgs { op: Some(op), args: Some(args), inputs: Some(inputs), outputs: Some(outputs), output_exprs },
             )
         })
         .collect();
     let nodes = fbb.create_vector(&nodes);
     let outputs = fbb.create_vector(&t.outputs);
+    let dims: Vec<_> = t
+        .dims
+        .iter()
+        .map(|d| {
+            let axes: Vec<_> = d
+                .axes
+                .iter()
+                .map(|&(input, axis)| fb::InputAxis::create(fbb, &fb::InputAxisArgs { input, axis }))
+                .collect();
+            let axes = fbb.create_vector(&axes);
+            fb::Dim::create(fbb, &fb::DimArgs { axes: Some(axes), min: d.min, max: d.max })
+        })
+        .collect();
+    let dims = (!dims.is_empty()).then(|| fbb.create_vector(&dims));
+    let constant_exprs: Vec<_> = t
+        .constant_exprs
+        .iter()
+        .map(|c| {
+            let e = expr(fbb, &c.expr);
+            fb::ConstantExpr::create(fbb, &fb::ConstantExprArgs { position: c.position, expr: Some(e) })
+        })
+        .collect();
+    let constant_exprs = (!constant_exprs.is_empty()).then(|| fbb.create_vector(&constant_exprs));
     fb::Trace::create(
         fbb,
         &fb::TraceArgs {
@@ -115,6 +164,8 @@ fn trace<'a>(fbb: &mut Fbb<'a>, t: &Trace) -> WIPOffset<fb::Trace<'a>> {
             constants: Some(constants),
             nodes: Some(nodes),
             outputs: Some(outputs),
+            dims,
+            constant_exprs,
         },
     )
 }
@@ -190,6 +241,20 @@ fn decode_tensors(
         .collect()
 }
 
+fn decode_expr(e: Option<fb::Expr<'_>>, what: &dyn Fn() -> String) -> Result<Expr, String> {
+    let e = e.ok_or_else(|| format!("{}: an expression is missing", what()))?;
+    Ok(Expr {
+        constant: (e.constant_num(), e.constant_den()),
+        terms: e
+            .terms()
+            .iter()
+            .flatten()
+            .map(|t| Term { coeff: (t.coeff_num(), t.coeff_den()), dims: t.dims().map(|d| d.iter().collect()).unwrap_or_default() })
+            .collect(),
+        integer: e.integer(),
+    })
+}
+
 fn decode_arg(a: fb::Arg<'_>, what: &dyn Fn() -> String) -> Result<Arg, String> {
     Ok(match a.kind() {
         fb::ArgKind::None => Arg::None,
@@ -209,6 +274,7 @@ fn decode_arg(a: fb::Arg<'_>, what: &dyn Fn() -> String) -> Result<Arg, String> 
             items: a.items().iter().flatten().map(|i| decode_arg(i, what)).collect::<Result<_, _>>()?,
             tuple: a.is_tuple(),
         },
+        fb::ArgKind::Expr => Arg::Expr(decode_expr(a.expr(), what)?),
         other => return Err(format!("{}: unknown arg kind {}", what(), other.0)),
     })
 }
@@ -227,15 +293,39 @@ fn decode_trace(t: fb::Trace<'_>, ti: usize) -> Result<Trace, String> {
             .enumerate()
             .map(|(ai, a)| decode_arg(a, &|| format!("{} arg {ai}", what())))
             .collect::<Result<_, _>>()?;
+        let output_exprs = n
+            .output_exprs()
+            .iter()
+            .flatten()
+            .map(|o| Ok(OutputExpr { output: o.output(), axis: o.axis(), expr: decode_expr(o.expr(), &what)? }))
+            .collect::<Result<_, String>>()?;
         nodes.push(Node {
             op: n.op().unwrap_or_default().to_owned(),
             args,
             inputs: n.inputs().map(|v| v.iter().collect()).unwrap_or_default(),
             outputs: decode_tensors(n.outputs(), &|| format!("{} output", what()))?,
+            output_exprs,
         });
     }
     let outputs = t.outputs().map(|v| v.iter().collect()).unwrap_or_default();
-    Ok(Trace { keyword_names, inputs, constants, nodes, outputs })
+    let dims = t
+        .dims()
+        .iter()
+        .flatten()
+        .map(|d| Dim {
+            axes: d.axes().iter().flatten().map(|a| (a.input(), a.axis())).collect(),
+            min: d.min(),
+            max: d.max(),
+        })
+        .collect();
+    let what = || format!("trace {ti} constant expression");
+    let constant_exprs = t
+        .constant_exprs()
+        .iter()
+        .flatten()
+        .map(|c| Ok(ConstantExpr { position: c.position(), expr: decode_expr(c.expr(), &what)? }))
+        .collect::<Result<_, String>>()?;
+    Ok(Trace { keyword_names, inputs, constants, nodes, outputs, dims, constant_exprs })
 }
 
 /// Verify and decode a graph flatbuffer. Errors are plain descriptions; the

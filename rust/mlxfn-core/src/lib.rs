@@ -25,6 +25,6 @@ pub use error::{Error, Result};
 pub use atomic::AtomicFile;
 pub use header::{FORMAT_VERSION, OLDEST_FORMAT_VERSION};
 pub use layout::{ALIGNED_CONSTANT_MIN, LENGTH_PREFIX, SEGMENT_ALIGNMENT, SMALL_CONSTANT_ALIGNMENT};
-pub use model::{Arg, Graph, Node, TensorInfo, Trace};
+pub use model::{Arg, ConstantExpr, Dim, Expr, Graph, Node, OutputExpr, TensorInfo, Term, Trace};
 pub use reader::{sniff, sniff_bytes, FileKind, MlxfnFile};
 pub use writer::{write_file, write_into, ConstantData, WriteOptions, WriteSummary};

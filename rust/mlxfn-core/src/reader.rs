@@ -260,6 +260,15 @@ impl MlxfnFile {
         }
         for (t, trace) in self.graph.traces.iter().enumerate() {
             trace.check_ids(self.constants.len()).map_err(|what| invalid(format!("trace {t}: {what}")))?;
+            for ce in &trace.constant_exprs {
+                let c = &self.constants[trace.constants[ce.position as usize] as usize];
+                if c.length != c.dtype.itemsize() {
+                    return Err(invalid(format!(
+                        "trace {t}: constant {} has a value that follows the sizes but shape {:?}, not one element",
+                        ce.position, c.shape
+                    )));
+                }
+            }
         }
         Ok(())
     }

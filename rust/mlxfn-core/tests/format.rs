@@ -2,91 +2,19 @@
 
 use std::path::{Path, PathBuf};
 
+mod fixtures;
+
+use fixtures::{consts, data, info, sample_graph};
 use mlxfn_core::codec::{self, ConstantEntry, SegmentEntry};
 use mlxfn_core::dtype::ALL_DTYPES;
 use mlxfn_core::header::{Header, HEADER_SIZE};
 use mlxfn_core::{
-    write_file, Arg, ConstantData, DType, Error, FileKind, Graph, MlxfnFile, Node, TensorInfo, Trace,
-    WriteOptions, ALIGNED_CONSTANT_MIN, FORMAT_VERSION, LENGTH_PREFIX, SEGMENT_ALIGNMENT, SMALL_CONSTANT_ALIGNMENT,
+    write_file, ConstantData, DType, Error, FileKind, Graph, MlxfnFile, Trace, WriteOptions, ALIGNED_CONSTANT_MIN,
+    FORMAT_VERSION, LENGTH_PREFIX, SEGMENT_ALIGNMENT, SMALL_CONSTANT_ALIGNMENT,
 };
 
 fn tmpdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
-}
-
-fn info(shape: &[i64], dtype: DType) -> TensorInfo {
-    TensorInfo { shape: shape.to_vec(), dtype }
-}
-
-fn every_arg() -> Vec<Arg> {
-    vec![
-        Arg::None,
-        Arg::Bool(true),
-        Arg::Int(-7),
-        Arg::Int(i64::MAX),
-        Arg::Float(1.5e-7),
-        Arg::Float(f64::NEG_INFINITY),
-        Arg::Str("gelu ünïcode".into()),
-        Arg::Dtype(DType::BFloat16),
-        Arg::Ints { values: vec![4, -1, 2], tuple: true },
-        Arg::Ints { values: vec![0], tuple: false },
-        Arg::List { items: vec![], tuple: false },
-        Arg::List {
-            items: vec![Arg::List { items: vec![Arg::Bool(false), Arg::Bool(true)], tuple: true }, Arg::Float(2.0)],
-            tuple: false,
-        },
-    ]
-}
-
-/// A two-trace graph using constants 0 and 1 (trace 0) and 1 and 2 (trace 1).
-fn sample_graph() -> Graph {
-    let node = |op: &str, args: Vec<Arg>, inputs: Vec<u32>| Node {
-        op: op.into(),
-        args,
-        inputs,
-        outputs: vec![info(&[2, 3], DType::Float32)],
-    };
-    Graph {
-        mlx_version: "0.32.4".into(),
-        metadata: "{\"k\": 1}".into(),
-        shapeless: true,
-        traces: vec![
-            Trace {
-                keyword_names: vec!["y".into()],
-                inputs: vec![info(&[2, 3], DType::Float32), info(&[], DType::Float32)],
-                constants: vec![0, 1],
-                nodes: vec![node("Add", every_arg(), vec![0, 2]), node("Multiply", vec![], vec![4, 3])],
-                outputs: vec![5, 1],
-            },
-            Trace {
-                keyword_names: vec![],
-                inputs: vec![info(&[0], DType::Complex64)],
-                constants: vec![1, 2],
-                nodes: vec![],
-                outputs: vec![2, 0],
-            },
-        ],
-    }
-}
-
-struct Consts {
-    small: Vec<u8>,
-    large: Vec<u8>,
-    large_shape: [i64; 1],
-    empty: Vec<u8>,
-}
-
-fn consts() -> Consts {
-    let large: Vec<u8> = (0..3 * SEGMENT_ALIGNMENT as usize + 100).map(|i| (i * 31 % 251) as u8).collect();
-    Consts { small: (0..24u8).collect(), large_shape: [large.len() as i64], large, empty: vec![] }
-}
-
-fn data(c: &Consts) -> Vec<ConstantData<'_>> {
-    vec![
-        ConstantData { shape: &[2, 3], dtype: DType::Float32, bytes: &c.small },
-        ConstantData { shape: &c.large_shape, dtype: DType::UInt8, bytes: &c.large },
-        ConstantData { shape: &[0, 4], dtype: DType::Complex64, bytes: &c.empty },
-    ]
 }
 
 fn write_sample(dir: &Path) -> PathBuf {
@@ -534,4 +462,49 @@ fn concurrent_writers_of_one_target_never_remove_each_others_temporaries() {
     let file = MlxfnFile::open(&path).unwrap();
     assert!(file.graph().metadata.ends_with("/29"), "{}", file.graph().metadata);
     file.verify_hashes().unwrap();
+}
+
+#[test]
+fn dynamic_traces_round_trip_and_inconsistent_ones_are_refused() {
+    use mlxfn_core::{ConstantExpr, Dim, OutputExpr};
+    let dir = tmpdir();
+    let scalar = 7i32.to_le_bytes();
+    let c = consts();
+    let mut constants = data(&c);
+    constants.push(ConstantData { shape: &[], dtype: DType::Int32, bytes: &scalar });
+    let mut graph = sample_graph();
+    graph.traces[0].constants = vec![0, 3];
+    graph.traces[0].constant_exprs = vec![ConstantExpr { position: 1, expr: fixtures::affine(5, 1) }];
+    let path = dir.path().join("dynamic.mlxfn");
+    write_file(&path, &graph, &constants, WriteOptions::default()).unwrap();
+    let file = MlxfnFile::open(&path).unwrap();
+    assert_eq!(file.graph(), &graph);
+    assert_eq!(file.graph().traces[0].base_sizes(), vec![2]);
+
+    let broken = |edit: &dyn Fn(&mut Trace), expected: &str| {
+        let mut g = graph.clone();
+        edit(&mut g.traces[0]);
+        let err = write_file(&dir.path().join("bad.mlxfn"), &g, &constants, WriteOptions::default()).unwrap_err();
+        assert!(err.to_string().contains(expected), "{err} lacks {expected:?}");
+    };
+    broken(&|t| t.dims[0].axes = vec![(0, 5)], "dim 0 names axis 5 of input 0, which does not exist");
+    broken(&|t| t.dims[0].axes = vec![(0, 0), (0, 1)], "dim 0 joins input axes of different sizes");
+    broken(&|t| t.dims[0].min = 3, "dim 0 serves 3..64 but was traced at 2");
+    broken(&|t| t.dims[0].axes.clear(), "dim 0 names no input axis");
+    broken(&|t| t.nodes[0].output_exprs[0].expr = fixtures::affine(1, 1), "node 0 (Add) output 0 axis 0: its expression does not give the traced size 2");
+    broken(&|t| t.nodes[0].output_exprs[0].axis = 9, "node 0 (Add) output 0 axis 9: no such output axis");
+    broken(&|t| t.constant_exprs[0].expr.terms[0].dims = vec![4], "constant 1: an expression uses dim 4 but the trace has 1");
+    broken(&|t| t.constant_exprs[0].expr.constant = (1, 0), "constant 1: an expression has a denominator that is not positive");
+    broken(&|t| t.constant_exprs[0].position = 2, "a constant expression names constant 2 of 2");
+    let huge = OutputExpr { output: 0, axis: 0, expr: fixtures::affine(i64::MAX, i64::MAX) };
+    broken(&|t| t.nodes[0].output_exprs = vec![huge.clone()], "its expression does not give the traced size 2");
+    // Only the reader knows the constant table: a value-following constant
+    // must be a scalar there.
+    let mut g = graph.clone();
+    g.traces[0].constant_exprs[0].position = 0;
+    g.traces[0].dims = vec![Dim { axes: vec![(0, 0)], min: 0, max: 9 }];
+    let path = dir.path().join("nonscalar.mlxfn");
+    write_file(&path, &g, &constants, WriteOptions::default()).unwrap();
+    let err = MlxfnFile::open(&path).unwrap_err();
+    assert!(err.to_string().contains("trace 0: constant 0 has a value that follows the sizes but shape [2, 3]"), "{err}");
 }

@@ -3,7 +3,7 @@
 //! crate never imports MLX.
 
 use mlxfn_core::dtype::ALL_DTYPES;
-use mlxfn_core::{Arg, DType, Graph, Node, TensorInfo, Trace};
+use mlxfn_core::{Arg, ConstantExpr, DType, Dim, Expr, Graph, Node, OutputExpr, TensorInfo, Term, Trace};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::conversion::FromPyObjectOwned;
 use pyo3::prelude::*;
@@ -43,9 +43,33 @@ impl<'py> DtypeTable<'py> {
     }
 }
 
+/// An expression from its record: `{"constant": (num, den), "terms":
+/// [((num, den), [dim, ...]), ...], "integer": bool}` (mlxfn.ir.Expr).
+fn expr_from_py(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Expr> {
+    let dict = obj.cast::<PyDict>().map_err(|_| PyTypeError::new_err(format!("{what}: an expression must be a dict")))?;
+    let terms: Vec<((i64, i64), Vec<u32>)> = item(dict, "terms")?;
+    Ok(Expr {
+        constant: item(dict, "constant")?,
+        terms: terms.into_iter().map(|(coeff, dims)| Term { coeff, dims }).collect(),
+        integer: item(dict, "integer")?,
+    })
+}
+
+fn expr_to_py<'py>(py: Python<'py>, e: &Expr) -> PyResult<Bound<'py, PyAny>> {
+    let dict = PyDict::new(py);
+    dict.set_item("constant", e.constant)?;
+    let terms: Vec<((i64, i64), Vec<u32>)> = e.terms.iter().map(|t| (t.coeff, t.dims.clone())).collect();
+    dict.set_item("terms", terms)?;
+    dict.set_item("integer", e.integer)?;
+    Ok(dict.into_any())
+}
+
 fn arg_from_py(obj: &Bound<'_, PyAny>, table: &DtypeTable<'_>, what: &str) -> PyResult<Arg> {
     if obj.is_none() {
         return Ok(Arg::None);
+    }
+    if obj.is_instance_of::<PyDict>() {
+        return Ok(Arg::Expr(expr_from_py(obj, what)?));
     }
     if let Ok(b) = obj.cast::<PyBool>() {
         return Ok(Arg::Bool(b.is_true()));
@@ -95,6 +119,7 @@ fn arg_to_py<'py>(py: Python<'py>, arg: &Arg, table: &DtypeTable<'py>) -> PyResu
             let items = items.iter().map(|a| arg_to_py(py, a, table)).collect::<PyResult<Vec<_>>>()?;
             if *tuple { PyTuple::new(py, items)?.into_any() } else { PyList::new(py, items)?.into_any() }
         }
+        Arg::Expr(e) => expr_to_py(py, e)?,
     })
 }
 
@@ -127,15 +152,24 @@ fn trace_from_py(t: &Bound<'_, PyDict>, table: &DtypeTable<'_>, ti: usize) -> Py
     let raw_nodes: Vec<Bound<'_, PyAny>> = item(t, "nodes")?;
     let mut nodes = Vec::with_capacity(raw_nodes.len());
     for (ni, n) in raw_nodes.iter().enumerate() {
-        let (op, args, ins, outs): (String, Vec<Bound<'_, PyAny>>, Vec<u32>, Vec<Bound<'_, PyAny>>) = n.extract()?;
+        type NodeRecord<'a> =
+            (String, Vec<Bound<'a, PyAny>>, Vec<u32>, Vec<Bound<'a, PyAny>>, Vec<(u32, u32, Bound<'a, PyAny>)>);
+        let (op, args, ins, outs, exprs): NodeRecord<'_> = n.extract()?;
         let what = format!("trace {ti} node {ni} ({op})");
         nodes.push(Node {
             args: args.iter().map(|a| arg_from_py(a, table, &what)).collect::<PyResult<_>>()?,
             inputs: ins,
             outputs: outs.iter().map(|o| tensor_from_py(o, table, &what)).collect::<PyResult<_>>()?,
+            output_exprs: exprs
+                .iter()
+                .map(|(output, axis, e)| Ok(OutputExpr { output: *output, axis: *axis, expr: expr_from_py(e, &what)? }))
+                .collect::<PyResult<_>>()?,
             op,
         });
     }
+    let dims: Vec<(Vec<(u32, u32)>, i64, i64)> = item(t, "dims")?;
+    let constant_exprs: Vec<(u32, Bound<'_, PyAny>)> = item(t, "constant_exprs")?;
+    let what = format!("trace {ti} constant expression");
     Ok(Trace {
         keyword_names: item(t, "keyword_names")?,
         inputs: inputs
@@ -145,6 +179,11 @@ fn trace_from_py(t: &Bound<'_, PyDict>, table: &DtypeTable<'_>, ti: usize) -> Py
         constants: item(t, "constants")?,
         nodes,
         outputs: item(t, "outputs")?,
+        dims: dims.into_iter().map(|(axes, min, max)| Dim { axes, min, max }).collect(),
+        constant_exprs: constant_exprs
+            .iter()
+            .map(|(position, e)| Ok(ConstantExpr { position: *position, expr: expr_from_py(e, &what)? }))
+            .collect::<PyResult<_>>()?,
     })
 }
 
@@ -166,6 +205,11 @@ pub fn trace_to_py<'py>(py: Python<'py>, t: &Trace, table: &DtypeTable<'py>) -> 
         .iter()
         .map(|n| {
             let args = n.args.iter().map(|a| arg_to_py(py, a, table)).collect::<PyResult<Vec<_>>>()?;
+            let exprs = n
+                .output_exprs
+                .iter()
+                .map(|o| Ok(PyTuple::new(py, [o.output.into_pyobject(py)?.into_any(), o.axis.into_pyobject(py)?.into_any(), expr_to_py(py, &o.expr)?])?))
+                .collect::<PyResult<Vec<_>>>()?;
             PyTuple::new(
                 py,
                 [
@@ -173,6 +217,7 @@ pub fn trace_to_py<'py>(py: Python<'py>, t: &Trace, table: &DtypeTable<'py>) -> 
                     PyList::new(py, args)?.into_any(),
                     PyList::new(py, &n.inputs)?.into_any(),
                     tensors_to_py(py, &n.outputs, table)?.into_any(),
+                    PyList::new(py, exprs)?.into_any(),
                 ],
             )
         })
@@ -183,5 +228,13 @@ pub fn trace_to_py<'py>(py: Python<'py>, t: &Trace, table: &DtypeTable<'py>) -> 
     dict.set_item("constants", PyList::new(py, &t.constants)?)?;
     dict.set_item("nodes", PyList::new(py, nodes)?)?;
     dict.set_item("outputs", PyList::new(py, &t.outputs)?)?;
+    let dims: Vec<(Vec<(u32, u32)>, i64, i64)> = t.dims.iter().map(|d| (d.axes.clone(), d.min, d.max)).collect();
+    dict.set_item("dims", dims)?;
+    let constant_exprs = t
+        .constant_exprs
+        .iter()
+        .map(|c| Ok(PyTuple::new(py, [c.position.into_pyobject(py)?.into_any(), expr_to_py(py, &c.expr)?])?))
+        .collect::<PyResult<Vec<_>>>()?;
+    dict.set_item("constant_exprs", PyList::new(py, constant_exprs)?)?;
     Ok(dict)
 }

@@ -76,6 +76,12 @@ impl PyFile {
         self.inner.header().file_size
     }
 
+    /// The CRC-32 of the graph (from the header): names this graph.
+    #[getter]
+    fn graph_checksum(&self) -> u32 {
+        self.inner.header().flatbuffer_crc32
+    }
+
     /// Every trace as a dict (the format `write_file` takes).
     fn traces<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let table = crate::registry::dtypes(py)?;

@@ -148,10 +148,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for DType {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ARG_KIND: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_ARG_KIND: u8 = 7;
+pub const ENUM_MAX_ARG_KIND: u8 = 8;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ARG_KIND: [ArgKind; 8] = [
+pub const ENUM_VALUES_ARG_KIND: [ArgKind; 9] = [
   ArgKind::None,
   ArgKind::Bool,
   ArgKind::Int,
@@ -160,6 +160,7 @@ pub const ENUM_VALUES_ARG_KIND: [ArgKind; 8] = [
   ArgKind::Dtype,
   ArgKind::Ints,
   ArgKind::List,
+  ArgKind::Expr,
 ];
 
 /// Which field of an Arg holds its value.
@@ -176,9 +177,10 @@ impl ArgKind {
   pub const Dtype: Self = Self(5);
   pub const Ints: Self = Self(6);
   pub const List: Self = Self(7);
+  pub const Expr: Self = Self(8);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 7;
+  pub const ENUM_MAX: u8 = 8;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::None,
     Self::Bool,
@@ -188,6 +190,7 @@ impl ArgKind {
     Self::Dtype,
     Self::Ints,
     Self::List,
+    Self::Expr,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -200,6 +203,7 @@ impl ArgKind {
       Self::Dtype => Some("Dtype"),
       Self::Ints => Some("Ints"),
       Self::List => Some("List"),
+      Self::Expr => Some("Expr"),
       _ => None,
     }
   }
@@ -254,6 +258,287 @@ impl<'a> ::flatbuffers::Verifiable for ArgKind {
 }
 
 impl ::flatbuffers::SimpleToVerifyInSlice for ArgKind {}
+pub enum TermOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// One term of an expression: the coefficient times the product of the
+/// sizes of `dims` (indices into the trace's `dims`; one to eight of them).
+pub struct Term<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for Term<'a> {
+  type Inner = Term<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> Term<'a> {
+  pub const VT_COEFF_NUM: ::flatbuffers::VOffsetT = 4;
+  pub const VT_COEFF_DEN: ::flatbuffers::VOffsetT = 6;
+  pub const VT_DIMS: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    Term { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args TermArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<Term<'bldr>> {
+    let mut builder = TermBuilder::new(_fbb);
+    builder.add_coeff_den(args.coeff_den);
+    builder.add_coeff_num(args.coeff_num);
+    if let Some(x) = args.dims { builder.add_dims(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn coeff_num(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(Term::VT_COEFF_NUM, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn coeff_den(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(Term::VT_COEFF_DEN, Some(1)).unwrap()}
+  }
+  #[inline]
+  pub fn dims(&self) -> Option<::flatbuffers::Vector<'a, u32>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u32>>>(Term::VT_DIMS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for Term<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<i64>("coeff_num", Self::VT_COEFF_NUM, false)?
+     .visit_field::<i64>("coeff_den", Self::VT_COEFF_DEN, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u32>>>("dims", Self::VT_DIMS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct TermArgs<'a> {
+    pub coeff_num: i64,
+    pub coeff_den: i64,
+    pub dims: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u32>>>,
+}
+impl<'a> Default for TermArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    TermArgs {
+      coeff_num: 0,
+      coeff_den: 1,
+      dims: None,
+    }
+  }
+}
+
+pub struct TermBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TermBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_coeff_num(&mut self, coeff_num: i64) {
+    self.fbb_.push_slot::<i64>(Term::VT_COEFF_NUM, coeff_num, 0);
+  }
+  #[inline]
+  pub fn add_coeff_den(&mut self, coeff_den: i64) {
+    self.fbb_.push_slot::<i64>(Term::VT_COEFF_DEN, coeff_den, 1);
+  }
+  #[inline]
+  pub fn add_dims(&mut self, dims: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u32>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Term::VT_DIMS, dims);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TermBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    TermBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<Term<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for Term<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("Term");
+      ds.field("coeff_num", &self.coeff_num());
+      ds.field("coeff_den", &self.coeff_den());
+      ds.field("dims", &self.dims());
+      ds.finish()
+  }
+}
+pub enum ExprOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// constant + the sum of the terms, evaluated exactly (as a fraction) for the
+/// sizes of each call; an `integer` expression must come out whole.
+pub struct Expr<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for Expr<'a> {
+  type Inner = Expr<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> Expr<'a> {
+  pub const VT_CONSTANT_NUM: ::flatbuffers::VOffsetT = 4;
+  pub const VT_CONSTANT_DEN: ::flatbuffers::VOffsetT = 6;
+  pub const VT_TERMS: ::flatbuffers::VOffsetT = 8;
+  pub const VT_INTEGER: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    Expr { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ExprArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<Expr<'bldr>> {
+    let mut builder = ExprBuilder::new(_fbb);
+    builder.add_constant_den(args.constant_den);
+    builder.add_constant_num(args.constant_num);
+    if let Some(x) = args.terms { builder.add_terms(x); }
+    builder.add_integer(args.integer);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn constant_num(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(Expr::VT_CONSTANT_NUM, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn constant_den(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(Expr::VT_CONSTANT_DEN, Some(1)).unwrap()}
+  }
+  #[inline]
+  pub fn terms(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Term<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Term>>>>(Expr::VT_TERMS, None)}
+  }
+  #[inline]
+  pub fn integer(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(Expr::VT_INTEGER, Some(false)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for Expr<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<i64>("constant_num", Self::VT_CONSTANT_NUM, false)?
+     .visit_field::<i64>("constant_den", Self::VT_CONSTANT_DEN, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Term>>>>("terms", Self::VT_TERMS, false)?
+     .visit_field::<bool>("integer", Self::VT_INTEGER, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ExprArgs<'a> {
+    pub constant_num: i64,
+    pub constant_den: i64,
+    pub terms: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Term<'a>>>>>,
+    pub integer: bool,
+}
+impl<'a> Default for ExprArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ExprArgs {
+      constant_num: 0,
+      constant_den: 1,
+      terms: None,
+      integer: false,
+    }
+  }
+}
+
+pub struct ExprBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ExprBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_constant_num(&mut self, constant_num: i64) {
+    self.fbb_.push_slot::<i64>(Expr::VT_CONSTANT_NUM, constant_num, 0);
+  }
+  #[inline]
+  pub fn add_constant_den(&mut self, constant_den: i64) {
+    self.fbb_.push_slot::<i64>(Expr::VT_CONSTANT_DEN, constant_den, 1);
+  }
+  #[inline]
+  pub fn add_terms(&mut self, terms: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<Term<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Expr::VT_TERMS, terms);
+  }
+  #[inline]
+  pub fn add_integer(&mut self, integer: bool) {
+    self.fbb_.push_slot::<bool>(Expr::VT_INTEGER, integer, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ExprBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ExprBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<Expr<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for Expr<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("Expr");
+      ds.field("constant_num", &self.constant_num());
+      ds.field("constant_den", &self.constant_den());
+      ds.field("terms", &self.terms());
+      ds.field("integer", &self.integer());
+      ds.finish()
+  }
+}
 pub enum ArgOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -278,6 +563,7 @@ impl<'a> Arg<'a> {
   pub const VT_INTS: ::flatbuffers::VOffsetT = 12;
   pub const VT_ITEMS: ::flatbuffers::VOffsetT = 14;
   pub const VT_IS_TUPLE: ::flatbuffers::VOffsetT = 16;
+  pub const VT_EXPR: ::flatbuffers::VOffsetT = 18;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -291,6 +577,7 @@ impl<'a> Arg<'a> {
     let mut builder = ArgBuilder::new(_fbb);
     builder.add_float_value(args.float_value);
     builder.add_int_value(args.int_value);
+    if let Some(x) = args.expr { builder.add_expr(x); }
     if let Some(x) = args.items { builder.add_items(x); }
     if let Some(x) = args.ints { builder.add_ints(x); }
     if let Some(x) = args.str_value { builder.add_str_value(x); }
@@ -349,6 +636,13 @@ impl<'a> Arg<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<bool>(Arg::VT_IS_TUPLE, Some(false)).unwrap()}
   }
+  #[inline]
+  pub fn expr(&self) -> Option<Expr<'a>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<Expr>>(Arg::VT_EXPR, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Arg<'_> {
@@ -364,6 +658,7 @@ impl ::flatbuffers::Verifiable for Arg<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, i64>>>("ints", Self::VT_INTS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Arg>>>>("items", Self::VT_ITEMS, false)?
      .visit_field::<bool>("is_tuple", Self::VT_IS_TUPLE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<Expr>>("expr", Self::VT_EXPR, false)?
      .finish();
     Ok(())
   }
@@ -376,6 +671,7 @@ pub struct ArgArgs<'a> {
     pub ints: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, i64>>>,
     pub items: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Arg<'a>>>>>,
     pub is_tuple: bool,
+    pub expr: Option<::flatbuffers::WIPOffset<Expr<'a>>>,
 }
 impl<'a> Default for ArgArgs<'a> {
   #[inline]
@@ -388,6 +684,7 @@ impl<'a> Default for ArgArgs<'a> {
       ints: None,
       items: None,
       is_tuple: false,
+      expr: None,
     }
   }
 }
@@ -426,6 +723,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ArgBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<bool>(Arg::VT_IS_TUPLE, is_tuple, false);
   }
   #[inline]
+  pub fn add_expr(&mut self, expr: ::flatbuffers::WIPOffset<Expr<'b >>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<Expr>>(Arg::VT_EXPR, expr);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ArgBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ArgBuilder {
@@ -450,6 +751,7 @@ impl ::core::fmt::Debug for Arg<'_> {
       ds.field("ints", &self.ints());
       ds.field("items", &self.items());
       ds.field("is_tuple", &self.is_tuple());
+      ds.field("expr", &self.expr());
       ds.finish()
   }
 }
@@ -566,10 +868,143 @@ impl ::core::fmt::Debug for TensorInfo<'_> {
       ds.finish()
   }
 }
+pub enum OutputExprOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// The size of axis `axis` of output `output` of a node, in a dynamic trace.
+pub struct OutputExpr<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for OutputExpr<'a> {
+  type Inner = OutputExpr<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> OutputExpr<'a> {
+  pub const VT_OUTPUT: ::flatbuffers::VOffsetT = 4;
+  pub const VT_AXIS: ::flatbuffers::VOffsetT = 6;
+  pub const VT_EXPR: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    OutputExpr { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args OutputExprArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<OutputExpr<'bldr>> {
+    let mut builder = OutputExprBuilder::new(_fbb);
+    if let Some(x) = args.expr { builder.add_expr(x); }
+    builder.add_axis(args.axis);
+    builder.add_output(args.output);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn output(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(OutputExpr::VT_OUTPUT, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn axis(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(OutputExpr::VT_AXIS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn expr(&self) -> Option<Expr<'a>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<Expr>>(OutputExpr::VT_EXPR, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for OutputExpr<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u32>("output", Self::VT_OUTPUT, false)?
+     .visit_field::<u32>("axis", Self::VT_AXIS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<Expr>>("expr", Self::VT_EXPR, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct OutputExprArgs<'a> {
+    pub output: u32,
+    pub axis: u32,
+    pub expr: Option<::flatbuffers::WIPOffset<Expr<'a>>>,
+}
+impl<'a> Default for OutputExprArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    OutputExprArgs {
+      output: 0,
+      axis: 0,
+      expr: None,
+    }
+  }
+}
+
+pub struct OutputExprBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> OutputExprBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_output(&mut self, output: u32) {
+    self.fbb_.push_slot::<u32>(OutputExpr::VT_OUTPUT, output, 0);
+  }
+  #[inline]
+  pub fn add_axis(&mut self, axis: u32) {
+    self.fbb_.push_slot::<u32>(OutputExpr::VT_AXIS, axis, 0);
+  }
+  #[inline]
+  pub fn add_expr(&mut self, expr: ::flatbuffers::WIPOffset<Expr<'b >>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<Expr>>(OutputExpr::VT_EXPR, expr);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> OutputExprBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    OutputExprBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<OutputExpr<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for OutputExpr<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("OutputExpr");
+      ds.field("output", &self.output());
+      ds.field("axis", &self.axis());
+      ds.field("expr", &self.expr());
+      ds.finish()
+  }
+}
 pub enum NodeOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
 /// One primitive application. Its outputs get the next value ids of the trace.
+/// In a dynamic trace `outputs` holds the shapes at the traced sizes, and
+/// `output_exprs` the axes that follow the dynamic sizes.
 pub struct Node<'a> {
   pub _tab: ::flatbuffers::Table<'a>,
 }
@@ -587,6 +1022,7 @@ impl<'a> Node<'a> {
   pub const VT_ARGS: ::flatbuffers::VOffsetT = 6;
   pub const VT_INPUTS: ::flatbuffers::VOffsetT = 8;
   pub const VT_OUTPUTS: ::flatbuffers::VOffsetT = 10;
+  pub const VT_OUTPUT_EXPRS: ::flatbuffers::VOffsetT = 12;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -598,6 +1034,7 @@ impl<'a> Node<'a> {
     args: &'args NodeArgs<'args>
   ) -> ::flatbuffers::WIPOffset<Node<'bldr>> {
     let mut builder = NodeBuilder::new(_fbb);
+    if let Some(x) = args.output_exprs { builder.add_output_exprs(x); }
     if let Some(x) = args.outputs { builder.add_outputs(x); }
     if let Some(x) = args.inputs { builder.add_inputs(x); }
     if let Some(x) = args.args { builder.add_args(x); }
@@ -634,6 +1071,13 @@ impl<'a> Node<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TensorInfo>>>>(Node::VT_OUTPUTS, None)}
   }
+  #[inline]
+  pub fn output_exprs(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OutputExpr<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OutputExpr>>>>(Node::VT_OUTPUT_EXPRS, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Node<'_> {
@@ -646,6 +1090,7 @@ impl ::flatbuffers::Verifiable for Node<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Arg>>>>("args", Self::VT_ARGS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u32>>>("inputs", Self::VT_INPUTS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<TensorInfo>>>>("outputs", Self::VT_OUTPUTS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<OutputExpr>>>>("output_exprs", Self::VT_OUTPUT_EXPRS, false)?
      .finish();
     Ok(())
   }
@@ -655,6 +1100,7 @@ pub struct NodeArgs<'a> {
     pub args: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Arg<'a>>>>>,
     pub inputs: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u32>>>,
     pub outputs: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TensorInfo<'a>>>>>,
+    pub output_exprs: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OutputExpr<'a>>>>>,
 }
 impl<'a> Default for NodeArgs<'a> {
   #[inline]
@@ -664,6 +1110,7 @@ impl<'a> Default for NodeArgs<'a> {
       args: None,
       inputs: None,
       outputs: None,
+      output_exprs: None,
     }
   }
 }
@@ -690,6 +1137,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> NodeBuilder<'a, 'b, A> {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Node::VT_OUTPUTS, outputs);
   }
   #[inline]
+  pub fn add_output_exprs(&mut self, output_exprs: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<OutputExpr<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Node::VT_OUTPUT_EXPRS, output_exprs);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> NodeBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     NodeBuilder {
@@ -711,6 +1162,369 @@ impl ::core::fmt::Debug for Node<'_> {
       ds.field("args", &self.args());
       ds.field("inputs", &self.inputs());
       ds.field("outputs", &self.outputs());
+      ds.field("output_exprs", &self.output_exprs());
+      ds.finish()
+  }
+}
+pub enum InputAxisOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Axis `axis` of input `input` (in value-id order).
+pub struct InputAxis<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for InputAxis<'a> {
+  type Inner = InputAxis<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> InputAxis<'a> {
+  pub const VT_INPUT: ::flatbuffers::VOffsetT = 4;
+  pub const VT_AXIS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    InputAxis { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args InputAxisArgs
+  ) -> ::flatbuffers::WIPOffset<InputAxis<'bldr>> {
+    let mut builder = InputAxisBuilder::new(_fbb);
+    builder.add_axis(args.axis);
+    builder.add_input(args.input);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn input(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(InputAxis::VT_INPUT, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn axis(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(InputAxis::VT_AXIS, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for InputAxis<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u32>("input", Self::VT_INPUT, false)?
+     .visit_field::<u32>("axis", Self::VT_AXIS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct InputAxisArgs {
+    pub input: u32,
+    pub axis: u32,
+}
+impl<'a> Default for InputAxisArgs {
+  #[inline]
+  fn default() -> Self {
+    InputAxisArgs {
+      input: 0,
+      axis: 0,
+    }
+  }
+}
+
+pub struct InputAxisBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> InputAxisBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_input(&mut self, input: u32) {
+    self.fbb_.push_slot::<u32>(InputAxis::VT_INPUT, input, 0);
+  }
+  #[inline]
+  pub fn add_axis(&mut self, axis: u32) {
+    self.fbb_.push_slot::<u32>(InputAxis::VT_AXIS, axis, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> InputAxisBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    InputAxisBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<InputAxis<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for InputAxis<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("InputAxis");
+      ds.field("input", &self.input());
+      ds.field("axis", &self.axis());
+      ds.finish()
+  }
+}
+pub enum DimOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// A dynamic size: the input axes that share it, and the sizes the trace
+/// serves (`min` to `max`, inclusive).  The inputs' shapes hold the size the
+/// trace was traced at.
+pub struct Dim<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for Dim<'a> {
+  type Inner = Dim<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> Dim<'a> {
+  pub const VT_AXES: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MIN: ::flatbuffers::VOffsetT = 6;
+  pub const VT_MAX: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    Dim { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DimArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<Dim<'bldr>> {
+    let mut builder = DimBuilder::new(_fbb);
+    builder.add_max(args.max);
+    builder.add_min(args.min);
+    if let Some(x) = args.axes { builder.add_axes(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn axes(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<InputAxis<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<InputAxis>>>>(Dim::VT_AXES, None)}
+  }
+  #[inline]
+  pub fn min(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(Dim::VT_MIN, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn max(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(Dim::VT_MAX, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for Dim<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<InputAxis>>>>("axes", Self::VT_AXES, false)?
+     .visit_field::<i64>("min", Self::VT_MIN, false)?
+     .visit_field::<i64>("max", Self::VT_MAX, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DimArgs<'a> {
+    pub axes: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<InputAxis<'a>>>>>,
+    pub min: i64,
+    pub max: i64,
+}
+impl<'a> Default for DimArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DimArgs {
+      axes: None,
+      min: 0,
+      max: 0,
+    }
+  }
+}
+
+pub struct DimBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DimBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_axes(&mut self, axes: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<InputAxis<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Dim::VT_AXES, axes);
+  }
+  #[inline]
+  pub fn add_min(&mut self, min: i64) {
+    self.fbb_.push_slot::<i64>(Dim::VT_MIN, min, 0);
+  }
+  #[inline]
+  pub fn add_max(&mut self, max: i64) {
+    self.fbb_.push_slot::<i64>(Dim::VT_MAX, max, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DimBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DimBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<Dim<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for Dim<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("Dim");
+      ds.field("axes", &self.axes());
+      ds.field("min", &self.min());
+      ds.field("max", &self.max());
+      ds.finish()
+  }
+}
+pub enum ConstantExprOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// A scalar constant (at `position` in the trace's constants) whose value
+/// follows the dynamic sizes.
+pub struct ConstantExpr<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ConstantExpr<'a> {
+  type Inner = ConstantExpr<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ConstantExpr<'a> {
+  pub const VT_POSITION: ::flatbuffers::VOffsetT = 4;
+  pub const VT_EXPR: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ConstantExpr { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ConstantExprArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ConstantExpr<'bldr>> {
+    let mut builder = ConstantExprBuilder::new(_fbb);
+    if let Some(x) = args.expr { builder.add_expr(x); }
+    builder.add_position(args.position);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn position(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ConstantExpr::VT_POSITION, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn expr(&self) -> Option<Expr<'a>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<Expr>>(ConstantExpr::VT_EXPR, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ConstantExpr<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u32>("position", Self::VT_POSITION, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<Expr>>("expr", Self::VT_EXPR, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ConstantExprArgs<'a> {
+    pub position: u32,
+    pub expr: Option<::flatbuffers::WIPOffset<Expr<'a>>>,
+}
+impl<'a> Default for ConstantExprArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ConstantExprArgs {
+      position: 0,
+      expr: None,
+    }
+  }
+}
+
+pub struct ConstantExprBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ConstantExprBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_position(&mut self, position: u32) {
+    self.fbb_.push_slot::<u32>(ConstantExpr::VT_POSITION, position, 0);
+  }
+  #[inline]
+  pub fn add_expr(&mut self, expr: ::flatbuffers::WIPOffset<Expr<'b >>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<Expr>>(ConstantExpr::VT_EXPR, expr);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ConstantExprBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ConstantExprBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ConstantExpr<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ConstantExpr<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ConstantExpr");
+      ds.field("position", &self.position());
+      ds.field("expr", &self.expr());
       ds.finish()
   }
 }
@@ -719,6 +1533,7 @@ pub enum TraceOffset {}
 
 /// One traced signature. Value ids: inputs (positional, then keyword inputs
 /// sorted by name), then the trace's constants, then node outputs in order.
+/// A trace with `dims` is dynamic: it serves every size in their ranges.
 pub struct Trace<'a> {
   pub _tab: ::flatbuffers::Table<'a>,
 }
@@ -737,6 +1552,8 @@ impl<'a> Trace<'a> {
   pub const VT_CONSTANTS: ::flatbuffers::VOffsetT = 8;
   pub const VT_NODES: ::flatbuffers::VOffsetT = 10;
   pub const VT_OUTPUTS: ::flatbuffers::VOffsetT = 12;
+  pub const VT_DIMS: ::flatbuffers::VOffsetT = 14;
+  pub const VT_CONSTANT_EXPRS: ::flatbuffers::VOffsetT = 16;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -748,6 +1565,8 @@ impl<'a> Trace<'a> {
     args: &'args TraceArgs<'args>
   ) -> ::flatbuffers::WIPOffset<Trace<'bldr>> {
     let mut builder = TraceBuilder::new(_fbb);
+    if let Some(x) = args.constant_exprs { builder.add_constant_exprs(x); }
+    if let Some(x) = args.dims { builder.add_dims(x); }
     if let Some(x) = args.outputs { builder.add_outputs(x); }
     if let Some(x) = args.nodes { builder.add_nodes(x); }
     if let Some(x) = args.constants { builder.add_constants(x); }
@@ -792,6 +1611,20 @@ impl<'a> Trace<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u32>>>(Trace::VT_OUTPUTS, None)}
   }
+  #[inline]
+  pub fn dims(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Dim<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Dim>>>>(Trace::VT_DIMS, None)}
+  }
+  #[inline]
+  pub fn constant_exprs(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ConstantExpr<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ConstantExpr>>>>(Trace::VT_CONSTANT_EXPRS, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Trace<'_> {
@@ -805,6 +1638,8 @@ impl ::flatbuffers::Verifiable for Trace<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u32>>>("constants", Self::VT_CONSTANTS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Node>>>>("nodes", Self::VT_NODES, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u32>>>("outputs", Self::VT_OUTPUTS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Dim>>>>("dims", Self::VT_DIMS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ConstantExpr>>>>("constant_exprs", Self::VT_CONSTANT_EXPRS, false)?
      .finish();
     Ok(())
   }
@@ -815,6 +1650,8 @@ pub struct TraceArgs<'a> {
     pub constants: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u32>>>,
     pub nodes: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Node<'a>>>>>,
     pub outputs: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u32>>>,
+    pub dims: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Dim<'a>>>>>,
+    pub constant_exprs: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ConstantExpr<'a>>>>>,
 }
 impl<'a> Default for TraceArgs<'a> {
   #[inline]
@@ -825,6 +1662,8 @@ impl<'a> Default for TraceArgs<'a> {
       constants: None,
       nodes: None,
       outputs: None,
+      dims: None,
+      constant_exprs: None,
     }
   }
 }
@@ -855,6 +1694,14 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TraceBuilder<'a, 'b, A> {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Trace::VT_OUTPUTS, outputs);
   }
   #[inline]
+  pub fn add_dims(&mut self, dims: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<Dim<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Trace::VT_DIMS, dims);
+  }
+  #[inline]
+  pub fn add_constant_exprs(&mut self, constant_exprs: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<ConstantExpr<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Trace::VT_CONSTANT_EXPRS, constant_exprs);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TraceBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     TraceBuilder {
@@ -877,6 +1724,8 @@ impl ::core::fmt::Debug for Trace<'_> {
       ds.field("constants", &self.constants());
       ds.field("nodes", &self.nodes());
       ds.field("outputs", &self.outputs());
+      ds.field("dims", &self.dims());
+      ds.field("constant_exprs", &self.constant_exprs());
       ds.finish()
   }
 }
