@@ -45,6 +45,8 @@ def graph(nodes):
                 "constants": [0, 1],
                 "nodes": nodes,
                 "outputs": [4, 0] if nodes else [3, 0],
+                "dims": [],
+                "constant_exprs": [],
             }
         ],
     }
@@ -52,14 +54,14 @@ def graph(nodes):
 
 def test_arguments_round_trip_with_their_types(tmp_path: Path):
     path = str(tmp_path / "g.mlxfn")
-    nodes = [("CustomKernel", ARGS, [0, 2, 3], [((2, 3), mx.float32)])]
+    nodes = [("CustomKernel", ARGS, [0, 2, 3], [((2, 3), mx.float32)], [])]
     consts = [((2,), mx.float16, b"\x00\x3c\x00\x40"), ((0, 5), mx.complex64, b"")]
     summary = _mlxfn.write_file(path, graph(nodes), consts)
     assert summary["constant_count"] == 2
     f = _mlxfn.File.open(path)
     (trace,) = f.traces()
-    op, args, inputs, outputs = trace["nodes"][0]
-    assert (op, inputs, outputs) == ("CustomKernel", [0, 2, 3], [((2, 3), mx.float32)])
+    op, args, inputs, outputs, exprs = trace["nodes"][0]
+    assert (op, inputs, outputs, exprs) == ("CustomKernel", [0, 2, 3], [((2, 3), mx.float32)], [])
     assert len(args) == len(ARGS)
     for got, want in zip(args, ARGS):
         assert got == want and type(got) is type(want), (got, want)
@@ -67,12 +69,33 @@ def test_arguments_round_trip_with_their_types(tmp_path: Path):
     assert bytes(f.constant(0)) == b"\x00\x3c\x00\x40" and len(f.constant(1)) == 0
 
 
+def test_a_dynamic_trace_round_trips(tmp_path: Path):
+    """Sizes, expressions in arguments, output sizes and constant values."""
+    path = str(tmp_path / "d.mlxfn")
+    length = {"constant": (0, 1), "terms": [((1, 1), [0])], "integer": True}  # d0
+    half = {"constant": (1, 2), "terms": [((1, 2), [0]), ((3, 1), [0, 0])], "integer": False}
+    node = ("Reshape", [(1, length, -1), half], [0], [((1, 2, 3), mx.float32)], [(0, 1, length)])
+    g = graph([node])
+    g["traces"][0]["inputs"] = [((2, 3), mx.float32), ((), mx.int32)]
+    g["traces"][0]["dims"] = [([(0, 0)], 1, 4096)]
+    g["traces"][0]["constant_exprs"] = [(0, length)]
+    consts = [((), mx.int32, b"\x02\x00\x00\x00"), ((1,), mx.uint8, b"x")]
+    _mlxfn.write_file(path, g, consts)
+    (trace,) = _mlxfn.File.open(path).traces()
+    assert trace["nodes"] == [node]
+    assert trace["dims"] == [([(0, 0)], 1, 4096)] and trace["constant_exprs"] == [(0, length)]
+    bad = graph([("Reshape", [], [0], [((1, 2, 3), mx.float32)], [(0, 1, {**length, "constant": (5, 1)})])])
+    bad["traces"][0]["dims"] = [([(0, 0)], 1, 4096)]
+    with pytest.raises(ExportError, match="output 0 axis 1: its expression does not give the traced size 2"):
+        _mlxfn.write_file(path, bad, consts)
+
+
 def test_writer_refuses_what_it_cannot_store(tmp_path: Path):
     path = str(tmp_path / "g.mlxfn")
     with pytest.raises(TypeError, match="cannot store an argument of type object"):
-        _mlxfn.write_file(path, graph([("Abs", [object()], [0], [((2, 3), mx.float32)])]), [])
+        _mlxfn.write_file(path, graph([("Abs", [object()], [0], [((2, 3), mx.float32)], [])]), [])
     with pytest.raises(ExportError, match="uses value 9"):
-        _mlxfn.write_file(path, graph([("Abs", [], [9], [((2, 3), mx.float32)])]), [((1,), mx.uint8, b"x")] * 2)
+        _mlxfn.write_file(path, graph([("Abs", [], [9], [((2, 3), mx.float32)], [])]), [((1,), mx.uint8, b"x")] * 2)
     with pytest.raises(ExportError, match="constant 0 has 3 bytes but shape \\[2\\] of UInt8 needs 2"):
         _mlxfn.write_file(path, graph([]), [((2,), mx.uint8, b"abc"), ((1,), mx.uint8, b"x")])
     assert list(tmp_path.iterdir()) == []

@@ -9,12 +9,16 @@ from typing import Any, Callable
 import mlx.core as mx
 import numpy as np
 
+from dataclasses import replace
+
 from . import _mlxfn
 from ._progress import progress
-from ._signature import Signature, split_inputs
+from ._signature import split_inputs
+from .dynamic import trace_shapeless
 from .errors import UnsupportedPrimitiveError
+from .ir import Signature, Trace
 from .replay import unsupported_reason
-from .trace import Trace, trace_function
+from .trace import Captured, trace_function
 
 PathLike = str | os.PathLike[str]
 
@@ -35,6 +39,11 @@ def _check_supported(trace: Trace) -> None:
                 f"[export_function] mlxfn cannot export primitive {node.op} "
                 f"(node {index}): {reason}"
             )
+
+
+def _serves(trace: Trace, signature: Signature) -> bool:
+    """Whether calls of ``signature`` would run ``trace``."""
+    return trace.sizes_for(signature) is not None
 
 
 def _contiguous_bytes(arr: mx.array) -> memoryview:
@@ -76,21 +85,14 @@ class _ConstantTable:
 
 
 def write_traces(
-    target: _mlxfn.AtomicFile, traces: list[Trace], shapeless: bool, metadata: str
+    target: _mlxfn.AtomicFile, traces: list[Captured], shapeless: bool, metadata: str
 ) -> dict[str, int]:
     """Write traces into ``target`` (committed by the caller)."""
     table = _ConstantTable()
     graph_traces = []
-    for trace in traces:
-        graph_traces.append(
-            {
-                "keyword_names": list(trace.signature.keyword_names),
-                "inputs": [(s.shape, s.dtype) for s in trace.signature.flat()],
-                "constants": [table.add(c) for c in trace.constants],
-                "nodes": [(n.op, list(n.args), list(n.inputs), list(n.outputs)) for n in trace.nodes],
-                "outputs": list(trace.outputs),
-            }
-        )
+    for captured in traces:
+        indices = tuple(table.add(captured.constants[i]) for i in captured.trace.constants)
+        graph_traces.append(replace(captured.trace, constants=indices).to_record())
     graph = {
         "mlx_version": mx.__version__,
         "metadata": metadata,
@@ -128,7 +130,7 @@ class FunctionExporter:
         self._fun = fun
         self._shapeless = shapeless
         self._metadata = metadata
-        self._traces: list[Trace] = []
+        self._traces: list[Captured] = []
         self._closed = True  # until the target is open
         self._target = _open_target(self._path)
         self._closed = False
@@ -138,14 +140,18 @@ class FunctionExporter:
             raise RuntimeError("[export_function] Attempting to write after exporting is closed.")
         positional, keywords = split_inputs(args, kwargs, "[export_function]")
         signature = Signature.of(positional, keywords)
-        if any(t.signature.matches(signature, self._shapeless) for t in self._traces):
+        if any(_serves(c.trace, signature) for c in self._traces):
             raise RuntimeError(
                 "[export_function] Attempting to export a function twice with "
                 "the same signature is not allowed."
             )
-        trace = trace_function(self._fun, positional, keywords, self._shapeless)
-        _check_supported(trace)
-        self._traces.append(trace)
+        if self._shapeless:
+            traces = trace_shapeless(self._fun, positional, keywords)
+        else:
+            traces = [trace_function(self._fun, positional, keywords, False)]
+        for captured in traces:
+            _check_supported(captured.trace)
+        self._traces += [c for c in traces if not any(_serves(t.trace, c.trace.signature) for t in self._traces)]
 
     def close(self) -> None:
         """Write the file (once); later calls do nothing."""

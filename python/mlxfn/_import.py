@@ -5,37 +5,39 @@ from __future__ import annotations
 import os
 import threading
 import weakref
+from collections import OrderedDict
 from typing import Any, Callable
 
 import mlx.core as mx
 
 from . import _mlxfn
 from ._load import LoadMode, Mapper, choose, load_constants
-from ._signature import Signature, TensorSpec, no_match_error, split_inputs
+from ._runner import Runner
+from ._signature import no_match_error, split_inputs
 from .errors import FormatError
+from .ir import Signature, Trace
 from .replay import build_replay, check_handlers
-from .trace import Node
 
 PathLike = str | os.PathLike[str]
 _CALL = "[import_function::call]"
+# Runners kept per dynamic trace: one per recent set of sizes (a compiled
+# tape each); a decode step's sizes change every call, a prefill's repeat.
+_RUNNERS_PER_TRACE = 16
 
 
-class _TraceEntry:
-    """A trace as read from the file, and its compiled replay once built."""
+class _Entry:
+    """One trace of the file and how it runs, per set of dynamic sizes."""
 
-    def __init__(self, record: dict[str, Any], shapeless: bool) -> None:
-        inputs = [TensorSpec(tuple(shape), dtype) for shape, dtype in record["inputs"]]
-        names = list(record["keyword_names"])
-        n_pos = len(inputs) - len(names)
-        self.signature = Signature(tuple(inputs[:n_pos]), tuple(zip(names, inputs[n_pos:])))
-        self.constants: list[int] = list(record["constants"])
-        self.nodes = [
-            Node(op, tuple(args), tuple(ins), tuple((tuple(s), d) for s, d in outs), shapeless)
-            for op, args, ins, outs in record["nodes"]
-        ]
-        self.outputs: list[int] = list(record["outputs"])
-        self.replay: Callable[..., tuple[mx.array, ...]] | None = None
-        self.compiled: Callable[..., tuple[mx.array, ...]] | None = None
+    def __init__(self, trace: Trace, index: int, legacy_shapeless: bool) -> None:
+        self.trace = trace
+        self.index = index
+        self.legacy_shapeless = legacy_shapeless  # format 1: MLX's shapeless semantics
+        self.runners: OrderedDict[tuple[int, ...], Runner] = OrderedDict()
+
+    def sizes_for(self, call: Signature) -> tuple[int, ...] | None:
+        if self.legacy_shapeless:
+            return () if self.trace.signature.same_kinds(call) else None
+        return self.trace.sizes_for(call)
 
 
 # Constants already in MLX memory, by content: every import of a file, and of
@@ -56,13 +58,12 @@ class ImportedFunction:
     ``import_function`` only maps and validates the file.  The first call of a
     trace makes its constants into arrays once (shared by every trace of the
     file, and by other imports of the same weights): mapped in place or
-    copied, as ``load_mode`` says.  It replays the rebuilt graph op by op.  Later calls run it
-    through ``mx.compile``, so they pay no Python per node.  The first call
-    avoids compile because on CPU compile fuses elementwise chains into
-    kernels built by the system C++ compiler (seconds for a large model the
-    first time on a machine; MLX caches them on disk).  Shapeless traces always
-    run compiled: ``mx.compile(shapeless=True)`` applies each primitive's own
-    shape rules, as MLX's import does, so a shape MLX refuses is refused here.
+    copied, as ``load_mode`` says.  Calls then run the rebuilt graph as
+    ``mlxfn._runner`` decides: compiled without fused kernels first (no
+    kernel builds on a cold machine), fused once the trace has been called
+    often.  A dynamic trace (exported with ``shapeless=True``) serves every
+    size in its ranges: its numbers are evaluated for the call's sizes and
+    every node's output shape is checked on the first call at those sizes.
     """
 
     def __init__(self, file: _mlxfn.File, verified: bool = False, load: str = "auto") -> None:
@@ -70,16 +71,19 @@ class ImportedFunction:
         self._verified = verified  # file.verify() passed: its constants match their hashes
         self._load = choose(load)
         self._mapper = Mapper(file, self._load.how) if self._load.mode == "map" else None
-        self._shapeless = file.shapeless
-        self._traces = [_TraceEntry(r, file.shapeless) for r in file.traces()]
-        for t, entry in enumerate(self._traces):
-            check_handlers(entry.nodes, f"{file.path}: trace {t}")
+        legacy = file.shapeless and file.format_version == 1
+        self._entries = [
+            _Entry(Trace.from_record(r, shapeless=legacy), t, legacy) for t, r in enumerate(file.traces())
+        ]
+        for entry in self._entries:
+            check_handlers(entry.trace.nodes, f"{file.path}: trace {entry.index}")
         self._constant_infos = file.constant_infos()
         self._constant_keys = [
             (h, str(dtype), tuple(shape))
             for h, (shape, dtype, _) in zip(file.constant_hashes(), self._constant_infos)
         ]
         self._constants: dict[int, mx.array] = {}
+        self._checksum = f"{file.graph_checksum:08x}"
         self._lock = threading.Lock()
 
     @property
@@ -92,7 +96,12 @@ class ImportedFunction:
         (the arrays are the file's pages) or "copy"; ``.reason`` says why."""
         return self._load
 
-    def _materialize(self, indices: list[int]) -> list[mx.array]:
+    @property
+    def traces(self) -> tuple[Trace, ...]:
+        """The file's traces (``Trace.dims`` holds a dynamic trace's ranges)."""
+        return tuple(e.trace for e in self._entries)
+
+    def _materialize(self, indices: tuple[int, ...]) -> list[mx.array]:
         with _SHARED_LOCK:
             source = _VERIFIED if self._verified else _SHARED
             missing = []
@@ -113,29 +122,40 @@ class ImportedFunction:
                 self._constants.update(loaded)
         return [self._constants[i] for i in indices]
 
-    def _runner(self, entry: _TraceEntry) -> Callable[..., tuple[mx.array, ...]]:
-        """The function to run this call: plain replay first, compiled after."""
+    def _runner(self, entry: _Entry, sizes: tuple[int, ...]) -> Runner:
+        """The runner of ``entry`` at ``sizes``: built at the first call at them."""
         with self._lock:
-            if entry.replay is None:
-                constants = self._materialize(entry.constants)
-                where = f"{self._file.path}: trace {self._traces.index(entry)}"
-                entry.replay = build_replay(
-                    entry.nodes, constants, entry.outputs, where, check_shapes=not self._shapeless
-                )
-                if not self._shapeless:
-                    return entry.replay
-            if entry.compiled is None:
-                entry.compiled = mx.compile(entry.replay, shapeless=self._shapeless)
-            return entry.compiled
+            runner = entry.runners.get(sizes)
+            if runner is not None:
+                entry.runners.move_to_end(sizes)
+                return runner
+            trace = entry.trace
+            constants = self._materialize(trace.constants)
+            for position, value in trace.constant_values(sizes).items():
+                constants[position] = mx.array(value, dtype=constants[position].dtype).reshape(constants[position].shape)
+            concrete = trace.concrete(sizes)
+            where = f"{self._file.path}: trace {entry.index}"
+            if trace.dims:
+                where += " at sizes " + ", ".join(f"d{d}={s}" for d, s in enumerate(sizes))
+            replay = build_replay(
+                concrete.nodes, constants, concrete.outputs, where, check_shapes=not entry.legacy_shapeless
+            )
+            key = f"{self._checksum}-{entry.index}-" + "x".join(map(str, sizes))
+            runner = Runner(replay, key, plain_first=bool(trace.dims), legacy_shapeless=entry.legacy_shapeless)
+            entry.runners[sizes] = runner
+            if len(entry.runners) > _RUNNERS_PER_TRACE:
+                entry.runners.popitem(last=False)
+            return runner
 
     def __call__(self, *args: Any, **kwargs: Any) -> tuple[mx.array, ...]:
         positional, keywords = split_inputs(args, kwargs, _CALL)
         call = Signature.of(positional, keywords)
-        for entry in self._traces:
-            if entry.signature.matches(call, self._shapeless):
-                inputs = positional + [keywords[k] for k in entry.signature.keyword_names]
-                return self._runner(entry)(*inputs)
-        raise no_match_error(_CALL, [t.signature for t in self._traces], call)
+        for entry in self._entries:
+            sizes = entry.sizes_for(call)
+            if sizes is not None:
+                inputs = positional + [keywords[k] for k in entry.trace.signature.keyword_names]
+                return self._runner(entry, sizes)(*inputs)
+        raise no_match_error(_CALL, self.traces, call)
 
 
 def _import_mlx_native(path: str) -> tuple[Callable[..., tuple[mx.array, ...]], str]:

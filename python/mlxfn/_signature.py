@@ -7,10 +7,11 @@ exactly the same forms and raises the same ValueError for anything else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import mlx.core as mx
+
+from .ir import Signature, TensorSpec, Trace
 
 _FORMS = (
     "Inputs can either be a variable number of positional and keyword arrays "
@@ -59,69 +60,11 @@ def split_inputs(
     raise fail()
 
 
-@dataclass(frozen=True)
-class TensorSpec:
-    """Shape and dtype of one input or output of a trace."""
-
-    shape: tuple[int, ...]
-    dtype: mx.Dtype
-
-    def describe(self) -> str:
-        """One line for error messages: shape and dtype."""
-        return f"{self.shape} {self.dtype}"
-
-
-@dataclass(frozen=True)
-class Signature:
-    """The inputs of one trace: positional specs, then sorted keyword specs."""
-
-    positional: tuple[TensorSpec, ...]
-    keywords: tuple[tuple[str, TensorSpec], ...]
-
-    @staticmethod
-    def of(args: Sequence[mx.array], kwargs: Mapping[str, mx.array]) -> "Signature":
-        spec = lambda a: TensorSpec(tuple(a.shape), a.dtype)  # noqa: E731
-        return Signature(
-            tuple(spec(a) for a in args),
-            tuple((k, spec(kwargs[k])) for k in sorted(kwargs)),
-        )
-
-    @property
-    def keyword_names(self) -> tuple[str, ...]:
-        return tuple(k for k, _ in self.keywords)
-
-    def flat(self) -> tuple[TensorSpec, ...]:
-        """Positional specs, then keyword specs in the order they were exported."""
-        return self.positional + tuple(s for _, s in self.keywords)
-
-    def matches(self, other: "Signature", shapeless: bool) -> bool:
-        """Whether a call with signature ``other`` may run this trace."""
-        if len(self.positional) != len(other.positional):
-            return False
-        if self.keyword_names != other.keyword_names:
-            return False
-        for mine, theirs in zip(self.flat(), other.flat()):
-            if mine.dtype != theirs.dtype or len(mine.shape) != len(theirs.shape):
-                return False
-            if not shapeless and mine.shape != theirs.shape:
-                return False
-        return True
-
-    def describe(self) -> str:
-        """The signature as MLX lists it in its "no function matches" message."""
-        lines = [
-            f"Function with {len(self.positional)} positional inputs and "
-            f"{len(self.keywords)} keyword inputs:"
-        ]
-        lines += [f"  {i + 1}: {s.describe()}" for i, s in enumerate(self.positional)]
-        lines += [f'  "{k}": {s.describe()}' for k, s in self.keywords]
-        return "\n".join(lines)
-
-
-def no_match_error(prefix: str, signatures: Sequence[Signature], call: Signature) -> ValueError:
-    """The ValueError for a call that matches no trace, listing every signature."""
+def no_match_error(prefix: str, traces: Sequence[Trace | Signature], call: Signature) -> ValueError:
+    """The ValueError for a call that matches no trace, listing every signature
+    (with the ranges of a dynamic trace's sizes)."""
     listed = "\n".join(
-        f" {i + 1}. " + s.describe().replace("\n", "\n ") for i, s in enumerate(signatures)
+        f" {i + 1}. " + t.describe().replace("\n", "\n ") for i, t in enumerate(traces)
     )
     called = call.describe().replace("Function with", "Called with", 1)
     return ValueError(

@@ -252,7 +252,8 @@ def same_outputs(out: Path, sides: Sequence[str], expected: Sequence[mx.array] |
 def run_file(path: Path, out: Path, rounds: int) -> str:
     """The load comparison for a user's own file, against its conversion."""
     from . import _mlxfn
-    from .convert import convert, example_inputs, signature_of_record
+    from .convert import convert, example_inputs
+    from .ir import Trace
 
     kind, _ = _mlxfn.sniff(str(path))
     if kind == "unknown":
@@ -261,7 +262,7 @@ def run_file(path: Path, out: Path, rounds: int) -> str:
     formats = {kind: path, other: out / f"converted.{other}"}
     convert(path, formats[other], other)
     handle = _mlxfn.File.open(str(formats["mlxfn"]))
-    args, kwargs = example_inputs(signature_of_record(handle.traces()[0]))
+    args, kwargs = example_inputs(Trace.from_record(handle.traces()[0]).signature)
     inputs = out / "inputs.npz"
     save_inputs(inputs, args, kwargs)
     files = {side: formats["mlx" if side == "mlx" else "mlxfn"] for side in SIDES}

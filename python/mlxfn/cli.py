@@ -19,8 +19,8 @@ from typing import Any, NoReturn, Sequence
 
 from . import _mlxfn
 from ._load import choose
-from ._signature import Signature
 from .errors import MlxfnError
+from .ir import Signature, TensorSpec, Trace, dtype_name
 
 
 def _shape(shape: Sequence[int]) -> str:
@@ -28,7 +28,7 @@ def _shape(shape: Sequence[int]) -> str:
 
 
 def _spec(shape: Sequence[int], dtype: Any) -> str:
-    return f"{_shape(shape)} {str(dtype).removeprefix('mlx.core.')}"
+    return f"{_shape(shape)} {dtype_name(dtype)}"
 
 
 def _kind(path: str) -> str:
@@ -53,17 +53,15 @@ def summarize(path: str) -> dict[str, Any]:
     traces = []
     used_by: Counter[int] = Counter()
     for record in handle.traces():
-        names = list(record["keyword_names"])
-        inputs = record["inputs"]
-        n_pos = len(inputs) - len(names)
-        used_by.update(set(record["constants"]))
+        trace = Trace.from_record(record)
+        used_by.update(set(trace.constants))
         traces.append(
             {
-                "positional": [_spec(s, d) for s, d in inputs[:n_pos]],
-                "keywords": {k: _spec(s, d) for k, (s, d) in zip(names, inputs[n_pos:])},
-                "nodes": len(record["nodes"]),
-                "primitives": dict(Counter(n[0] for n in record["nodes"]).most_common()),
-                "constants": len(record["constants"]),
+                **_signature_entry(trace.signature),
+                "dynamic": trace.describe_dims(),
+                "nodes": len(trace.nodes),
+                "primitives": dict(Counter(n.op for n in trace.nodes).most_common()),
+                "constants": len(trace.constants),
             }
         )
     return {
@@ -141,6 +139,8 @@ def _print_text(info: dict[str, Any]) -> None:
         print(f"  trace {i}: {len(t['positional'])} positional, {len(t['keywords'])} keyword inputs, "
               f"{t['nodes']} nodes, {t['constants']} constants")
         _print_signature(t)
+        if t["dynamic"]:
+            print(f"    dynamic: {t['dynamic']}")
         top = ", ".join(f"{k} {v}" for k, v in list(t["primitives"].items())[:12])
         more = len(t["primitives"]) - 12
         print(f"    primitives: {top}" + (f", and {more} more kinds" if more > 0 else ""))
@@ -215,11 +215,15 @@ def cmd_graph(args: argparse.Namespace) -> int:
             f"trace{'s' if count != 1 else ''} (0-{count - 1})"
         )
     if kind == "mlxfn":
-        picture = graph.trace_from_record(records[args.trace], handle.constant_infos())
+        trace = Trace.from_record(records[args.trace])
+        infos = handle.constant_infos()
+        constants = [TensorSpec(tuple(infos[c][0]), infos[c][1]) for c in trace.constants]
     else:
-        picture = graph.trace_from_trace(traces[args.trace])
+        captured = traces[args.trace]
+        trace = captured.trace
+        constants = [TensorSpec(tuple(c.shape), c.dtype) for c in captured.constants]
     title = f"{os.path.basename(args.file)} trace {args.trace}"
-    written = graph.write(graph.to_dot(picture, title), args.output)
+    written = graph.write(graph.to_dot(trace, constants, title), args.output)
     if written != args.output:
         print(f"mlxfn: Graphviz's `dot` is not installed: wrote DOT text to {written}", file=sys.stderr)
     return 0

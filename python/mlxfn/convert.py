@@ -23,10 +23,10 @@ import mlx.core as mx
 from . import _mlxfn
 from ._export import exporter as mlxfn_exporter
 from ._import import ImportedFunction
-from ._signature import Signature, TensorSpec
 from .errors import MlxfnError
+from .ir import Signature, Trace
 from .mlx_format import MlxHeader, probe_signatures, read_header
-from .trace import Trace, trace_function
+from .trace import Captured, trace_function
 
 PathLike = str | os.PathLike[str]
 
@@ -41,14 +41,6 @@ def file_kind(path: PathLike) -> str:
     return kind
 
 
-def signature_of_record(record: dict[str, Any]) -> Signature:
-    """The signature of a trace as read by ``File.traces``."""
-    specs = [TensorSpec(tuple(shape), dtype) for shape, dtype in record["inputs"]]
-    names = list(record["keyword_names"])
-    n_pos = len(specs) - len(names)
-    return Signature(tuple(specs[:n_pos]), tuple(zip(names, specs[n_pos:])))
-
-
 def example_inputs(signature: Signature) -> tuple[list[mx.array], dict[str, mx.array]]:
     """Zero-filled arrays matching ``signature``: positional, then keywords."""
     zeros = lambda s: mx.zeros(s.shape, s.dtype)  # noqa: E731
@@ -59,7 +51,15 @@ def to_mlx(src: PathLike, dst: PathLike) -> int:
     """Write the mlxfn file ``src`` in MLX's format to ``dst``; return the trace count."""
     src, dst = os.fspath(src), os.fspath(dst)
     handle = _mlxfn.File.open(src)
-    signatures = [signature_of_record(r) for r in handle.traces()]
+    traces = [Trace.from_record(r) for r in handle.traces()]
+    for i, trace in enumerate(traces):
+        if trace.state_follows_sizes:
+            raise ConvertError(
+                f"{src}: trace {i} is dynamic ({trace.describe_dims()}) and the state of its primitives "
+                "follows those sizes; MLX's format keeps the traced state, so MLX would compute wrong "
+                "shapes at other sizes: export with shapeless=False (one trace per shape) to convert"
+            )
+    signatures = [t.signature for t in traces]
     fn = ImportedFunction(handle)
     target = _mlxfn.AtomicFile(dst)
     try:
@@ -113,7 +113,7 @@ def to_mlxfn(src: PathLike, dst: PathLike) -> int:
     return len(signatures)
 
 
-def trace_mlx_file(src: PathLike) -> tuple[MlxHeader, list[Trace]]:
+def trace_mlx_file(src: PathLike) -> tuple[MlxHeader, list[Captured]]:
     """Every function of MLX's file ``src`` as mlxfn traces (for ``mlxfn graph``)."""
     header, signatures, fn, _ = load_mlx(src)
     traces = []
@@ -142,5 +142,5 @@ def convert(src: PathLike, dst: PathLike, to: str) -> tuple[str, int]:
 
 __all__: Sequence[str] = [
     "ConvertError", "convert", "to_mlx", "to_mlxfn", "trace_mlx_file", "file_kind",
-    "example_inputs", "signature_of_record", "load_mlx",
+    "example_inputs", "load_mlx",
 ]

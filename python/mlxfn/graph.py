@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import mlx.core as mx
 
 from . import _mlxfn
-
-Shape = tuple[int, ...]
+from .ir import Expr, TensorSpec, Trace, dtype_name
 
 _SHORT = {
     "bool": "bool", "uint8": "u8", "uint16": "u16", "uint32": "u32", "uint64": "u64",
@@ -26,26 +24,13 @@ _SHORT = {
 _MAX_ARGS = 40  # characters of a node's argument text
 
 
-@dataclass
-class GraphTrace:
-    """What is drawn: value ids are the inputs, the constants, then node outputs in order."""
-
-    inputs: list[tuple[str, Shape, mx.Dtype]]  # (label, shape, dtype)
-    constants: list[tuple[Shape, mx.Dtype]]
-    nodes: list[tuple[str, Sequence[Any], Sequence[int], Sequence[tuple[Shape, mx.Dtype]]]]
-    outputs: list[int]
-
-
-def dtype_name(dtype: mx.Dtype) -> str:
-    """A dtype's name without the ``mlx.core.`` prefix."""
-    return str(dtype).removeprefix("mlx.core.")
-
-
 def _tensor(shape: Sequence[int], dtype: mx.Dtype) -> str:
     return "(" + ",".join(str(d) for d in shape) + ") " + _SHORT.get(dtype_name(dtype), dtype_name(dtype))
 
 
 def _arg(value: Any) -> str:
+    if isinstance(value, Expr):
+        return f"<{value}>"
     if isinstance(value, mx.Dtype):
         return _SHORT.get(dtype_name(value), dtype_name(value))
     if isinstance(value, (list, tuple)):
@@ -70,8 +55,12 @@ def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def to_dot(trace: GraphTrace, title: str = "") -> str:
-    """The DOT source of one trace."""
+def to_dot(trace: Trace, constants: Sequence[TensorSpec], title: str = "") -> str:
+    """The DOT source of one trace; ``constants`` gives the shape and dtype
+    of each of its constants (a dynamic trace is drawn at its traced sizes,
+    its dynamic sizes in the title)."""
+    if trace.dims:
+        title += f" (dynamic: {trace.describe_dims()})"
     lines = [
         "digraph trace {",
         f"  label={_quote(title)}; labelloc=t; rankdir=TB;",
@@ -79,19 +68,22 @@ def to_dot(trace: GraphTrace, title: str = "") -> str:
     ]
     # value id -> (DOT node, edge label); a multi-output node's edges say which output.
     source: list[tuple[str, str]] = []
-    for i, (label, shape, dtype) in enumerate(trace.inputs):
+    sig = trace.signature
+    labels = [str(i) for i in range(len(sig.positional))] + [repr(k) for k in sig.keyword_names]
+    for i, (label, (shape, dtype)) in enumerate(zip(labels, sig.flat())):
         lines.append(
             f"  in{i} [shape=invhouse, style=filled, fillcolor=lightblue, "
             f"label={_quote(f'input {label}')}];"
         )
         source.append((f"in{i}", _tensor(shape, dtype)))
-    for j, (shape, dtype) in enumerate(trace.constants):
+    for j, (shape, dtype) in enumerate(constants):
         lines.append(
             f"  c{j} [shape=cylinder, style=filled, fillcolor=lightgrey, "
             f"label={_quote(f'constant {j}')}];"
         )
         source.append((f"c{j}", _tensor(shape, dtype)))
-    for k, (op, args, inputs, outputs) in enumerate(trace.nodes):
+    for k, node in enumerate(trace.nodes):
+        op, args, inputs, outputs = node.op, node.args, node.inputs, node.outputs
         text = f"{op}\n{abbreviate(args)}" if args else op
         lines.append(f"  n{k} [shape=box, style=rounded, label={_quote(text)}];")
         for value in inputs:
@@ -109,32 +101,6 @@ def to_dot(trace: GraphTrace, title: str = "") -> str:
         lines.append(f"  {node} -> out{o} [label={_quote(label)}];")
     lines.append("}")
     return "\n".join(lines) + "\n"
-
-
-def trace_from_record(record: dict[str, Any], constant_infos: Sequence[tuple[Shape, mx.Dtype, int]]) -> GraphTrace:
-    """A trace of an mlxfn file, as returned by ``File.traces``."""
-    names = list(record["keyword_names"])
-    n_pos = len(record["inputs"]) - len(names)
-    labels = [str(i) for i in range(n_pos)] + [repr(k) for k in names]
-    return GraphTrace(
-        inputs=[(label, tuple(s), d) for label, (s, d) in zip(labels, record["inputs"])],
-        constants=[(tuple(constant_infos[c][0]), constant_infos[c][1]) for c in record["constants"]],
-        nodes=[(op, args, ins, outs) for op, args, ins, outs in record["nodes"]],
-        outputs=list(record["outputs"]),
-    )
-
-
-def trace_from_trace(trace: Any) -> GraphTrace:
-    """A :class:`mlxfn.trace.Trace` (used for MLX's files, traced again)."""
-    sig = trace.signature
-    inputs = [(str(i), s.shape, s.dtype) for i, s in enumerate(sig.positional)]
-    inputs += [(repr(k), s.shape, s.dtype) for k, s in sig.keywords]
-    return GraphTrace(
-        inputs=inputs,
-        constants=[(tuple(c.shape), c.dtype) for c in trace.constants],
-        nodes=[(n.op, n.args, n.inputs, n.outputs) for n in trace.nodes],
-        outputs=list(trace.outputs),
-    )
 
 
 def write(dot_text: str, out: str) -> str:

@@ -37,15 +37,12 @@ from dataclasses import dataclass
 
 import mlx.core as mx
 
-from ._signature import Signature, TensorSpec
+from ._dtypes import DTYPE_TABLE as _DTYPES  # mlxfn's codes are MLX's Dtype::Val order
 from .errors import FormatError
+from .ir import Signature, TensorSpec, dtype_name
 
-# Dtype codes as MLX writes them (``Dtype::Val``) and names as MLX prints them.
-_DTYPES: tuple[mx.Dtype, ...] = (
-    mx.bool_, mx.uint8, mx.uint16, mx.uint32, mx.uint64, mx.int8, mx.int16,
-    mx.int32, mx.int64, mx.float16, mx.float32, mx.float64, mx.bfloat16, mx.complex64,
-)
-_BY_NAME = {str(d).removeprefix("mlx.core.").rstrip("_"): d for d in _DTYPES}
+# Names as MLX prints them in its error messages ("bool", not "bool_").
+_BY_NAME = {dtype_name(d).rstrip("_"): d for d in _DTYPES}
 
 _MAX_RANK = 64
 _PROBE_INPUTS = 65537  # more inputs than any exported function has

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import mlx.core as mx
 
-from ..trace import Node
+from ..ir import Node
 from .registry import register
 
 # MLX's get_type_string (Metal) for each dtype a template argument may name.

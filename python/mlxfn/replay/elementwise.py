@@ -6,7 +6,7 @@ from typing import Callable
 
 import mlx.core as mx
 
-from ..trace import Node
+from ..ir import Node
 from .registry import register
 
 def _abs(x: mx.array) -> mx.array:

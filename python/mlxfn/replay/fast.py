@@ -16,7 +16,7 @@ import math
 
 import mlx.core as mx
 
-from ..trace import Node
+from ..ir import Node
 from .linalg import QUANTIZATION_MODES
 from .registry import register
 

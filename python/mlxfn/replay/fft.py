@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-from ..trace import Node
+from ..ir import Node
 from .registry import register
 
 

@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 import mlx.core as mx
 
 from ..errors import FormatError, ReplayError
-from ..trace import Node
+from ..ir import Node
 from .registry import handler_for
 
 

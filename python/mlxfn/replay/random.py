@@ -12,7 +12,7 @@ import math
 
 import mlx.core as mx
 
-from ..trace import Node
+from ..ir import Node
 from .registry import register
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))

@@ -17,7 +17,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import mlx.core as mx
 
-from ..trace import Node
+from ..ir import Node
 
 Outputs = Union[mx.array, Sequence[mx.array]]
 Handler = Callable[[Node, list[mx.array]], Outputs]

@@ -14,7 +14,7 @@ from typing import Any
 
 import mlx.core as mx
 
-from ..trace import Node
+from ..ir import Node
 from .registry import register
 
 # MLX's Scatter::ReduceType (Max, Min, Sum, Prod, None) as ArrayAt methods.

@@ -12,7 +12,7 @@ import math
 
 import mlx.core as mx
 
-from ..trace import Node
+from ..ir import Node
 from .registry import register
 
 

@@ -1,0 +1,529 @@
+"""Shapeless export that holds for real models: dynamic sizes found by tracing again.
+
+MLX's shapeless export keeps the traced sizes in the state of reshapes,
+slices, aranges and broadcasts, so its import computes wrong shapes (or
+fails) at other sizes; a real LLM does not survive it.  mlxfn traces the
+function again at other sizes instead, and keeps what it can prove:
+
+1. **Candidates.** Input axes of size 2 or more, grouped by size (a KV cache's
+   length appears in every key and value array) and, within a size, by
+   position counted from the end.  Tracing with some axes one larger must
+   give the same graph: the same primitives, wiring, dtypes and non-numeric
+   state.  The groups of one size vary apart when each can; together when
+   only all of them can; else the groups, then single axes, that can.  So
+   axes of equal example size at the same position from the end share one
+   size (give the example different sizes to keep them apart).  Axes of size
+   0 or 1 stay fixed (size 1 broadcasts: the graph usually differs).
+2. **Fit.** Every number of the graph (argument leaves, int or float; output
+   sizes; the values of scalar constants) becomes ``c0 + sum(ci * si)`` from
+   unit steps of each size, with ``cij * si * sj`` terms when a joint check
+   needs them, and must match exactly at other sizes.  A constant array that
+   changes with a size makes that size fixed.
+3. **Range.** Sizes below and above the traced one are probed (every size
+   down to 1 for small examples, powers of two up to ``MAX_SIZE``, bisection
+   at a change): the trace serves the sizes around its own where the graph
+   keeps its structure and every number its predicted value.
+4. **Segments.** With one dynamic size, the sizes outside that range are
+   traced again where the first change is, as many times as needed (up to
+   ``MAX_SEGMENTS`` traces): one file serves every size from 1 to
+   ``MAX_SIZE`` (a sliding window, a mixture-of-experts sort switching on,
+   a one-token prompt without a mask: each gets its own trace).
+
+Probing costs about one trace (microseconds per primitive) per probe, no
+computation.  What it cannot see: a function whose graph changes at a size
+between probes without changing its structure or numbers at the probes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import mlx.core as mx
+import numpy as np
+
+from .ir import Dim, Expr, Node, Shape, TensorSpec, Trace
+from .trace import Captured, trace_function
+
+MAX_SIZE = 1 << 15  # the largest size probed; larger sizes are refused at the call
+MAX_SEGMENTS = 8
+
+Axis = tuple[int, int]  # (input index in value-id order, axis)
+Numbers = list[Fraction]
+
+
+# ----------------------------------------------------------------------------
+# What a trace is made of: its structure, and its numbers.
+
+
+def _is_number(value: Any) -> bool:
+    """A leaf that may follow the sizes: an int, or a finite float."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
+def _skeleton(value: Any) -> Any:
+    """An argument with every numeric leaf blanked (hashable)."""
+    if _is_number(value):
+        return "#int" if isinstance(value, int) else "#float"
+    if isinstance(value, float):
+        return ("float", repr(value))  # inf and nan: fixed, and nan == nan here
+    if isinstance(value, (tuple, list)):
+        return (type(value).__name__, tuple(_skeleton(v) for v in value))
+    if isinstance(value, mx.Dtype):
+        return ("dtype", str(value))
+    return (type(value).__name__, value)
+
+
+def _leaves(value: Any, out: list[tuple[Fraction, bool]]) -> None:
+    if _is_number(value):
+        out.append((Fraction(value), isinstance(value, int)))
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            _leaves(v, out)
+
+
+def _scalar(arr: mx.array) -> bool:
+    """A constant whose value may follow the sizes: one finite real number."""
+    if arr.size != 1 or arr.dtype in (mx.bool_, mx.complex64):
+        return False
+    return math.isfinite(arr.item())
+
+
+def _same_array(a: mx.array, b: mx.array) -> bool:
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.size == 0:
+        return True
+    if np.frombuffer(memoryview(a).cast("B"), np.uint8).ctypes.data == np.frombuffer(memoryview(b).cast("B"), np.uint8).ctypes.data:
+        return True
+    return bool(mx.array_equal(a, b, equal_nan=True).item())
+
+
+@dataclass
+class Shot:
+    """One probe: the trace at some sizes, its structure key and its numbers."""
+
+    captured: Captured
+    key: tuple[Any, ...]
+    numbers: list[tuple[Fraction, bool]]  # (value, is an integer)
+
+    @staticmethod
+    def of(captured: Captured) -> "Shot":
+        trace = captured.trace
+        nodes = tuple(
+            (n.op, n.inputs, tuple(str(o.dtype) for o in n.outputs), tuple(len(o.shape) for o in n.outputs), _skeleton(n.args))
+            for n in trace.nodes
+        )
+        consts = tuple(("scalar", str(c.dtype), c.ndim) if _scalar(c) else ("array",) for c in captured.constants)
+        numbers: list[tuple[Fraction, bool]] = []
+        for n in trace.nodes:
+            _leaves(n.args, numbers)
+            for o in n.outputs:
+                numbers += [(Fraction(d), True) for d in o.shape]
+        for c in captured.constants:
+            if _scalar(c):
+                numbers.append((Fraction(c.item()), not mx.issubdtype(c.dtype, mx.inexact)))
+        return Shot(captured, (nodes, consts, trace.outputs), numbers)
+
+    def same_structure(self, other: "Shot") -> bool:
+        """Same primitives, wiring, dtypes, state skeleton, and the same constant arrays."""
+        if self.key != other.key:
+            return False
+        return all(
+            _scalar(a) or _same_array(a, b) for a, b in zip(self.captured.constants, other.captured.constants)
+        )
+
+
+# ----------------------------------------------------------------------------
+# Fitting every number as a multilinear polynomial of the sizes.
+
+
+@dataclass
+class Fit:
+    """Every number of the base trace as a multilinear polynomial of the
+    symbols' sizes: ``terms[subset][k]`` is the coefficient of the product
+    of the sizes in ``subset`` (``()``: the constant) for number ``k``."""
+
+    symbols: list[list[Axis]]
+    base: list[int]  # the size of each symbol in the base trace
+    terms: dict[tuple[int, ...], list[Fraction]]
+
+    def predict(self, sizes: Sequence[int]) -> list[Fraction]:
+        count = len(next(iter(self.terms.values())))
+        out = [Fraction(0)] * count
+        for subset, coeffs in self.terms.items():
+            product = Fraction(1)
+            for i in subset:
+                product *= sizes[i]
+            out = [v + c * product for v, c in zip(out, coeffs)]
+        return out
+
+    def expr(self, k: int, integer: bool) -> Expr | None:
+        """Number ``k`` as an expression, or None when it is a constant."""
+        terms = tuple((c[k], subset) for subset, c in sorted(self.terms.items()) if subset and c[k])
+        return Expr(self.terms[()][k], terms, integer) if terms else None
+
+
+class Prober:
+    """Traces ``fun`` at other sizes of its inputs (zero-filled), with a cache."""
+
+    def __init__(self, fun: Callable[..., Any], specs: Sequence[TensorSpec], keyword_names: Sequence[str]) -> None:
+        self._fun = fun
+        self._specs = list(specs)
+        self._names = list(keyword_names)
+        self._shots: dict[tuple[Shape, ...], Shot | None] = {}
+
+    def shapes(self, changes: Mapping[Axis, int]) -> tuple[Shape, ...]:
+        shapes = [list(s.shape) for s in self._specs]
+        for (i, axis), size in changes.items():
+            shapes[i][axis] = size
+        return tuple(tuple(s) for s in shapes)
+
+    def shot(self, changes: Mapping[Axis, int]) -> Shot | None:
+        """The trace with the given axes set to the given sizes (None if tracing fails)."""
+        shapes = self.shapes(changes)
+        if shapes not in self._shots:
+            arrays = [mx.zeros(shape, spec.dtype) for shape, spec in zip(shapes, self._specs)]
+            n_pos = len(arrays) - len(self._names)
+            try:
+                captured = trace_function(self._fun, arrays[:n_pos], dict(zip(self._names, arrays[n_pos:])), True)
+            except Exception:  # noqa: BLE001 - a size the function does not accept
+                self._shots[shapes] = None
+            else:
+                self._shots[shapes] = Shot.of(captured)
+        return self._shots[shapes]
+
+    def seed(self, base: Shot) -> None:
+        """Use ``base`` as the trace at the base sizes."""
+        self._shots[self.shapes({})] = base
+
+    def retrace(self) -> Shot | None:
+        """The base sizes traced once more, bypassing the cache (determinism)."""
+        shapes = self.shapes({})
+        saved = self._shots.pop(shapes, None)
+        shot = self.shot({})
+        if saved is not None:
+            self._shots[shapes] = saved
+        return shot
+
+
+def _at(symbols: Sequence[Sequence[Axis]], sizes: Sequence[int]) -> dict[Axis, int]:
+    return {axis: size for group, size in zip(symbols, sizes) for axis in group}
+
+
+def _values(shot: Shot) -> list[Fraction]:
+    return [v for v, _ in shot.numbers]
+
+
+def _subsets(k: int, largest: int) -> list[tuple[int, ...]]:
+    return [c for r in range(largest + 1) for c in itertools.combinations(range(k), r)]
+
+
+def _polynomial(
+    prober: Prober, base: Shot, symbols: list[list[Axis]], sizes: list[int], order: int, step: int
+) -> Fit | None:
+    """The multilinear fit with products of up to ``order`` sizes, from the
+    corners ``B + step * e_T`` for every subset T of at most ``order``
+    symbols (finite differences), or None when a corner cannot be traced or
+    has another structure."""
+    corners: dict[tuple[int, ...], list[Fraction]] = {}
+    for subset in _subsets(len(symbols), order):
+        moved = [s + (step if i in subset else 0) for i, s in enumerate(sizes)]
+        shot = base if not subset else prober.shot(_at(symbols, moved))
+        if shot is None or not shot.same_structure(base):
+            return None
+        corners[subset] = _values(shot)
+    # In the shifted sizes t_i = (s_i - B_i) / step: d_S = sum over T in S of
+    # (-1)^|S - T| f(corner T).  Then expand prod over S of (s_i - B_i) / step.
+    count = len(corners[()])
+    shifted = {}
+    for subset in corners:
+        d = [Fraction(0)] * count
+        for sub in _subsets(len(subset), len(subset)):
+            corner = tuple(subset[i] for i in sub)
+            sign = -1 if (len(subset) - len(corner)) % 2 else 1
+            d = [x + sign * v for x, v in zip(d, corners[corner])]
+        shifted[subset] = [x / step ** len(subset) for x in d]
+    terms: dict[tuple[int, ...], list[Fraction]] = {}
+    for subset, d in shifted.items():
+        for keep in _subsets(len(subset), len(subset)):
+            kept = tuple(subset[i] for i in keep)
+            factor = Fraction(1)
+            for i in subset:
+                if i not in kept:
+                    factor *= -sizes[i]
+            row = terms.setdefault(kept, [Fraction(0)] * count)
+            terms[kept] = [r + factor * x for r, x in zip(row, d)]
+    return Fit(symbols, list(sizes), terms)
+
+
+def fit(prober: Prober, base: Shot, symbols: list[list[Axis]], sizes: list[int]) -> Fit | None:
+    """Fit every number to the symbols' sizes, degree 1 first, then with
+    products of sizes (a batch times a length, flattened; the product of
+    every axis, flattened), and check it exactly at other sizes; None when
+    no such fit holds."""
+    checks = [[a * s + b for s in sizes] for a, b in ((1, 3), (2, 5), (1, 2), (2, 4), (3, 6), (1, 4))]
+    linear = _polynomial(prober, base, symbols, sizes, 1, 1)
+    if linear is None:
+        return None
+    if _holds(prober, base, linear, checks):
+        return linear
+    if len(symbols) < 2:
+        return None
+    for step in (1, 2):  # a corner the function refuses (an odd product) may work two steps on
+        full = _polynomial(prober, base, symbols, sizes, len(symbols), step)
+        if full is not None:
+            return full if _holds(prober, base, full, checks) else None
+    return None
+
+
+def _holds(prober: Prober, base: Shot, result: Fit, points: Iterable[Sequence[int]], needed: int = 2) -> bool:
+    """Whether the fit predicts ``needed`` of the points exactly.  A point the
+    function cannot be traced at is skipped (``reshape(2, -1)`` needs an
+    even number of elements); one it traces at must match."""
+    matched = 0
+    for p in points:
+        shot = prober.shot(_at(result.symbols, p))
+        if shot is None:
+            continue
+        if not _matches(shot, base, result, p):
+            return False
+        matched += 1
+        if matched == needed:
+            return True
+    return False
+
+
+def _matches(shot: Shot | None, base: Shot, result: Fit, sizes: Sequence[int]) -> bool:
+    return shot is not None and shot.same_structure(base) and _values(shot) == result.predict(sizes)
+
+
+# ----------------------------------------------------------------------------
+# Candidates and ranges.
+
+
+MAX_SYMBOLS = 4  # dynamic sizes split apart at most (each costs its own probes)
+
+
+def _groups(prober: Prober, base: Shot, specs: Sequence[TensorSpec]) -> list[list[Axis]]:
+    """The groups of input axes that change size together (step 1 of the module doc)."""
+    by_size: dict[int, list[Axis]] = {}
+    for i, spec in enumerate(specs):
+        for axis, size in enumerate(spec.shape):
+            if size >= 2:
+                by_size.setdefault(size, []).append((i, axis))
+
+    def moves(group: list[Axis], size: int) -> bool:
+        shot = prober.shot({axis: size + 1 for axis in group})
+        return shot is not None and shot.same_structure(base)
+
+    # Each entry: the axes moving together, and their split into single axes
+    # when each of those moves alone too (then they need not share a size).
+    tied: list[tuple[list[Axis], list[list[Axis]] | None]] = []
+    for size, group in sorted(by_size.items(), reverse=True):
+        by_end: dict[int, list[Axis]] = {}
+        for i, axis in group:
+            by_end.setdefault(axis - len(specs[i].shape), []).append((i, axis))
+        subs = list(by_end.values())
+        if len(subs) > 1 and not all(moves(sub, size) for sub in subs):
+            if moves(group, size):  # only all of them together, e.g. a square matrix's rows and columns
+                tied.append((group, None))
+                continue
+        for sub in subs:
+            singles = [[one] for one in sub if moves([one], size)]
+            if len(sub) > 1 and moves(sub, size):
+                tied.append((sub, singles if len(singles) == len(sub) else None))
+            else:
+                tied += [(single, None) for single in singles]
+    # Split the smallest groups first while the count stays small: two
+    # inputs of one example length may vary apart, a KV cache's many arrays
+    # keep one length (and one set of probes).
+    groups = [group for group, _ in tied]
+    for k in sorted(range(len(tied)), key=lambda k: len(tied[k][0])):
+        group, split = tied[k]
+        if split is not None and len(groups) - 1 + len(split) <= MAX_SYMBOLS:
+            groups.remove(group)
+            groups += split
+    return sorted(groups, key=lambda g: -specs[g[0][0]].shape[g[0][1]])
+
+
+def _first_change(ok: Callable[[int], bool], good: int, bad: int) -> int:
+    """The size next to ``good`` (towards ``bad``) where ``ok`` first fails."""
+    while abs(bad - good) > 1:
+        middle = (good + bad) // 2
+        if ok(middle):
+            good = middle
+        else:
+            bad = middle
+    return bad
+
+
+def _extent(ok: Callable[[int], bool], base: int, probes: Iterable[int]) -> tuple[int, int | None]:
+    """Walk ``probes`` away from ``base``: (the last size where ``ok`` holds
+    throughout, the first size where it fails, or None)."""
+    good = base
+    for size in probes:
+        if ok(size):
+            good = size
+        else:
+            return _first_change(ok, good, size) - (1 if size > base else -1), _first_change(ok, good, size)
+    return good, None
+
+
+def _below(base: int) -> list[int]:
+    if base <= 16:
+        return list(range(base - 1, 0, -1))
+    return sorted({base - 1, base // 2, 8, 4, 3, 2, 1}, reverse=True)
+
+
+def _above(base: int) -> list[int]:
+    sizes = [base + 1, base + 3, 2 * base + 5] + [1 << p for p in range(6, 16)]
+    return sorted({s for s in sizes if base < s <= MAX_SIZE})
+
+
+# ----------------------------------------------------------------------------
+# The dynamic trace.
+
+
+def _symbolic(base: Shot, result: Fit, dims: list[Dim]) -> Trace:
+    """The base trace with every number that follows the sizes as an ``Expr``."""
+    exprs = iter([result.expr(k, is_int) for k, (_, is_int) in enumerate(base.numbers)])
+
+    def rebuild(value: Any) -> Any:
+        if _is_number(value):
+            e = next(exprs)
+            return value if e is None else e
+        if isinstance(value, tuple):
+            return tuple(rebuild(v) for v in value)
+        if isinstance(value, list):
+            return [rebuild(v) for v in value]
+        return value
+
+    nodes = []
+    for n in base.captured.trace.nodes:
+        args = rebuild(n.args)
+        output_exprs = []
+        for o, spec in enumerate(n.outputs):
+            for axis in range(len(spec.shape)):
+                e = next(exprs)
+                if e is not None:
+                    output_exprs.append((o, axis, e))
+        nodes.append(replace(n, args=args, output_exprs=tuple(output_exprs)))
+    constant_exprs = []
+    for position, c in enumerate(base.captured.constants):
+        if _scalar(c):
+            e = next(exprs)
+            if e is not None:
+                constant_exprs.append((position, e))
+    trace = base.captured.trace
+    return replace(trace, nodes=tuple(nodes), dims=tuple(dims), constant_exprs=tuple(constant_exprs))
+
+
+def _dynamic(prober: Prober, base: Shot, specs: Sequence[TensorSpec]) -> tuple[Trace, list[Dim]] | None:
+    """The dynamic trace around the base sizes, or None (no size can vary)."""
+    again = prober.retrace()
+    if again is None or not again.same_structure(base) or _values(again) != _values(base):
+        return None  # two traces at the same sizes differ: nothing can be proven
+    symbols = _groups(prober, base, specs)
+    while symbols:
+        sizes = [specs[g[0][0]].shape[g[0][1]] for g in symbols]
+        result = fit(prober, base, symbols, sizes)
+        if result is not None:
+            break
+        symbols = symbols[:-1]  # the smallest size first (the groups are sorted by size)
+    else:
+        return None
+    dims = []
+    for i, group in enumerate(symbols):
+
+        def ok(size: int, i: int = i) -> bool:
+            point = list(result.base)
+            point[i] = size
+            return _matches(prober.shot(_at(symbols, point)), base, result, point)
+
+        lo, _ = _extent(ok, result.base[i], _below(result.base[i]))
+        hi, _ = _extent(ok, result.base[i], _above(result.base[i]))
+        dims.append(Dim(tuple(group), lo, hi))
+    return _symbolic(base, result, dims), dims
+
+
+def trace_shapeless(
+    fun: Callable[..., Any], args: Sequence[mx.array], kwargs: Mapping[str, mx.array]
+) -> list[Captured]:
+    """The traces of a shapeless export: a dynamic trace around the example's
+    sizes, and, with one dynamic size, more traces where the function's
+    graph changes, until every size from 1 to ``MAX_SIZE`` is served (or
+    ``MAX_SEGMENTS`` traces are made).  A function none of whose sizes can
+    vary gives its one shaped trace."""
+    captured = trace_function(fun, args, kwargs, True)
+    specs = captured.trace.signature.flat()
+    names = captured.trace.signature.keyword_names
+    prober = Prober(fun, specs, names)
+    base = Shot.of(captured)
+    prober.seed(base)
+    found = _dynamic(prober, base, specs)
+    if found is None:
+        return [captured]
+    trace, dims = found
+    out = [Captured(trace, captured.constants)]
+    if len(dims) != 1:
+        return out
+    (dim,) = dims
+    covered = [(dim.lo, dim.hi)]
+    while len(out) < MAX_SEGMENTS:
+        gap = _first_gap(covered)
+        if gap is None:
+            break
+        segment = _segment(fun, specs, names, dim.axes, gap, covered)
+        if segment is None:
+            break
+        out.append(segment)
+        seg_dim = segment.trace.dims[0] if segment.trace.dims else None
+        covered.append((seg_dim.lo, seg_dim.hi) if seg_dim else (gap, gap))
+    return out
+
+
+def _first_gap(covered: list[tuple[int, int]]) -> int | None:
+    """The smallest size in 1..MAX_SIZE that no range covers."""
+    size = 1
+    for lo, hi in sorted(covered):
+        if lo > size:
+            return size
+        size = max(size, hi + 1)
+    return size if size <= MAX_SIZE else None
+
+
+def _segment(
+    fun: Callable[..., Any],
+    specs: Sequence[TensorSpec],
+    names: Sequence[str],
+    axes: Sequence[Axis],
+    size: int,
+    covered: list[tuple[int, int]],
+) -> Captured | None:
+    """A trace with ``axes`` at ``size``: dynamic where it can be, clamped so
+    that no two traces serve one size; None if the function fails there."""
+    moved = [list(s.shape) for s in specs]
+    for i, axis in axes:
+        moved[i][axis] = size
+    seg_specs = [TensorSpec(tuple(s), spec.dtype) for s, spec in zip(moved, specs)]
+    prober = Prober(fun, seg_specs, names)
+    base = prober.shot({})
+    if base is None:
+        return None
+    found = _dynamic(prober, base, seg_specs) if size >= 2 else None
+    if found is None or len(found[1]) != 1 or set(found[1][0].axes) != set(axes):
+        return base.captured  # served at this one size
+    trace, (dim,) = found
+    above = min((lo for lo, _ in covered if lo > size), default=MAX_SIZE + 1)
+    below = max((hi for _, hi in covered if hi < size), default=0)
+    clamped = Dim(dim.axes, max(dim.lo, below + 1), min(dim.hi, above - 1))
+    return Captured(replace(trace, dims=(clamped,)), base.captured.constants)
+
+
+__all__ = ["trace_shapeless", "MAX_SIZE", "MAX_SEGMENTS", "Node"]

@@ -1,0 +1,347 @@
+"""The one model of a traced function, shared by every stage of the pipeline.
+
+    trace.py (MLX's export callback) -> Trace -> records -> the Rust writer
+    the Rust reader -> records -> Trace -> replay/ (and graph, convert, cli)
+
+A ``Trace`` is an SSA program: value ids count its inputs (positional, then
+keyword inputs sorted by name), its constants, then every node's outputs.
+``to_record``/``from_record`` are the only conversions to and from what the
+binding (``mlxfn._mlxfn``) takes and returns: plain tuples, lists and dicts.
+
+A *dynamic* trace (``dims`` not empty) serves a range of sizes: each ``Dim``
+names the input axes that share one size and the sizes the trace serves; the
+numbers of the graph that follow those sizes are ``Expr`` objects (in node
+arguments, in ``output_exprs`` and in ``constant_exprs``), and
+``Trace.concrete(sizes)`` evaluates them into an ordinary trace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from typing import Any, Mapping, NamedTuple, Sequence
+
+import mlx.core as mx
+
+Shape = tuple[int, ...]
+
+
+def dtype_name(dtype: mx.Dtype) -> str:
+    """A dtype's name without the ``mlx.core.`` prefix: ``float32``."""
+    return str(dtype).removeprefix("mlx.core.")
+
+
+class TensorSpec(NamedTuple):
+    """Shape and dtype of one input or output."""
+
+    shape: Shape
+    dtype: mx.Dtype
+
+    def describe(self, dims: Mapping[int, "Dim"] | None = None) -> str:
+        """``(1, 8) mlx.core.int32``; dynamic axes (``dims``: axis -> Dim) as their range."""
+        if not dims:
+            return f"{self.shape} {self.dtype}"
+        axes = [dims[a].describe_range() if a in dims else str(d) for a, d in enumerate(self.shape)]
+        return f"({', '.join(axes)}) {self.dtype}"
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The inputs of one trace: positional specs, then sorted keyword specs."""
+
+    positional: tuple[TensorSpec, ...]
+    keywords: tuple[tuple[str, TensorSpec], ...]
+
+    @staticmethod
+    def of(args: Sequence[mx.array], kwargs: Mapping[str, mx.array]) -> "Signature":
+        """The signature of a call with these arrays."""
+        return Signature(
+            tuple(TensorSpec(tuple(a.shape), a.dtype) for a in args),
+            tuple((k, TensorSpec(tuple(kwargs[k].shape), kwargs[k].dtype)) for k in sorted(kwargs)),
+        )
+
+    @staticmethod
+    def from_specs(specs: Sequence[TensorSpec], keyword_names: Sequence[str]) -> "Signature":
+        """From every input's spec in value-id order and the keyword names (the last ones)."""
+        n_pos = len(specs) - len(keyword_names)
+        return Signature(tuple(specs[:n_pos]), tuple(zip(keyword_names, specs[n_pos:])))
+
+    @property
+    def keyword_names(self) -> tuple[str, ...]:
+        return tuple(k for k, _ in self.keywords)
+
+    def flat(self) -> tuple[TensorSpec, ...]:
+        """Positional specs, then keyword specs, in value-id order."""
+        return self.positional + tuple(s for _, s in self.keywords)
+
+    def same_kinds(self, other: "Signature") -> bool:
+        """Same input count, keyword names, ranks and dtypes (sizes aside)."""
+        return (
+            len(self.positional) == len(other.positional)
+            and self.keyword_names == other.keyword_names
+            and all(a.dtype == b.dtype and len(a.shape) == len(b.shape) for a, b in zip(self.flat(), other.flat()))
+        )
+
+    def describe(self, dims: Sequence["Dim"] = ()) -> str:
+        """The signature as MLX lists it in its "no function matches" message."""
+        by_input: dict[int, dict[int, Dim]] = {}
+        for dim in dims:
+            for i, axis in dim.axes:
+                by_input.setdefault(i, {})[axis] = dim
+        flat = self.flat()
+        n_pos = len(self.positional)
+        lines = [f"Function with {n_pos} positional inputs and {len(self.keywords)} keyword inputs:"]
+        lines += [f"  {i + 1}: {flat[i].describe(by_input.get(i))}" for i in range(n_pos)]
+        lines += [f'  "{k}": {flat[n_pos + j].describe(by_input.get(n_pos + j))}' for j, (k, _) in enumerate(self.keywords)]
+        return "\n".join(lines)
+
+
+def _fraction(value: Fraction) -> str:
+    return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+
+
+@dataclass(frozen=True)
+class Expr:
+    """``constant + sum(coeff * product of the sizes of dims)``: a number of a
+    dynamic trace that follows its sizes.  Exact (fractions); an ``integer``
+    expression must come out whole for the sizes of a call."""
+
+    constant: Fraction
+    terms: tuple[tuple[Fraction, tuple[int, ...]], ...] = ()
+    integer: bool = True
+
+    def value(self, sizes: Sequence[int]) -> int | float:
+        """The number for the dynamic ``sizes`` (ValueError if an integer is not whole)."""
+        total = self.constant
+        for coeff, dims in self.terms:
+            product = Fraction(1)
+            for d in dims:
+                product *= sizes[d]
+            total += coeff * product
+        if not self.integer:
+            return float(total)
+        if total.denominator != 1:
+            raise ValueError(f"{self} is {_fraction(total)} for the sizes {tuple(sizes)}, not a whole number")
+        return int(total)
+
+    def __str__(self) -> str:
+        parts = [f"{_fraction(c)}*" + "*".join(f"d{d}" for d in dims) for c, dims in self.terms]
+        if self.constant or not parts:
+            parts.append(_fraction(self.constant))
+        return " + ".join(parts)
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "constant": (self.constant.numerator, self.constant.denominator),
+            "terms": [((c.numerator, c.denominator), list(dims)) for c, dims in self.terms],
+            "integer": self.integer,
+        }
+
+    @staticmethod
+    def from_record(record: Mapping[str, Any]) -> "Expr":
+        num, den = record["constant"]
+        terms = tuple((Fraction(n, d), tuple(dims)) for (n, d), dims in record["terms"])
+        return Expr(Fraction(num, den), terms, bool(record["integer"]))
+
+
+@dataclass(frozen=True)
+class Dim:
+    """A dynamic size: the (input, axis) pairs that share it and the sizes
+    ``lo..hi`` (inclusive) the trace serves."""
+
+    axes: tuple[tuple[int, int], ...]
+    lo: int
+    hi: int
+
+    def describe_range(self) -> str:
+        return f"{self.lo}..{self.hi}"
+
+
+def _is_expr_record(value: Any) -> bool:
+    return isinstance(value, dict) and "constant" in value and "terms" in value
+
+
+def _args_from_record(value: Any) -> Any:
+    if _is_expr_record(value):
+        return Expr.from_record(value)
+    if isinstance(value, tuple):
+        return tuple(_args_from_record(v) for v in value)
+    if isinstance(value, list):
+        return [_args_from_record(v) for v in value]
+    return value
+
+
+def _args_to_record(value: Any) -> Any:
+    if isinstance(value, Expr):
+        return value.to_record()
+    if isinstance(value, tuple):
+        return tuple(_args_to_record(v) for v in value)
+    if isinstance(value, list):
+        return [_args_to_record(v) for v in value]
+    return value
+
+
+def _evaluate(value: Any, sizes: Sequence[int]) -> Any:
+    if isinstance(value, Expr):
+        return value.value(sizes)
+    if isinstance(value, tuple):
+        return tuple(_evaluate(v, sizes) for v in value)
+    if isinstance(value, list):
+        return [_evaluate(v, sizes) for v in value]
+    return value
+
+
+def has_expr(value: Any) -> bool:
+    """Whether an argument (tree) holds an ``Expr``."""
+    if isinstance(value, Expr):
+        return True
+    return isinstance(value, (tuple, list)) and any(has_expr(v) for v in value)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One primitive application: ``outputs = op(*inputs)`` with ``args`` as state.
+
+    ``shapeless`` marks a node of a format-1 shapeless file, replayed with
+    MLX's own shapeless semantics (``mx.compile(shapeless=True)``)."""
+
+    op: str
+    args: tuple[Any, ...]
+    inputs: tuple[int, ...]
+    outputs: tuple[TensorSpec, ...]
+    output_exprs: tuple[tuple[int, int, Expr], ...] = ()
+    shapeless: bool = False
+
+    def concrete(self, sizes: Sequence[int]) -> "Node":
+        """The node at the dynamic ``sizes``: every ``Expr`` evaluated."""
+        if not self.output_exprs and not has_expr(self.args):
+            return self
+        shapes = [list(o.shape) for o in self.outputs]
+        for out, axis, expr in self.output_exprs:
+            shapes[out][axis] = int(expr.value(sizes))
+        outputs = tuple(TensorSpec(tuple(s), o.dtype) for s, o in zip(shapes, self.outputs))
+        return replace(self, args=_evaluate(self.args, sizes), outputs=outputs, output_exprs=())
+
+    def to_record(self) -> tuple[Any, ...]:
+        outputs = [(o.shape, o.dtype) for o in self.outputs]
+        exprs = [(out, axis, e.to_record()) for out, axis, e in self.output_exprs]
+        return (self.op, list(_args_to_record(self.args)), list(self.inputs), outputs, exprs)
+
+    @staticmethod
+    def from_record(record: Sequence[Any], shapeless: bool = False) -> "Node":
+        op, args, inputs, outputs, exprs = record
+        return Node(
+            op,
+            tuple(_args_from_record(a) for a in args),
+            tuple(inputs),
+            tuple(TensorSpec(tuple(s), d) for s, d in outputs),
+            tuple((out, axis, Expr.from_record(e)) for out, axis, e in exprs),
+            shapeless,
+        )
+
+
+@dataclass(frozen=True)
+class Trace:
+    """One traced signature of a function, as written and as replayed.
+
+    ``constants`` index a constant table: the tracer's own list of arrays,
+    or the file's table once written."""
+
+    signature: Signature
+    constants: tuple[int, ...]
+    nodes: tuple[Node, ...]
+    outputs: tuple[int, ...]
+    dims: tuple[Dim, ...] = ()
+    constant_exprs: tuple[tuple[int, Expr], ...] = ()
+
+    @property
+    def num_inputs(self) -> int:
+        return len(self.signature.positional) + len(self.signature.keywords)
+
+    @property
+    def base_sizes(self) -> tuple[int, ...]:
+        """The sizes the trace was traced at, one per dim."""
+        flat = self.signature.flat()
+        return tuple(flat[d.axes[0][0]].shape[d.axes[0][1]] for d in self.dims)
+
+    def sizes_for(self, call: Signature) -> tuple[int, ...] | None:
+        """The dynamic sizes of a call this trace serves, or None if it does not
+        (another input count, keyword, rank, dtype, fixed size or range)."""
+        if not self.signature.same_kinds(call):
+            return None
+        mine, theirs = self.signature.flat(), call.flat()
+        dynamic = {axis for d in self.dims for axis in d.axes}
+        for i, (a, b) in enumerate(zip(mine, theirs)):
+            if any(x != y for axis, (x, y) in enumerate(zip(a.shape, b.shape)) if (i, axis) not in dynamic):
+                return None
+        sizes = []
+        for d in self.dims:
+            values = {theirs[i].shape[axis] for i, axis in d.axes}
+            if len(values) != 1:
+                return None
+            (value,) = values
+            if not d.lo <= value <= d.hi:
+                return None
+            sizes.append(value)
+        return tuple(sizes)
+
+    def concrete(self, sizes: Sequence[int]) -> "Trace":
+        """The trace at the dynamic ``sizes``: an ordinary trace without dims.
+        Constants whose value follows the sizes are listed by
+        ``constant_values``."""
+        if not self.dims:
+            return self
+        flat = [list(s.shape) for s in self.signature.flat()]
+        for d, size in zip(self.dims, sizes):
+            for i, axis in d.axes:
+                flat[i][axis] = size
+        specs = [TensorSpec(tuple(s), spec.dtype) for s, spec in zip(flat, self.signature.flat())]
+        signature = Signature.from_specs(specs, self.signature.keyword_names)
+        nodes = tuple(n.concrete(sizes) for n in self.nodes)
+        return replace(self, signature=signature, nodes=nodes, dims=(), constant_exprs=())
+
+    def constant_values(self, sizes: Sequence[int]) -> dict[int, int | float]:
+        """Position in ``constants`` -> the value that scalar constant takes at ``sizes``."""
+        return {position: expr.value(sizes) for position, expr in self.constant_exprs}
+
+    def describe(self) -> str:
+        """The signature as listed in "no function matches" errors, ranges included."""
+        return self.signature.describe(self.dims)
+
+    @property
+    def state_follows_sizes(self) -> bool:
+        """Whether a primitive's state or a constant changes with the dynamic
+        sizes (not only output shapes, which MLX's shapeless import infers)."""
+        return bool(self.constant_exprs) or any(has_expr(n.args) for n in self.nodes)
+
+    def describe_dims(self) -> str:
+        """The dynamic sizes in words: ``d0 (input 0 axis 1) in 2..32768``."""
+        return "; ".join(
+            f"d{k} ({', '.join(f'input {i} axis {a}' for i, a in d.axes)}) in {d.describe_range()}"
+            for k, d in enumerate(self.dims)
+        )
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "keyword_names": list(self.signature.keyword_names),
+            "inputs": [(s.shape, s.dtype) for s in self.signature.flat()],
+            "constants": list(self.constants),
+            "nodes": [n.to_record() for n in self.nodes],
+            "outputs": list(self.outputs),
+            "dims": [([tuple(a) for a in d.axes], d.lo, d.hi) for d in self.dims],
+            "constant_exprs": [(p, e.to_record()) for p, e in self.constant_exprs],
+        }
+
+    @staticmethod
+    def from_record(record: Mapping[str, Any], shapeless: bool = False) -> "Trace":
+        """A trace as the binding returns it; ``shapeless`` for format-1
+        shapeless files (MLX's semantics)."""
+        specs = [TensorSpec(tuple(s), d) for s, d in record["inputs"]]
+        return Trace(
+            Signature.from_specs(specs, list(record["keyword_names"])),
+            tuple(record["constants"]),
+            tuple(Node.from_record(n, shapeless) for n in record["nodes"]),
+            tuple(record["outputs"]),
+            tuple(Dim(tuple((i, a) for i, a in axes), lo, hi) for axes, lo, hi in record["dims"]),
+            tuple((p, Expr.from_record(e)) for p, e in record["constant_exprs"]),
+        )
