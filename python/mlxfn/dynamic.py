@@ -23,11 +23,12 @@ function again at other sizes instead, and keeps what it can prove:
    down to 1 for small examples, powers of two up to ``MAX_SIZE``, bisection
    at a change): the trace serves the sizes around its own where the graph
    keeps its structure and every number its predicted value.
-4. **Segments.** With one dynamic size, the sizes outside that range are
-   traced again where the first change is, as many times as needed (up to
-   ``MAX_SEGMENTS`` traces): one file serves every size from 1 to
-   ``MAX_SIZE`` (a sliding window, a mixture-of-experts sort switching on,
-   a one-token prompt without a mask: each gets its own trace).
+4. **Segments.** The sizes outside a range are traced again where the
+   first change is (the other sizes at their example values), as many
+   times as needed (up to ``MAX_SEGMENTS`` traces in all): one file serves
+   every size from 1 to ``MAX_SIZE`` (a sliding window, a mixture-of-experts
+   sort switching on, a one-token prompt without a mask: each gets its own
+   trace).
 
 Probing costs about one trace (microseconds per primitive) per probe, no
 computation.  What it cannot see: a function whose graph changes at a size
@@ -267,7 +268,8 @@ def fit(prober: Prober, base: Shot, symbols: list[list[Axis]], sizes: list[int])
     products of sizes (a batch times a length, flattened; the product of
     every axis, flattened), and check it exactly at other sizes; None when
     no such fit holds."""
-    checks = [[a * s + b for s in sizes] for a, b in ((1, 3), (2, 5), (1, 2), (2, 4), (3, 6), (1, 4))]
+    # Near the base: how far the fit holds is the range search's business.
+    checks = [[s + k for s in sizes] for k in (3, 2, 5, 4, 7, 6)]
     linear = _polynomial(prober, base, symbols, sizes, 1, 1)
     if linear is None:
         return None
@@ -456,10 +458,10 @@ def trace_shapeless(
     fun: Callable[..., Any], args: Sequence[mx.array], kwargs: Mapping[str, mx.array]
 ) -> list[Captured]:
     """The traces of a shapeless export: a dynamic trace around the example's
-    sizes, and, with one dynamic size, more traces where the function's
-    graph changes, until every size from 1 to ``MAX_SIZE`` is served (or
-    ``MAX_SEGMENTS`` traces are made).  A function none of whose sizes can
-    vary gives its one shaped trace."""
+    sizes, and more traces where the function's graph changes, until every
+    size from 1 to ``MAX_SIZE`` is served (or ``MAX_SEGMENTS`` traces are
+    made).  A function none of whose sizes can vary gives its one shaped
+    trace."""
     captured = trace_function(fun, args, kwargs, True)
     specs = captured.trace.signature.flat()
     names = captured.trace.signature.keyword_names
@@ -471,20 +473,18 @@ def trace_shapeless(
         return [captured]
     trace, dims = found
     out = [Captured(trace, captured.constants)]
-    if len(dims) != 1:
-        return out
-    (dim,) = dims
-    covered = [(dim.lo, dim.hi)]
-    while len(out) < MAX_SEGMENTS:
-        gap = _first_gap(covered)
-        if gap is None:
-            break
-        segment = _segment(fun, specs, names, dim.axes, gap, covered)
-        if segment is None:
-            break
-        out.append(segment)
-        seg_dim = segment.trace.dims[0] if segment.trace.dims else None
-        covered.append((seg_dim.lo, seg_dim.hi) if seg_dim else (gap, gap))
+    for dim in dims:  # fill the gaps of each size, the others at their example sizes
+        covered = [(dim.lo, dim.hi)]
+        while len(out) < MAX_SEGMENTS:
+            gap = _first_gap(covered)
+            if gap is None:
+                break
+            segment = _segment(fun, specs, names, dim.axes, gap, covered)
+            if segment is None:
+                break
+            out.append(segment)
+            own = [d for d in segment.trace.dims if d.axes == dim.axes]
+            covered.append((own[0].lo, own[0].hi) if own else (gap, gap))
     return out
 
 
@@ -516,14 +516,16 @@ def _segment(
     base = prober.shot({})
     if base is None:
         return None
-    found = _dynamic(prober, base, seg_specs) if size >= 2 else None
-    if found is None or len(found[1]) != 1 or set(found[1][0].axes) != set(axes):
-        return base.captured  # served at this one size
-    trace, (dim,) = found
+    found = _dynamic(prober, base, seg_specs)
+    if found is None:
+        return base.captured  # served at these sizes only
+    trace, dims = found  # the segment's axes among them, or fixed at ``size``
     above = min((lo for lo, _ in covered if lo > size), default=MAX_SIZE + 1)
     below = max((hi for _, hi in covered if hi < size), default=0)
-    clamped = Dim(dim.axes, max(dim.lo, below + 1), min(dim.hi, above - 1))
-    return Captured(replace(trace, dims=(clamped,)), base.captured.constants)
+    clamped = tuple(
+        Dim(d.axes, max(d.lo, below + 1), min(d.hi, above - 1)) if d.axes == tuple(axes) else d for d in dims
+    )
+    return Captured(replace(trace, dims=clamped), base.captured.constants)
 
 
 __all__ = ["trace_shapeless", "MAX_SIZE", "MAX_SEGMENTS", "Node"]
