@@ -25,8 +25,9 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import mlx.core as mx
 
@@ -34,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import mlxfn  # noqa: E402
 from mlxfn.bench import SIDES, Sides, load_rows, median, pair_pss_mb, same_outputs, save_inputs, table, time_loads  # noqa: E402
+
 from zoo import MODELS, build  # noqa: E402
 
 EXPORTERS = ("mlxfn", "mlx")
@@ -63,7 +65,9 @@ def _fsync(path: Path) -> None:
             os.close(fd)
 
 
-def time_exports(fun: Callable[..., Any], args: Sequence[mx.array], out: Path, rounds: int, durable: bool) -> dict[str, float]:
+def time_exports(
+    fun: Callable[..., Any], args: Sequence[mx.array], out: Path, rounds: int, durable: bool
+) -> dict[str, float]:
     """Median export time per side; the first round of each is untimed.
     Before each, dirty pages are written back and the memory of the file
     deleted last is left to settle (``settle``)."""

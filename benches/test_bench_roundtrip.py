@@ -13,14 +13,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import mlx.core as mx
 import pytest
 
 import mlxfn
 from mlxfn.bench import import_side, save_inputs
+
 from zoo import build
 
 MODEL = os.environ.get("MLXFN_BENCH_MODEL", "medium")
@@ -80,7 +82,9 @@ def test_fresh_process_to_first_output(benchmark, side: str, files: dict[str, Pa
     inputs = files["mlx"].parent / "inputs.npz"
     out = files["mlx"].parent / f"out-{side.replace(':', '-')}.npz"
     cmd = [sys.executable, "-m", "mlxfn.bench", "--child", side, str(files[side]), str(inputs), str(out)]
-    benchmark.pedantic(subprocess.run, args=(cmd,), kwargs={"check": True, "capture_output": True}, rounds=3, iterations=1)
+    benchmark.pedantic(
+        subprocess.run, args=(cmd,), kwargs={"check": True, "capture_output": True}, rounds=3, iterations=1
+    )
     assert mx.array_equal(mx.load(str(out))["arr_0"], build(MODEL)(TOKENS)).item()
 
 

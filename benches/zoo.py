@@ -28,6 +28,7 @@ class LlamaConfig:
 
 class Attention(nn.Module):
     """Grouped-query attention with RoPE and a causal mask."""
+
     def __init__(self, cfg: LlamaConfig) -> None:
         super().__init__()
         self.heads, self.kv_heads = cfg.heads, cfg.kv_heads
@@ -39,19 +40,18 @@ class Attention(nn.Module):
         self.rope = nn.RoPE(self.head_dim, base=cfg.rope_base)
 
     def __call__(self, x: mx.array) -> mx.array:
-        b, l, _ = x.shape
-        q = self.q(x).reshape(b, l, self.heads, -1).transpose(0, 2, 1, 3)
-        k = self.k(x).reshape(b, l, self.kv_heads, -1).transpose(0, 2, 1, 3)
-        v = self.v(x).reshape(b, l, self.kv_heads, -1).transpose(0, 2, 1, 3)
+        b, length, _ = x.shape
+        q = self.q(x).reshape(b, length, self.heads, -1).transpose(0, 2, 1, 3)
+        k = self.k(x).reshape(b, length, self.kv_heads, -1).transpose(0, 2, 1, 3)
+        v = self.v(x).reshape(b, length, self.kv_heads, -1).transpose(0, 2, 1, 3)
         q, k = self.rope(q), self.rope(k)
-        o = mx.fast.scaled_dot_product_attention(
-            q, k, v, scale=1.0 / math.sqrt(self.head_dim), mask="causal"
-        )
-        return self.o(o.transpose(0, 2, 1, 3).reshape(b, l, -1))
+        o = mx.fast.scaled_dot_product_attention(q, k, v, scale=1.0 / math.sqrt(self.head_dim), mask="causal")
+        return self.o(o.transpose(0, 2, 1, 3).reshape(b, length, -1))
 
 
 class Block(nn.Module):
     """Pre-norm decoder block: attention, then a SwiGLU MLP."""
+
     def __init__(self, cfg: LlamaConfig) -> None:
         super().__init__()
         self.attn = Attention(cfg)
@@ -69,6 +69,7 @@ class Block(nn.Module):
 
 class Llama(nn.Module):
     """Llama-style decoder: embedding, blocks, RMSNorm and an untied output projection."""
+
     def __init__(self, cfg: LlamaConfig) -> None:
         super().__init__()
         self.embed = nn.Embedding(cfg.vocab, cfg.dims)
@@ -92,7 +93,7 @@ MODELS: dict[str, tuple[dict[str, int], str]] = {
 }
 
 
-def build(name: str) -> "Llama":
+def build(name: str) -> Llama:
     """The seeded benchmark model called ``name`` (see MODELS)."""
     overrides, _ = MODELS[name]
     model = seeded(Llama(LlamaConfig(**overrides)), seed=0)

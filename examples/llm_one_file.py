@@ -19,8 +19,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -29,8 +30,14 @@ from mlx_lm.models.cache import ConcatenateKVCache, make_prompt_cache
 import mlxfn
 
 TINY = dict(
-    vocab_size=128, hidden_size=64, num_hidden_layers=2, intermediate_size=128,
-    num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5, rope_theta=10000.0,
+    vocab_size=128,
+    hidden_size=64,
+    num_hidden_layers=2,
+    intermediate_size=128,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    rms_norm_eps=1e-5,
+    rope_theta=10000.0,
     tie_word_embeddings=False,
 )
 ARCHS = {
@@ -133,8 +140,10 @@ def main() -> int:
     print(f"exported {path} in {time.perf_counter() - start:.2f} s ({path.stat().st_size:,} bytes)")
     fn = mlxfn.import_function(path)
     for i, trace in enumerate(fn.traces):
-        print(f"  trace {i}: {len(trace.signature.positional)} inputs, {len(trace.nodes)} nodes, "
-              f"{trace.describe_dims() or 'one shape'}")
+        print(
+            f"  trace {i}: {len(trace.signature.positional)} inputs, {len(trace.nodes)} nodes, "
+            f"{trace.describe_dims() or 'one shape'}"
+        )
     for length in (3, 17, 40):
         prompt = [(7 * i + 3) % 128 for i in range(length)]
         ours, theirs = generate(fn, prompt, 32), generate_directly(model, prompt, 32)

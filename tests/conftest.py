@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import mlx.core as mx
 import pytest
@@ -35,7 +36,9 @@ def assert_same(got: Sequence[mx.array], want: Sequence[mx.array]) -> None:
 class Pair:
     """The same function exported by mlxfn and by MLX, imported back by each."""
 
-    def __init__(self, tmp_path: Path, fun: Callable[..., Any], *args: Any, shapeless: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self, tmp_path: Path, fun: Callable[..., Any], *args: Any, shapeless: bool = False, **kwargs: Any
+    ) -> None:
         self.ours_path = tmp_path / "fn.mlxfn"
         self.theirs_path = tmp_path / "fn.mlx"
         mlxfn.export_function(self.ours_path, fun, *args, shapeless=shapeless, **kwargs)

@@ -9,6 +9,7 @@ import pytest
 from mlx.utils import tree_flatten, tree_unflatten
 
 import mlxfn
+
 from conftest import assert_same
 from models import MLP, seeded
 

@@ -36,8 +36,11 @@ def test_the_bridge_is_built_for_this_mlx_and_passes_its_self_check() -> None:
 def test_wrap_reads_the_mapping_in_place_and_unmaps_with_the_last_array(tmp_path: Path) -> None:
     values = np.arange(3 * 1024, dtype=np.float32).reshape(3, 1024)
     path = tmp_path / "one.mlxfn"
-    _mlxfn.write_file(str(path), {"mlx_version": "", "metadata": "", "shapeless": False, "traces": []},
-                      [(values.shape, mx.float32, values)])
+    _mlxfn.write_file(
+        str(path),
+        {"mlx_version": "", "metadata": "", "shapeless": False, "traces": []},
+        [(values.shape, mx.float32, values)],
+    )
     f = _mlxfn.File.open(str(path))
     (offset,) = f.constant_offsets()
     mapping = bridge.Mapping(f.fileno(), f.file_size)
@@ -105,7 +108,9 @@ def test_a_mapped_load_adds_almost_no_anonymous_memory(tmp_path: Path) -> None:
     mlxfn.export_function(path, lambda x: [x @ w for w in ws], mx.ones((1, 2048)))
     grown = {}
     for load in ("map", "copy"):
-        child = subprocess.run([sys.executable, "-c", ANON, str(path), load], capture_output=True, text=True, timeout=300)
+        child = subprocess.run(
+            [sys.executable, "-c", ANON, str(path), load], capture_output=True, text=True, timeout=300
+        )
         assert child.returncode == 0, child.stderr
         grown[load] = int(child.stdout.strip()) * 1024
     weights = 4 * 2048 * 2048 * 4
@@ -130,7 +135,11 @@ def test_without_a_working_bridge_loading_copies_and_says_why(monkeypatch: pytes
 
 
 def test_a_missing_bridge_is_reported(tmp_path: Path) -> None:
-    code = "import sys; sys.modules['mlxfn._bridge'] = None; import mlxfn._load as l; print(l.choose('auto').describe())"
+    code = (
+        "import sys; sys.modules['mlxfn._bridge'] = None; import mlxfn._load as l; print(l.choose('auto').describe())"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env={**os.environ})
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("copy (the C++ bridge is not built for this Python and mlx (import of mlxfn._bridge halted")
+    assert out.stdout.startswith(
+        "copy (the C++ bridge is not built for this Python and mlx (import of mlxfn._bridge halted"
+    )

@@ -15,10 +15,11 @@ from typing import Any
 
 import mlx.core as mx
 import pytest
-from conftest import assert_same
 
 import mlxfn
 from mlxfn import _mlxfn
+
+from conftest import assert_same
 
 W = mx.arange(4096, dtype=mx.float32).reshape(64, 64) / 4096  # 16 KiB: its own segment
 B = mx.arange(64, dtype=mx.float32)
@@ -29,7 +30,9 @@ def model(x: mx.array, *, scale: mx.array) -> mx.array:
     return mx.tanh(x @ W + B) * scale
 
 
-def mlxfn_command(*args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def mlxfn_command(
+    *args: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         [sys.executable, "-m", "mlxfn.cli", *args], capture_output=True, text=True, env=env, timeout=300
     )

@@ -41,7 +41,10 @@ def programs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build = tmp_path_factory.mktemp("cpp-build")
     subprocess.run(
         ["make", "-s", "-C", str(EXAMPLES), f"PYTHON={sys.executable}", f"BUILD={build}", f"-j{os.cpu_count() or 1}"],
-        check=True, capture_output=True, text=True, timeout=600,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     return build
 
@@ -96,7 +99,12 @@ def test_run_function_reports_bad_inputs(programs: Path, tmp_path: Path) -> None
 def test_training_steps_from_cpp_match_python(programs: Path, tmp_path: Path) -> None:
     run(sys.executable, str(EXAMPLES / "export_mlp.py"), str(tmp_path))
     steps = 6
-    out = run(str(programs / "train_mlp"), str(tmp_path / "train_step.mlx"), str(tmp_path / "train_state.safetensors"), str(steps))
+    out = run(
+        str(programs / "train_mlp"),
+        str(tmp_path / "train_step.mlx"),
+        str(tmp_path / "train_state.safetensors"),
+        str(steps),
+    )
     cpp_losses = [float(line.split()[-1]) for line in out.splitlines()]
     assert len(cpp_losses) == steps
 

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 import mlxfn
-from conftest import assert_same
 from mlxfn._dtypes import DTYPE_TABLE
+
+from conftest import assert_same
 
 RNG = np.random.default_rng(0)
 

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import mlxfn
-from conftest import assert_same
 from mlxfn.dynamic import MAX_SIZE
+
+from conftest import assert_same
 
 
 def export(tmp_path: Path, fun, *args, **kwargs) -> mlxfn.ImportedFunction:
@@ -41,7 +42,9 @@ def test_reduction_over_an_axis_of_length_one_is_right_not_a_crash(tmp_path: Pat
         print("right")
         """
     )
-    child = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r.mlxfn")], capture_output=True, text=True, timeout=300)
+    child = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "r.mlxfn")], capture_output=True, text=True, timeout=300
+    )
     assert child.returncode == 0 and child.stdout.strip() == "right", (child.returncode, child.stderr[-2000:])
 
 
@@ -85,7 +88,9 @@ def test_a_graph_that_changes_with_the_size_gets_a_trace_per_piece(tmp_path: Pat
         return x.cumsum(axis=0)
 
     fn = export(tmp_path, fun, mx.ones((8, 2)))
-    ranges = sorted((t.dims[0].lo, t.dims[0].hi) if t.dims else (t.signature.positional[0].shape[0],) * 2 for t in fn.traces)
+    ranges = sorted(
+        (t.dims[0].lo, t.dims[0].hi) if t.dims else (t.signature.positional[0].shape[0],) * 2 for t in fn.traces
+    )
     assert ranges == [(1, 20), (21, MAX_SIZE)], ranges
     for n in (1, 7, 20, 21, 64):
         x = mx.random.normal((n, 2), key=mx.random.key(n))

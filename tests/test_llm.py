@@ -24,7 +24,9 @@ import llm_one_file as llm  # noqa: E402  (needs mlx-lm: the test extra installs
 PROMPTS = (3, 17, 40)
 
 
-@pytest.mark.parametrize(("arch", "quantize"), [("llama", False), ("qwen2", False), ("mixtral", False), ("llama", True)])
+@pytest.mark.parametrize(
+    ("arch", "quantize"), [("llama", False), ("qwen2", False), ("mixtral", False), ("llama", True)]
+)
 def test_greedy_generation_matches_the_model_for_every_prompt_length(tmp_path: Path, arch: str, quantize: bool) -> None:
     model = llm.tiny_model(arch, quantize)
     path = tmp_path / "llm.mlxfn"
@@ -34,7 +36,9 @@ def test_greedy_generation_matches_the_model_for_every_prompt_length(tmp_path: P
     (decode,) = [t for t in fn.traces if len(t.signature.positional) > 1]
     # Every prompt length is served, the one-token prompt by a trace of its own
     # (no causal mask); every cache length by one decode trace.
-    served = sorted((t.dims[0].lo, t.dims[0].hi) if t.dims else (t.signature.positional[0].shape[1],) * 2 for t in prefill)
+    served = sorted(
+        (t.dims[0].lo, t.dims[0].hi) if t.dims else (t.signature.positional[0].shape[1],) * 2 for t in prefill
+    )
     assert served[0] == (1, 1) and served[-1][1] == MAX_SIZE
     assert all(a[1] + 1 == b[0] for a, b in zip(served, served[1:])), served
     assert [(d.lo, d.hi, len(d.axes)) for d in decode.dims] == [(1, MAX_SIZE, 4)]  # 2 layers: keys and values

@@ -7,6 +7,7 @@ from pathlib import Path
 import mlx.core as mx
 
 import mlxfn
+
 from conftest import assert_same
 
 

@@ -14,15 +14,17 @@ tested with synthetic records in test_primitives_synthetic.py.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import mlx.core as mx
 import pytest
 
-from conftest import Pair, as_tuple, assert_same
 from mlxfn.replay.elementwise import _BINARY, _UNARY
+
+from conftest import Pair, as_tuple, assert_same
 
 
 def trace_names(fun: Callable[..., Any], *args: Any, shapeless: bool = False) -> set[str]:
@@ -87,27 +89,77 @@ CASES = [
     Case("FFT", lambda a: mx.fft.fftn(a), (X,)),
     Case("FFT", lambda a: mx.fft.ifft2(a.astype(mx.complex64)), (X,)),
     Case("SearchSorted", lambda a, v: mx.searchsorted(a, v), (mx.sort(X[0]), X[1]), (mx.arange(9.0), normal(4))),
-    Case("SearchSorted", lambda a, v: mx.searchsorted(a, v, side="right"), (mx.array([0.0, 1, 1, 2]), mx.array([1.0, 2, -1]))),
+    Case(
+        "SearchSorted",
+        lambda a, v: mx.searchsorted(a, v, side="right"),
+        (mx.array([0.0, 1, 1, 2]), mx.array([1.0, 2, -1])),
+    ),
     Case("Scatter", lambda a: a.at[IDX].add(1.5), (X,), ()),
     Case("Scatter", lambda a, u: a.at[IDX].add(u), (X, normal(3, 6, seed=3))),
     Case("Scatter", lambda a: a.at[IDX, mx.array([1, 3, 3])].multiply(2.0), (X,)),
     Case("Scatter", lambda a: a.at[:, IDX].maximum(0.5), (X,)),
     Case("Scatter", lambda a: a.at[IDX, :, mx.array([0, 1, 0])].minimum(-0.5), (normal(3, 2, 4),)),
     Case("Scatter", _set_rows, (X,)),
-    Case("ScatterAxis", lambda a: mx.put_along_axis(a, mx.array([[0], [1], [2], [5]]), mx.array(1.0), axis=1), (X,), ()),
-    Case("ScatterAxis", lambda a: mx.grad(lambda b: mx.take_along_axis(b, mx.array([[0, 0], [1, 1], [5, 2], [3, 3]]), axis=1).sum())(a), (X,), (normal(4, 7),)),
+    Case(
+        "ScatterAxis", lambda a: mx.put_along_axis(a, mx.array([[0], [1], [2], [5]]), mx.array(1.0), axis=1), (X,), ()
+    ),
+    Case(
+        "ScatterAxis",
+        lambda a: mx.grad(lambda b: mx.take_along_axis(b, mx.array([[0, 0], [1, 1], [5, 2], [3, 3]]), axis=1).sum())(a),
+        (X,),
+        (normal(4, 7),),
+    ),
     Case("MaskedScatter", _set_masked, (X,), (normal(3, 5),)),
     Case("MaskedScatter", _set_masked_rows, (normal(3, 2, 2), mx.array([True, False, True]))),
     Case("DynamicSlice", lambda a, i: mx.slice(a, i, [0, 1], (2, 3)), (X, mx.array([1, 2])), ()),
     Case("DynamicSliceUpdate", lambda a, u, i: mx.slice_update(a, u, i, [0]), (X, mx.ones((2, 6)), mx.array([1])), ()),
     Case("Depends", lambda a: mx.depends([a * 2], [a + 1])[0], (X,), (normal(2, 2),)),
-    Case("BlockMaskedMM", lambda a, b: mx.block_masked_mm(a, b, 32, mx.array([[True, False]])), (normal(32, 32), normal(32, 64, seed=1))),
-    Case("BlockMaskedMM", lambda a, b: mx.block_masked_mm(a, b, 32, None, mx.array([[True, False]]), mx.array([[1.0], [0.5]])), (normal(32, 64), normal(64, 32, seed=1))),
-    Case("BlockMaskedMM", lambda a, b: mx.block_masked_mm(a, b, 32, mx.array([[True]]), mx.array([[True]]), mx.array([[False]])), (normal(32, 32), normal(32, 32, seed=1))),
-    Case("GatherMM", lambda a, b: mx.gather_mm(a, b, None, mx.array([0, 1, 0])), (normal(3, 1, 4), normal(2, 4, 5, seed=1))),
-    Case("GatherMM", lambda a, b: mx.gather_mm(a, b, mx.array([0, 0, 1]), mx.array([1, 1, 0]), sorted_indices=True), (normal(2, 2, 4), normal(2, 4, 5, seed=1))),
-    Case("GatherQMM", lambda x: mx.gather_qmm(x, QW[None], QS[None], QB[None], rhs_indices=mx.array([0, 0]), transpose=True, group_size=32, bits=4), (normal(2, 1, 32),)),
-    Case("GatherQMM", lambda x: mx.gather_qmm(x, mx.stack([QW, QW]), mx.stack([QS, QS]), mx.stack([QB, QB]), rhs_indices=mx.array([0, 1, 1]), group_size=32, bits=4, sorted_indices=True), (normal(3, 1, 32),)),
+    Case(
+        "BlockMaskedMM",
+        lambda a, b: mx.block_masked_mm(a, b, 32, mx.array([[True, False]])),
+        (normal(32, 32), normal(32, 64, seed=1)),
+    ),
+    Case(
+        "BlockMaskedMM",
+        lambda a, b: mx.block_masked_mm(a, b, 32, None, mx.array([[True, False]]), mx.array([[1.0], [0.5]])),
+        (normal(32, 64), normal(64, 32, seed=1)),
+    ),
+    Case(
+        "BlockMaskedMM",
+        lambda a, b: mx.block_masked_mm(a, b, 32, mx.array([[True]]), mx.array([[True]]), mx.array([[False]])),
+        (normal(32, 32), normal(32, 32, seed=1)),
+    ),
+    Case(
+        "GatherMM",
+        lambda a, b: mx.gather_mm(a, b, None, mx.array([0, 1, 0])),
+        (normal(3, 1, 4), normal(2, 4, 5, seed=1)),
+    ),
+    Case(
+        "GatherMM",
+        lambda a, b: mx.gather_mm(a, b, mx.array([0, 0, 1]), mx.array([1, 1, 0]), sorted_indices=True),
+        (normal(2, 2, 4), normal(2, 4, 5, seed=1)),
+    ),
+    Case(
+        "GatherQMM",
+        lambda x: mx.gather_qmm(
+            x, QW[None], QS[None], QB[None], rhs_indices=mx.array([0, 0]), transpose=True, group_size=32, bits=4
+        ),
+        (normal(2, 1, 32),),
+    ),
+    Case(
+        "GatherQMM",
+        lambda x: mx.gather_qmm(
+            x,
+            mx.stack([QW, QW]),
+            mx.stack([QS, QS]),
+            mx.stack([QB, QB]),
+            rhs_indices=mx.array([0, 1, 1]),
+            group_size=32,
+            bits=4,
+            sorted_indices=True,
+        ),
+        (normal(3, 1, 32),),
+    ),
     Case("QRF", lambda a: mx.linalg.qr(a, stream=mx.cpu), (SQ,)),
     Case("SVD", lambda a: mx.linalg.svd(a, stream=mx.cpu), (SQ,)),
     Case("SVD", lambda a: mx.linalg.svd(a, compute_uv=False, stream=mx.cpu), (SQ,)),
@@ -121,26 +173,52 @@ CASES = [
     Case("Gather", lambda a: a[mx.array([[0, 1], [3, -1]])], (X,), (normal(5, 6),)),
     Case("Gather", lambda a, i: mx.vmap(lambda r, j: r[j], in_axes=(None, 0))(a, i), (X, mx.array([[0, 1], [2, 3]]))),
     Case("Gather", lambda a, i: mx.vmap(lambda r, j: r[j])(a, i), (X, mx.array([5, 1, 2, 0]))),
-    Case("Gather", lambda a, i: a[i, i + 1], (normal(4, 5, 2), mx.array([0, 2, -2])), (normal(6, 3, 2), mx.array([1, -3]))),
+    Case(
+        "Gather",
+        lambda a, i: a[i, i + 1],
+        (normal(4, 5, 2), mx.array([0, 2, -2])),
+        (normal(6, 3, 2), mx.array([1, -3])),
+    ),
     Case("GatherAxis", lambda a: mx.take_along_axis(a, mx.array([[0], [5], [-1], [2]]), axis=1), (X,), (normal(4, 9),)),
-    Case("Equal", lambda a: mx.array_equal(a, a, equal_nan=True), (mx.array([1.0, mx.nan, 2.0]),), (mx.array([mx.nan]),)),
+    Case(
+        "Equal", lambda a: mx.array_equal(a, a, equal_nan=True), (mx.array([1.0, mx.nan, 2.0]),), (mx.array([mx.nan]),)
+    ),
     Case("SliceUpdate", _set_slice, (X, mx.ones((2, 3))), ()),
     Case("SliceUpdate", lambda a: a.at[1:3, 2].maximum(0.0), (X,)),
     Case("SliceUpdate", lambda a: a.at[::-2].add(mx.ones((2, 6))), (X,)),
     Case("Slice", lambda a: a[::-1, 4:1:-2], (X,), ()),
     Case("NumberOfElements", lambda a: mx.mean(a, axis=1), (X,), (normal(3, 9),)),
     Case("NumberOfElements", lambda a: mx.var(a, axis=(0, 2), ddof=1), (normal(2, 3, 4),), (normal(5, 1, 2),)),
-    Case("BroadcastAxes", lambda a, b: a @ b, (normal(2, 1, 4, 6), normal(3, 6, 5, seed=1)), (normal(1, 2, 3, 6), normal(4, 6, 2, seed=1))),
+    Case(
+        "BroadcastAxes",
+        lambda a, b: a @ b,
+        (normal(2, 1, 4, 6), normal(3, 6, 5, seed=1)),
+        (normal(1, 2, 3, 6), normal(4, 6, 2, seed=1)),
+    ),
     Case("Broadcast", lambda a, b: a + b, (normal(4, 1), normal(1, 6, seed=1)), (normal(2, 1), normal(1, 3, seed=1))),
     Case("Quantize", lambda w: mx.quantize(w, group_size=32, bits=4), (W,)),
     Case("QuantizedMatmul", lambda x: mx.quantized_matmul(x, QW, QS, QB, group_size=32, bits=4), (normal(2, 32),)),
     Case("Matmul", lambda a, b: a @ b, (X, X.T)),
     Case("AddMM", lambda c, a, b: mx.addmm(c, a, b, alpha=0.5, beta=2.0), (normal(4, 4), X, X.T)),
-    Case("Convolution", lambda x, w: mx.conv2d(x, w, stride=2, padding=1, groups=2), (normal(1, 6, 6, 4), normal(4, 3, 3, 2, seed=1))),
+    Case(
+        "Convolution",
+        lambda x, w: mx.conv2d(x, w, stride=2, padding=1, groups=2),
+        (normal(1, 6, 6, 4), normal(4, 3, 3, 2, seed=1)),
+    ),
     Case("RandomBits", lambda a: a + mx.random.uniform(shape=a.shape, key=mx.random.key(3)), (X,)),
-    Case("Reduce", lambda a: (a.sum(0), a.prod(1), a.min(), a.max(0), (a > 0).all(1), (a > 0).any()), (X,), (normal(2, 5),)),
+    Case(
+        "Reduce",
+        lambda a: (a.sum(0), a.prod(1), a.min(), a.max(0), (a > 0).all(1), (a > 0).any()),
+        (X,),
+        (normal(2, 5),),
+    ),
     Case("ArgReduce", lambda a: (mx.argmax(a, 1), mx.argmin(a, 0)), (X,), (normal(2, 5),)),
-    Case("Scan", lambda a: (mx.cumsum(a, 1), mx.cumprod(a, 0, reverse=True), mx.cummax(a, 1, inclusive=False), mx.cummin(a, 0)), (X,), (normal(2, 5),)),
+    Case(
+        "Scan",
+        lambda a: (mx.cumsum(a, 1), mx.cumprod(a, 0, reverse=True), mx.cummax(a, 1, inclusive=False), mx.cummin(a, 0)),
+        (X,),
+        (normal(2, 5),),
+    ),
     Case("Softmax", lambda a: mx.softmax(a, axis=-1, precise=True), (X,), (normal(2, 5),)),
     Case("LogSumExp", lambda a: mx.logsumexp(a, axis=-1), (X,), (normal(2, 5),)),
     Case("Sort", lambda a: (mx.sort(a, 0), mx.argsort(a, 1)), (X,), (normal(2, 5),)),
@@ -166,7 +244,12 @@ CASES = [
     Case("DivMod", lambda a: mx.divmod(a, 0.7), (X,), (normal(2, 5),)),
     Case("Log", lambda a: (mx.log(mx.abs(a)), mx.log2(mx.abs(a)), mx.log10(mx.abs(a))), (X,), (normal(2, 5),)),
     Case("Sqrt", lambda a: (mx.sqrt(mx.abs(a)), mx.rsqrt(mx.abs(a))), (X,), (normal(2, 5),)),
-    Case("BitwiseBinary", lambda a, b: (a & b, a | b, a ^ b, a << 2, b >> 1), (mx.array([1, 6, 255]), mx.array([3, 5, 7])), (mx.array([9]), mx.array([12]))),
+    Case(
+        "BitwiseBinary",
+        lambda a, b: (a & b, a | b, a ^ b, a << 2, b >> 1),
+        (mx.array([1, 6, 255]), mx.array([3, 5, 7])),
+        (mx.array([9]), mx.array([12])),
+    ),
 ]
 # One case per unary and binary elementwise primitive.
 _POSITIVE = {"ArcCosh": 1.5, "Log1p": 0.0}
@@ -186,7 +269,11 @@ for _name, _fn in _UNARY.items():
         _x = X
     CASES.append(Case(_name, (lambda f: lambda a: f(a))(_fn), (_x,), ()))
 for _name, _fn in _BINARY.items():
-    _a, _b = (X > 0, X < 0.5) if _name.startswith("Logical") else (mx.abs(X) + 0.5 if _name == "Power" else X, normal(4, 6, seed=5))
+    _a, _b = (
+        (X > 0, X < 0.5)
+        if _name.startswith("Logical")
+        else (mx.abs(X) + 0.5 if _name == "Power" else X, normal(4, 6, seed=5))
+    )
     CASES.append(Case(_name, (lambda f: lambda a, b: f(a, b))(_fn), (_a, _b), ()))
 
 
@@ -204,9 +291,13 @@ def _call_or_error(fn: Callable[..., Any], *args: Any) -> tuple[tuple[mx.array, 
 
 
 def _right(outputs: tuple[mx.array, ...] | None, expected: tuple[mx.array, ...]) -> bool:
-    return outputs is not None and len(outputs) == len(expected) and all(
-        o.shape == e.shape and o.dtype == e.dtype and mx.array_equal(o, e, equal_nan=True).item()
-        for o, e in zip(outputs, expected)
+    return (
+        outputs is not None
+        and len(outputs) == len(expected)
+        and all(
+            o.shape == e.shape and o.dtype == e.dtype and mx.array_equal(o, e, equal_nan=True).item()
+            for o, e in zip(outputs, expected)
+        )
     )
 
 

@@ -12,18 +12,26 @@ primitives' state is not reported).
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import mlx.core as mx
 import pytest
 
-from conftest import as_tuple, assert_same
 from mlxfn.replay.custom_kernel import parse_cuda_source, parse_metal_source
 from mlxfn.replay.registry import handler_for
 from mlxfn.trace import Node
 
+from conftest import as_tuple, assert_same
 
-def run(op: str, args: Sequence[Any], xs: Sequence[mx.array], outputs: Sequence[tuple[Sequence[int], mx.Dtype]] = (), shapeless: bool = False) -> tuple[mx.array, ...]:
+
+def run(
+    op: str,
+    args: Sequence[Any],
+    xs: Sequence[mx.array],
+    outputs: Sequence[tuple[Sequence[int], mx.Dtype]] = (),
+    shapeless: bool = False,
+) -> tuple[mx.array, ...]:
     node = Node(op, tuple(args), tuple(range(len(xs))), tuple((tuple(s), d) for s, d in outputs), shapeless)
     handler = handler_for(op)
     assert handler is not None, f"no handler for {op}"
@@ -44,7 +52,13 @@ ALIASES = [
     ("Log2", "Log", (0,), [mx.abs(X)], mx.log2),
     ("Log10", "Log", (1,), [mx.abs(X)], mx.log10),
     ("Rsqrt", "Sqrt", (True,), [mx.abs(X)], mx.rsqrt),
-    ("NaNEqual", "Equal", (True,), [mx.array([1.0, mx.nan]), mx.array([1.0, mx.nan])], lambda a, b: mx.array([True, True])),
+    (
+        "NaNEqual",
+        "Equal",
+        (True,),
+        [mx.array([1.0, mx.nan]), mx.array([1.0, mx.nan])],
+        lambda a, b: mx.array([True, True]),
+    ),
     ("BitwiseAnd", "BitwiseBinary", (0,), [mx.array([6, 3]), mx.array([3, 5])], mx.bitwise_and),
     ("BitwiseOr", "BitwiseBinary", (1,), [mx.array([6, 3]), mx.array([3, 5])], mx.bitwise_or),
     ("BitwiseXor", "BitwiseBinary", (2,), [mx.array([6, 3]), mx.array([3, 5])], mx.bitwise_xor),
@@ -243,19 +257,32 @@ def _kernel_args(name: str, source: str, precompiled: bool = False) -> tuple[Any
 @pytest.mark.parametrize("precompiled", [False, True])
 def test_custom_kernel_without_gpu_raises(precompiled: bool) -> None:
     with pytest.raises(RuntimeError, match="custom_kernel_myexp"):
-        run("CustomKernel", _kernel_args("custom_kernel_myexp", METAL_SOURCE, precompiled), [mx.ones(8)], [((8,), mx.float32)])
+        run(
+            "CustomKernel",
+            _kernel_args("custom_kernel_myexp", METAL_SOURCE, precompiled),
+            [mx.ones(8)],
+            [((8,), mx.float32)],
+        )
 
 
 @pytest.mark.skipif(not mx.metal.is_available(), reason="needs Metal")
 def test_custom_kernel_metal() -> None:
     kernel = mx.fast.metal_kernel(
-        name="myexp", input_names=["inp"], output_names=["out"],
+        name="myexp",
+        input_names=["inp"],
+        output_names=["out"],
         source="uint elem = thread_position_in_grid.x;\nout[elem] = metal::exp(inp[elem]);",
     )
     x = normal(8)
     want = kernel(inputs=[x], grid=(8, 1, 1), threadgroup=(8, 1, 1), output_shapes=[(8,)], output_dtypes=[mx.float32])
     records: list[dict[str, Any]] = []
-    mx.export_function(records.append, lambda a: kernel(inputs=[a], grid=(8, 1, 1), threadgroup=(8, 1, 1), output_shapes=[(8,)], output_dtypes=[mx.float32]), x)
+    mx.export_function(
+        records.append,
+        lambda a: kernel(
+            inputs=[a], grid=(8, 1, 1), threadgroup=(8, 1, 1), output_shapes=[(8,)], output_dtypes=[mx.float32]
+        ),
+        x,
+    )
     (rec,) = [r for r in records if r.get("name") == "CustomKernel"]
     assert_same(run("CustomKernel", rec["arguments"], [x], [((8,), mx.float32)]), tuple(want))
 
@@ -304,7 +331,11 @@ def test_scatter_wide_slices_on_indexed_axes() -> None:
 def test_number_of_elements(dtype: mx.Dtype) -> None:
     x = normal(3, 7, 2)
     for inverted in (False, True):
-        want = mx.array(1 / 14 if inverted else 14.0).astype(dtype) if dtype != mx.int32 or not inverted else mx.array(0, mx.int32)
+        want = (
+            mx.array(1 / 14 if inverted else 14.0).astype(dtype)
+            if dtype != mx.int32 or not inverted
+            else mx.array(0, mx.int32)
+        )
         for shapeless in (False, True):
             got = run("NumberOfElements", ([1, 2], inverted, dtype), [x], shapeless=shapeless)
             assert_same(got, (want,))
@@ -313,8 +344,19 @@ def test_number_of_elements(dtype: mx.Dtype) -> None:
 SYNTHETIC_PRIMITIVES = frozenset(
     [a[0] for a in ALIASES]
     + [
-        "RMSNorm", "RMSNormVJP", "LayerNorm", "LayerNormVJP", "RoPE",
-        "ScaledDotProductAttention", "Quantize", "CustomKernel", "Copy",
-        "StopGradient", "Divide", "Gather", "Scatter", "NumberOfElements",
+        "RMSNorm",
+        "RMSNormVJP",
+        "LayerNorm",
+        "LayerNormVJP",
+        "RoPE",
+        "ScaledDotProductAttention",
+        "Quantize",
+        "CustomKernel",
+        "Copy",
+        "StopGradient",
+        "Divide",
+        "Gather",
+        "Scatter",
+        "NumberOfElements",
     ]
 )

@@ -3,8 +3,9 @@ the original, for each differentiable primitive (one small function each)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import mlx.core as mx
 import pytest
@@ -32,8 +33,21 @@ def _masked(a: mx.array) -> mx.array:
 
 FUNCTIONS: dict[str, tuple[Callable[[mx.array], Any], mx.array]] = {
     "Unary": (lambda a: mx.sin(a) + mx.exp(a) * mx.tanh(a) + mx.sigmoid(a) + mx.erf(a) + mx.square(a) + mx.abs(a), X),
-    "LogSqrt": (lambda a: mx.log(mx.abs(a) + 1) + mx.sqrt(mx.abs(a) + 1) + mx.rsqrt(mx.abs(a) + 1) + mx.log2(a * a + 1), X),
-    "Binary": (lambda a: a * a[::-1] - a / (mx.abs(a) + 1) + mx.maximum(a, 0.1) + mx.minimum(a, -a) + mx.logaddexp(a, 2 * a) + mx.arctan2(a, a + 2), X),
+    "LogSqrt": (
+        lambda a: mx.log(mx.abs(a) + 1) + mx.sqrt(mx.abs(a) + 1) + mx.rsqrt(mx.abs(a) + 1) + mx.log2(a * a + 1),
+        X,
+    ),
+    "Binary": (
+        lambda a: (
+            a * a[::-1]
+            - a / (mx.abs(a) + 1)
+            + mx.maximum(a, 0.1)
+            + mx.minimum(a, -a)
+            + mx.logaddexp(a, 2 * a)
+            + mx.arctan2(a, a + 2)
+        ),
+        X,
+    ),
     "Power": (lambda a: mx.power(mx.abs(a) + 1, a), X),
     "Matmul": (lambda a: a @ a.T, X),
     "AddMM": (lambda a: mx.addmm(a[:, :4], a, a[:4].T, alpha=0.5, beta=2.0), X),
@@ -50,14 +64,28 @@ FUNCTIONS: dict[str, tuple[Callable[[mx.array], Any], mx.array]] = {
     "Scan": (lambda a: mx.cumsum(a, 1) + mx.cumprod(a, 1, reverse=True) + mx.cummax(a, 1), X),
     "Softmax": (lambda a: mx.softmax(a, axis=-1) + mx.logsumexp(a, axis=-1, keepdims=True), X),
     "Sort": (lambda a: mx.sort(a, 1) * a, X),
-    "Shape": (lambda a: mx.concatenate([mx.flatten(a.T)[None], mx.unflatten(a, 1, (2, 3)).reshape(1, -1)], 0) + mx.pad(a, ((0, 0), (1, 1)))[:, 2:].reshape(1, -1), X),
+    "Shape": (
+        lambda a: (
+            mx.concatenate([mx.flatten(a.T)[None], mx.unflatten(a, 1, (2, 3)).reshape(1, -1)], 0)
+            + mx.pad(a, ((0, 0), (1, 1)))[:, 2:].reshape(1, -1)
+        ),
+        X,
+    ),
     "Split": (lambda a: mx.split(a, [2], axis=1)[1] * mx.expand_dims(mx.squeeze(a[:, :1], 1), 1), X),
     "Select": (lambda a: mx.where(a > 0, a * 2, mx.exp(a)), X),
     "FFT": (lambda a: mx.abs(mx.fft.rfft(a)) + mx.fft.irfft(mx.fft.rfft(a), n=6).sum(), X),
     "Hadamard": (lambda a: mx.hadamard_transform(a[:, :4], scale=0.5), X),
-    "QuantizedMatmul": (lambda a: mx.quantized_matmul(mx.tile(a, (1, 6))[:, :32], QW, QS, QB, group_size=32, bits=4), X),
+    "QuantizedMatmul": (
+        lambda a: mx.quantized_matmul(mx.tile(a, (1, 6))[:, :32], QW, QS, QB, group_size=32, bits=4),
+        X,
+    ),
     "GatherMM": (lambda a: mx.gather_mm(a[None, :, :4], mx.stack([SPD, SPD * 2]), None, mx.array([1, 0])), X),
-    "BlockMaskedMM": (lambda a: mx.block_masked_mm(mx.tile(a, (8, 6))[:32, :32], mx.tile(a.T, (6, 8))[:32, :32], 32, mx.array([[True]])), X),
+    "BlockMaskedMM": (
+        lambda a: mx.block_masked_mm(
+            mx.tile(a, (8, 6))[:32, :32], mx.tile(a.T, (6, 8))[:32, :32], 32, mx.array([[True]])
+        ),
+        X,
+    ),
     "Inverse": (lambda a: mx.linalg.inv(SPD + a[:, :4] * 0.1, stream=mx.cpu), X),
     "Cholesky": (lambda a: mx.linalg.cholesky(SPD + a[:, :4] @ a[:, :4].T * 0.1, stream=mx.cpu), X),
     "Eigh": (lambda a: mx.linalg.eigh(SPD + a[:, :4] @ a[:, :4].T * 0.1, stream=mx.cpu)[0], X),

@@ -26,9 +26,10 @@ import mlx.core as mx
 import pytest
 
 import mlxfn
-from hostile.fbwalk import HEADER, Table, fix_checksums, root
 from mlxfn import _mlxfn
 from mlxfn.errors import FormatError, IntegrityError, ReplayError, VersionError
+
+from hostile.fbwalk import HEADER, Table, fix_checksums, root
 
 MUTATE = Path(__file__).parent / "hostile" / "mutate.py"
 # What a mutant may do: be refused at import with mlxfn's FormatError (or its
@@ -36,7 +37,13 @@ MUTATE = Path(__file__).parent / "hostile" / "mutate.py"
 # disagrees with itself) or MLX's ValueError for a call that no longer matches
 # the (mutated) signature, or import and run (a mutation in metadata, a
 # version string, or an argument that stays consistent).
-ALLOWED = {"import: FormatError", "import: VersionError", "call: ReplayError", "call: ValueError", "imported and called"}
+ALLOWED = {
+    "import: FormatError",
+    "import: VersionError",
+    "call: ReplayError",
+    "call: ValueError",
+    "imported and called",
+}
 
 # All three under 1 MiB: packed into segment 0 right after the graph, each
 # at a multiple of 64 with its length in the 8 bytes before it.
@@ -287,11 +294,16 @@ def test_constant_and_segment_offsets_past_the_end(tmp_path: Path, small_file: P
     t = tables(data)
     large, small, idx = t["constants"]  # all three packed in segment 0
     (seg0,) = t["segments"]
-    (_, size), = layout(small_file)["segments"]
+    ((_, size),) = layout(small_file)["segments"]
     idx_offset = struct.unpack_from("<Q", data, idx.field("offset"))[0]
     path = tmp_path / "tables.mlxfn"
     cases = [
-        (idx.field("offset"), "<Q", size - 4, f"constant 2 (offset {size - 4}, length 12) runs past the end of segment 0 ({size} bytes)"),
+        (
+            idx.field("offset"),
+            "<Q",
+            size - 4,
+            f"constant 2 (offset {size - 4}, length 12) runs past the end of segment 0 ({size} bytes)",
+        ),
         (idx.field("offset"), "<Q", 2**64 - 8, "constant 2 (offset 18446744073709551608, length 12) runs past"),
         (idx.field("offset"), "<Q", idx_offset - 8, "is not aligned to 64 bytes"),
         (idx.field("length"), "<Q", 2**63, "runs past the end of segment 0"),
@@ -323,7 +335,12 @@ def test_segment_index_and_page_segment_out_of_range(tmp_path: Path) -> None:
     cases = [
         (constant.field("segment"), "<I", 2, "constant 1 is in segment 2 of 2"),
         (constant.field("segment"), "<I", 0xFFFFFFFF, "constant 1 is in segment 4294967295 of 2"),
-        (seg1.field("size"), "<Q", 1 << 40, f"segment 1 (offset {offset - layout(path)['segments_offset']}, size 1099511627776)"),
+        (
+            seg1.field("size"),
+            "<Q",
+            1 << 40,
+            f"segment 1 (offset {offset - layout(path)['segments_offset']}, size 1099511627776)",
+        ),
         (seg1.field("offset"), "<Q", 2**64 - 16384, f"is unaligned or outside the segment area of {area} bytes"),
     ]
     target = tmp_path / "edited.mlxfn"
@@ -352,7 +369,7 @@ def test_huge_counts(tmp_path: Path, small_file: Path) -> None:
         "constant.shape": t["constants"][0].vector("shape"),
     }
     path = tmp_path / "counts.mlxfn"
-    for name, vector in vectors.items():
+    for vector in vectors.values():
         for count in (0xFFFFFFFF, 0x7FFFFFFF, 1 << 20):
             path.write_bytes(edit(data, vector.pos, "<I", count))
             refused(path, "corrupted graph")

@@ -50,7 +50,10 @@ def test_every_process_that_loads_constants_exits_cleanly(conv_file: Path, tmp_p
     python = sys.executable
     commands = [[python, "-c", CALL, str(conv_file), "map"] for _ in range(14)]
     commands += [[python, "-c", CALL, str(conv_file), "copy"] for _ in range(10)]
-    commands += [[python, "-m", "mlxfn.cli", "convert", str(conv_file), str(tmp_path / f"c{i}.mlx"), "--to", "mlx"] for i in range(4)]
+    commands += [
+        [python, "-m", "mlxfn.cli", "convert", str(conv_file), str(tmp_path / f"c{i}.mlx"), "--to", "mlx"]
+        for i in range(4)
+    ]
     commands += [[python, "-m", "mlxfn.cli", "inspect", str(conv_file)] for _ in range(4)]
 
     def run(cmd: list[str]) -> subprocess.CompletedProcess[str]:

@@ -90,7 +90,7 @@ def test_dropping_every_import_unmaps_the_file_and_frees_its_constants(tmp_path:
     path = tmp_path / "unmap.mlxfn"
     w = mx.random.normal((256, 256))
     mx.eval(w)
-    mlxfn.export_function(path, lambda a: a @ w, mx.ones((1, 256)))
+    mlxfn.export_function(path, lambda a, w=w: a @ w, mx.ones((1, 256)))
     del w
     settle()
     fds0, active0 = open_fds(), mx.get_active_memory()

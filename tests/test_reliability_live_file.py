@@ -25,8 +25,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import mlx.core as mx
 import pytest
@@ -146,7 +146,9 @@ TRUNCATED = textwrap.dedent(
 @pytest.mark.parametrize("load", ["copy", "map"])
 def test_in_place_truncation_before_the_first_call_is_an_error_not_sigbus(tmp_path: Path, load: str) -> None:
     path = tmp_path / "cut.mlxfn"
-    child = subprocess.run([sys.executable, "-c", TRUNCATED, str(path), load], capture_output=True, text=True, timeout=120)
+    child = subprocess.run(
+        [sys.executable, "-c", TRUNCATED, str(path), load], capture_output=True, text=True, timeout=120
+    )
     assert child.returncode == 0, f"the process died ({child.returncode}): {child.stderr[-2000:]}"
     assert f"{path}: the file changed on disk after it was imported (its size went from" in child.stdout
     assert "to 20000 bytes); import it again" in child.stdout

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import replace
 from types import TracebackType
-from typing import Any, Callable
+from typing import Any
 
 import mlx.core as mx
 import numpy as np
-
-from dataclasses import replace
 
 from . import _mlxfn
 from ._progress import progress
@@ -36,8 +36,7 @@ def _check_supported(trace: Trace) -> None:
         reason = unsupported_reason(node)
         if reason is not None:
             raise UnsupportedPrimitiveError(
-                f"[export_function] mlxfn cannot export primitive {node.op} "
-                f"(node {index}): {reason}"
+                f"[export_function] mlxfn cannot export primitive {node.op} (node {index}): {reason}"
             )
 
 
@@ -84,9 +83,7 @@ class _ConstantTable:
         return index
 
 
-def write_traces(
-    target: _mlxfn.AtomicFile, traces: list[Captured], shapeless: bool, metadata: str
-) -> dict[str, int]:
+def write_traces(target: _mlxfn.AtomicFile, traces: list[Captured], shapeless: bool, metadata: str) -> dict[str, int]:
     """Write traces into ``target`` (committed by the caller)."""
     table = _ConstantTable()
     graph_traces = []
@@ -123,9 +120,7 @@ class FunctionExporter:
     block that made no trace before its exception writes nothing.
     """
 
-    def __init__(
-        self, file: PathLike, fun: Callable[..., Any], shapeless: bool, metadata: str
-    ) -> None:
+    def __init__(self, file: PathLike, fun: Callable[..., Any], shapeless: bool, metadata: str) -> None:
         self._path = os.fspath(file)
         self._fun = fun
         self._shapeless = shapeless
@@ -142,8 +137,7 @@ class FunctionExporter:
         signature = Signature.of(positional, keywords)
         if any(_serves(c.trace, signature) for c in self._traces):
             raise RuntimeError(
-                "[export_function] Attempting to export a function twice with "
-                "the same signature is not allowed."
+                "[export_function] Attempting to export a function twice with the same signature is not allowed."
             )
         if self._shapeless:
             traces = trace_shapeless(self._fun, positional, keywords)
@@ -168,7 +162,7 @@ class FunctionExporter:
         self._closed = True
         self._target.discard()
 
-    def __enter__(self) -> "FunctionExporter":
+    def __enter__(self) -> FunctionExporter:
         return self
 
     def __exit__(

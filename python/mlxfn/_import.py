@@ -6,7 +6,8 @@ import os
 import threading
 import weakref
 from collections import OrderedDict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import mlx.core as mx
 
@@ -47,8 +48,8 @@ class _Entry:
 # were checked against it (loaded by a verify=True import) are also kept in
 # _VERIFIED, and verify=True imports take only from there.
 _Key = tuple[int, str, tuple[int, ...]]
-_SHARED: "weakref.WeakValueDictionary[_Key, mx.array]" = weakref.WeakValueDictionary()
-_VERIFIED: "weakref.WeakValueDictionary[_Key, mx.array]" = weakref.WeakValueDictionary()
+_SHARED: weakref.WeakValueDictionary[_Key, mx.array] = weakref.WeakValueDictionary()
+_VERIFIED: weakref.WeakValueDictionary[_Key, mx.array] = weakref.WeakValueDictionary()
 _SHARED_LOCK = threading.Lock()
 
 
@@ -72,15 +73,12 @@ class ImportedFunction:
         self._load = choose(load)
         self._mapper = Mapper(file, self._load.how) if self._load.mode == "map" else None
         legacy = file.shapeless and file.format_version == 1
-        self._entries = [
-            _Entry(Trace.from_record(r, shapeless=legacy), t, legacy) for t, r in enumerate(file.traces())
-        ]
+        self._entries = [_Entry(Trace.from_record(r, shapeless=legacy), t, legacy) for t, r in enumerate(file.traces())]
         for entry in self._entries:
             check_handlers(entry.trace.nodes, f"{file.path}: trace {entry.index}")
         self._constant_infos = file.constant_infos()
         self._constant_keys = [
-            (h, str(dtype), tuple(shape))
-            for h, (shape, dtype, _) in zip(file.constant_hashes(), self._constant_infos)
+            (h, str(dtype), tuple(shape)) for h, (shape, dtype, _) in zip(file.constant_hashes(), self._constant_infos)
         ]
         self._constants: dict[int, mx.array] = {}
         self._checksum = f"{file.graph_checksum:08x}"
@@ -132,7 +130,9 @@ class ImportedFunction:
             trace = entry.trace
             constants = self._materialize(trace.constants)
             for position, value in trace.constant_values(sizes).items():
-                constants[position] = mx.array(value, dtype=constants[position].dtype).reshape(constants[position].shape)
+                constants[position] = mx.array(value, dtype=constants[position].dtype).reshape(
+                    constants[position].shape
+                )
             concrete = trace.concrete(sizes)
             where = f"{self._file.path}: trace {entry.index}"
             if trace.dims:
@@ -163,9 +163,7 @@ def _import_mlx_native(path: str) -> tuple[Callable[..., tuple[mx.array, ...]], 
     return fn, metadata
 
 
-def import_function(
-    file: PathLike, return_metadata: bool = False, *, verify: bool = False, load: str = "auto"
-) -> Any:
+def import_function(file: PathLike, return_metadata: bool = False, *, verify: bool = False, load: str = "auto") -> Any:
     """Import a function exported by mlxfn (or by MLX's own exporter).
 
     ``verify=True`` checks every constant against the hash stored in the file

@@ -1,6 +1,7 @@
 """Type stubs for the Rust binding (mlxfn._mlxfn)."""
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 FORMAT_VERSION: int
 SEGMENT_ALIGNMENT: int

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import mlx.core as mx
 
@@ -85,7 +86,9 @@ class Runner:
     ``legacy_shapeless``: a format-1 shapeless trace, replayed the way MLX
     does (``mx.compile(shapeless=True)`` from the second call)."""
 
-    def __init__(self, replay: Replay, key: str | None, plain_first: bool = False, legacy_shapeless: bool = False) -> None:
+    def __init__(
+        self, replay: Replay, key: str | None, plain_first: bool = False, legacy_shapeless: bool = False
+    ) -> None:
         self._replay = replay
         self._key = key
         self._plain_first = plain_first

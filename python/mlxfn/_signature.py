@@ -7,11 +7,12 @@ exactly the same forms and raises the same ValueError for anything else.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import mlx.core as mx
 
-from .ir import Signature, TensorSpec, Trace
+from .ir import Signature, Trace
 
 _FORMS = (
     "Inputs can either be a variable number of positional and keyword arrays "
@@ -24,9 +25,7 @@ def _all_arrays(values: Sequence[Any]) -> bool:
 
 
 def _array_dict(value: Any) -> bool:
-    return isinstance(value, Mapping) and all(
-        isinstance(k, str) and isinstance(v, mx.array) for k, v in value.items()
-    )
+    return isinstance(value, Mapping) and all(isinstance(k, str) and isinstance(v, mx.array) for k, v in value.items())
 
 
 def split_inputs(
@@ -63,9 +62,7 @@ def split_inputs(
 def no_match_error(prefix: str, traces: Sequence[Trace | Signature], call: Signature) -> ValueError:
     """The ValueError for a call that matches no trace, listing every signature
     (with the ranges of a dynamic trace's sizes)."""
-    listed = "\n".join(
-        f" {i + 1}. " + t.describe().replace("\n", "\n ") for i, t in enumerate(traces)
-    )
+    listed = "\n".join(f" {i + 1}. " + t.describe().replace("\n", "\n ") for i, t in enumerate(traces))
     called = call.describe().replace("Function with", "Called with", 1)
     return ValueError(
         f"{prefix} No imported function found which matches the given positional "

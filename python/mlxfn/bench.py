@@ -20,9 +20,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import mlx.core as mx
 
@@ -96,7 +97,15 @@ def child(side: str, path: str, inputs_path: str, output_path: str, hold: bool) 
             memory = _status_mb("VmHWM", "RssAnon", "RssFile")
             mx.savez(output_path, *out)
     mode = fn.load_mode.describe() if hasattr(fn, "load_mode") else ""
-    load = Load(t_import, calls, statistics.median(calls[len(calls) // 2 :]), memory["VmHWM"], memory["RssAnon"], memory["RssFile"], mode)
+    load = Load(
+        t_import,
+        calls,
+        statistics.median(calls[len(calls) // 2 :]),
+        memory["VmHWM"],
+        memory["RssAnon"],
+        memory["RssFile"],
+        mode,
+    )
     print(json.dumps({"pid": os.getpid(), **asdict(load)}), flush=True)
     if hold:
         sys.stdin.readline()
@@ -183,7 +192,10 @@ def pair_pss_mb(sides: Sides, side: str) -> float:
         return 0.0
     out = outputs_path(sides.inputs.parent, side)
     cmd = _child_command(side, sides.files[side], sides.inputs, out, hold=True)
-    procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=sides.child_env()) for _ in range(2)]
+    procs = [
+        subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=sides.child_env())
+        for _ in range(2)
+    ]
     try:
         total = 0.0
         for proc in procs:
@@ -231,9 +243,7 @@ def table(rows: Sequence[tuple[str, dict[str, float], str]], sides: Sequence[str
     for name, values, unit in rows:
         cells = "".join(f"{values[s]:>11.3f}{unit}" if s in values else f"{'-':>12}" for s in sides)
         base = values.get(baseline)
-        ratios = "".join(
-            f"{values[s] / base:>17.2f}" if base and s in values else f"{'-':>17}" for s in others
-        )
+        ratios = "".join(f"{values[s] / base:>17.2f}" if base and s in values else f"{'-':>17}" for s in others)
         lines.append(f"{name:36}{cells}{ratios}")
     return "\n".join(lines)
 
@@ -244,7 +254,10 @@ def same_outputs(out: Path, sides: Sequence[str], expected: Sequence[mx.array] |
     reference = list(expected) if expected is not None else outputs[0]
     return all(
         len(got) == len(reference)
-        and all(a.shape == b.shape and a.dtype == b.dtype and mx.array_equal(a, b, equal_nan=True).item() for a, b in zip(got, reference))
+        and all(
+            a.shape == b.shape and a.dtype == b.dtype and mx.array_equal(a, b, equal_nan=True).item()
+            for a, b in zip(got, reference)
+        )
         for got in outputs
     )
 
@@ -282,7 +295,9 @@ def run_file(path: Path, out: Path, rounds: int) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``mlxfn bench`` command."""
-    parser = argparse.ArgumentParser(prog="mlxfn bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="mlxfn bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--file", type=Path, action="append", help="repeatable: an exported file (mlxfn or MLX format)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, help="scratch directory (default: a temporary one)")

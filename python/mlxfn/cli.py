@@ -15,7 +15,8 @@ import json
 import os
 import sys
 from collections import Counter
-from typing import Any, NoReturn, Sequence
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from . import _mlxfn
 from ._load import choose
@@ -129,15 +130,21 @@ def _print_text(info: dict[str, Any]) -> None:
             print(f"  trace {i}: {len(t['positional'])} positional, {len(t['keywords'])} keyword inputs")
             _print_signature(t)
         return
-    print(f"{info['file']}: mlxfn format {info['format_version']}, written by mlxfn "
-          f"{info['mlxfn_version']} with mlx {info['mlx_version']}")
-    print(f"  size {info['file_size']:,} bytes; {info['constants']} constants, "
-          f"{info['constant_bytes']:,} bytes ({info['shared_bytes']:,} shared by several traces)")
+    print(
+        f"{info['file']}: mlxfn format {info['format_version']}, written by mlxfn "
+        f"{info['mlxfn_version']} with mlx {info['mlx_version']}"
+    )
+    print(
+        f"  size {info['file_size']:,} bytes; {info['constants']} constants, "
+        f"{info['constant_bytes']:,} bytes ({info['shared_bytes']:,} shared by several traces)"
+    )
     print(f"  shapeless: {info['shapeless']}; metadata: {info['metadata']!r}")
     print(f"  load here: {info['load']}")
     for i, t in enumerate(info["traces"]):
-        print(f"  trace {i}: {len(t['positional'])} positional, {len(t['keywords'])} keyword inputs, "
-              f"{t['nodes']} nodes, {t['constants']} constants")
+        print(
+            f"  trace {i}: {len(t['positional'])} positional, {len(t['keywords'])} keyword inputs, "
+            f"{t['nodes']} nodes, {t['constants']} constants"
+        )
         _print_signature(t)
         if t["dynamic"]:
             print(f"    dynamic: {t['dynamic']}")
@@ -149,9 +156,11 @@ def _print_text(info: dict[str, Any]) -> None:
 
 def _print_layout(layout: dict[str, Any]) -> None:
     segments = layout["segments"]
-    print(f"  layout: header 0-{layout['flatbuffer_offset']}, flatbuffer "
-          f"{layout['flatbuffer_offset']}+{layout['flatbuffer_size']:,}, "
-          f"{len(segments)} segment{'s' if len(segments) != 1 else ''} from {layout['segments_offset']:,}")
+    print(
+        f"  layout: header 0-{layout['flatbuffer_offset']}, flatbuffer "
+        f"{layout['flatbuffer_offset']}+{layout['flatbuffer_size']:,}, "
+        f"{len(segments)} segment{'s' if len(segments) != 1 else ''} from {layout['segments_offset']:,}"
+    )
     for i, (offset, size) in enumerate(segments[:8]):
         print(f"    segment {i}: offset {offset:,}, {size:,} bytes")
     if len(segments) > 8:
@@ -211,8 +220,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
         count = len(traces)
     if not 0 <= args.trace < count:
         raise IndexError(
-            f"trace {args.trace} out of range: {args.file} has {count} "
-            f"trace{'s' if count != 1 else ''} (0-{count - 1})"
+            f"trace {args.trace} out of range: {args.file} has {count} trace{'s' if count != 1 else ''} (0-{count - 1})"
         )
     if kind == "mlxfn":
         trace = Trace.from_record(records[args.trace])

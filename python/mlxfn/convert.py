@@ -16,7 +16,8 @@ write to a temporary file renamed into place, so a failure leaves no ``dst``.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import mlx.core as mx
 
@@ -72,9 +73,7 @@ def to_mlx(src: PathLike, dst: PathLike) -> int:
                 try:
                     exp(*args, **kwargs)
                 except Exception as err:  # noqa: BLE001 - reported with the trace index
-                    raise ConvertError(
-                        f"{src}: trace {i} cannot be written in MLX's format: {err}"
-                    ) from None
+                    raise ConvertError(f"{src}: trace {i} cannot be written in MLX's format: {err}") from None
         finally:
             exp.close()
             del exp  # closes MLX's file descriptor before the rename
@@ -141,6 +140,12 @@ def convert(src: PathLike, dst: PathLike, to: str) -> tuple[str, int]:
 
 
 __all__: Sequence[str] = [
-    "ConvertError", "convert", "to_mlx", "to_mlxfn", "trace_mlx_file", "file_kind",
-    "example_inputs", "load_mlx",
+    "ConvertError",
+    "convert",
+    "to_mlx",
+    "to_mlxfn",
+    "trace_mlx_file",
+    "file_kind",
+    "example_inputs",
+    "load_mlx",
 ]

@@ -39,9 +39,10 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import mlx.core as mx
 import numpy as np
@@ -100,7 +101,10 @@ def _same_array(a: mx.array, b: mx.array) -> bool:
         return False
     if a.size == 0:
         return True
-    if np.frombuffer(memoryview(a).cast("B"), np.uint8).ctypes.data == np.frombuffer(memoryview(b).cast("B"), np.uint8).ctypes.data:
+    if (
+        np.frombuffer(memoryview(a).cast("B"), np.uint8).ctypes.data
+        == np.frombuffer(memoryview(b).cast("B"), np.uint8).ctypes.data
+    ):
         return True
     return bool(mx.array_equal(a, b, equal_nan=True).item())
 
@@ -114,10 +118,16 @@ class Shot:
     numbers: list[tuple[Fraction, bool]]  # (value, is an integer)
 
     @staticmethod
-    def of(captured: Captured) -> "Shot":
+    def of(captured: Captured) -> Shot:
         trace = captured.trace
         nodes = tuple(
-            (n.op, n.inputs, tuple(str(o.dtype) for o in n.outputs), tuple(len(o.shape) for o in n.outputs), _skeleton(n.args))
+            (
+                n.op,
+                n.inputs,
+                tuple(str(o.dtype) for o in n.outputs),
+                tuple(len(o.shape) for o in n.outputs),
+                _skeleton(n.args),
+            )
             for n in trace.nodes
         )
         consts = tuple(("scalar", str(c.dtype), c.ndim) if _scalar(c) else ("array",) for c in captured.constants)
@@ -131,13 +141,11 @@ class Shot:
                 numbers.append((Fraction(c.item()), not mx.issubdtype(c.dtype, mx.inexact)))
         return Shot(captured, (nodes, consts, trace.outputs), numbers)
 
-    def same_structure(self, other: "Shot") -> bool:
+    def same_structure(self, other: Shot) -> bool:
         """Same primitives, wiring, dtypes, state skeleton, and the same constant arrays."""
         if self.key != other.key:
             return False
-        return all(
-            _scalar(a) or _same_array(a, b) for a, b in zip(self.captured.constants, other.captured.constants)
-        )
+        return all(_scalar(a) or _same_array(a, b) for a, b in zip(self.captured.constants, other.captured.constants))
 
 
 # ----------------------------------------------------------------------------

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import mlx.core as mx
 
@@ -17,9 +18,20 @@ from . import _mlxfn
 from .ir import Expr, TensorSpec, Trace, dtype_name
 
 _SHORT = {
-    "bool": "bool", "uint8": "u8", "uint16": "u16", "uint32": "u32", "uint64": "u64",
-    "int8": "i8", "int16": "i16", "int32": "i32", "int64": "i64", "float16": "f16",
-    "float32": "f32", "float64": "f64", "bfloat16": "bf16", "complex64": "c64",
+    "bool": "bool",
+    "uint8": "u8",
+    "uint16": "u16",
+    "uint32": "u32",
+    "uint64": "u64",
+    "int8": "i8",
+    "int16": "i16",
+    "int32": "i32",
+    "int64": "i64",
+    "float16": "f16",
+    "float32": "f32",
+    "float64": "f64",
+    "bfloat16": "bf16",
+    "complex64": "c64",
 }
 _MAX_ARGS = 40  # characters of a node's argument text
 
@@ -71,16 +83,10 @@ def to_dot(trace: Trace, constants: Sequence[TensorSpec], title: str = "") -> st
     sig = trace.signature
     labels = [str(i) for i in range(len(sig.positional))] + [repr(k) for k in sig.keyword_names]
     for i, (label, (shape, dtype)) in enumerate(zip(labels, sig.flat())):
-        lines.append(
-            f"  in{i} [shape=invhouse, style=filled, fillcolor=lightblue, "
-            f"label={_quote(f'input {label}')}];"
-        )
+        lines.append(f"  in{i} [shape=invhouse, style=filled, fillcolor=lightblue, label={_quote(f'input {label}')}];")
         source.append((f"in{i}", _tensor(shape, dtype)))
     for j, (shape, dtype) in enumerate(constants):
-        lines.append(
-            f"  c{j} [shape=cylinder, style=filled, fillcolor=lightgrey, "
-            f"label={_quote(f'constant {j}')}];"
-        )
+        lines.append(f"  c{j} [shape=cylinder, style=filled, fillcolor=lightgrey, label={_quote(f'constant {j}')}];")
         source.append((f"c{j}", _tensor(shape, dtype)))
     for k, node in enumerate(trace.nodes):
         op, args, inputs, outputs = node.op, node.args, node.inputs, node.outputs
@@ -94,10 +100,7 @@ def to_dot(trace: Trace, constants: Sequence[TensorSpec], title: str = "") -> st
             source.append((f"n{k}", port + _tensor(shape, dtype)))
     for o, value in enumerate(trace.outputs):
         node, label = source[value]
-        lines.append(
-            f"  out{o} [shape=house, style=filled, fillcolor=palegreen, "
-            f"label={_quote(f'output {o}')}];"
-        )
+        lines.append(f"  out{o} [shape=house, style=filled, fillcolor=palegreen, label={_quote(f'output {o}')}];")
         lines.append(f"  {node} -> out{o} [label={_quote(label)}];")
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -17,9 +17,10 @@ arguments, in ``output_exprs`` and in ``constant_exprs``), and
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import mlx.core as mx
 
@@ -37,7 +38,7 @@ class TensorSpec(NamedTuple):
     shape: Shape
     dtype: mx.Dtype
 
-    def describe(self, dims: Mapping[int, "Dim"] | None = None) -> str:
+    def describe(self, dims: Mapping[int, Dim] | None = None) -> str:
         """``(1, 8) mlx.core.int32``; dynamic axes (``dims``: axis -> Dim) as their range."""
         if not dims:
             return f"{self.shape} {self.dtype}"
@@ -53,7 +54,7 @@ class Signature:
     keywords: tuple[tuple[str, TensorSpec], ...]
 
     @staticmethod
-    def of(args: Sequence[mx.array], kwargs: Mapping[str, mx.array]) -> "Signature":
+    def of(args: Sequence[mx.array], kwargs: Mapping[str, mx.array]) -> Signature:
         """The signature of a call with these arrays."""
         return Signature(
             tuple(TensorSpec(tuple(a.shape), a.dtype) for a in args),
@@ -61,7 +62,7 @@ class Signature:
         )
 
     @staticmethod
-    def from_specs(specs: Sequence[TensorSpec], keyword_names: Sequence[str]) -> "Signature":
+    def from_specs(specs: Sequence[TensorSpec], keyword_names: Sequence[str]) -> Signature:
         """From every input's spec in value-id order and the keyword names (the last ones)."""
         n_pos = len(specs) - len(keyword_names)
         return Signature(tuple(specs[:n_pos]), tuple(zip(keyword_names, specs[n_pos:])))
@@ -74,7 +75,7 @@ class Signature:
         """Positional specs, then keyword specs, in value-id order."""
         return self.positional + tuple(s for _, s in self.keywords)
 
-    def same_kinds(self, other: "Signature") -> bool:
+    def same_kinds(self, other: Signature) -> bool:
         """Same input count, keyword names, ranks and dtypes (sizes aside)."""
         return (
             len(self.positional) == len(other.positional)
@@ -82,7 +83,7 @@ class Signature:
             and all(a.dtype == b.dtype and len(a.shape) == len(b.shape) for a, b in zip(self.flat(), other.flat()))
         )
 
-    def describe(self, dims: Sequence["Dim"] = ()) -> str:
+    def describe(self, dims: Sequence[Dim] = ()) -> str:
         """The signature as MLX lists it in its "no function matches" message."""
         by_input: dict[int, dict[int, Dim]] = {}
         for dim in dims:
@@ -92,7 +93,9 @@ class Signature:
         n_pos = len(self.positional)
         lines = [f"Function with {n_pos} positional inputs and {len(self.keywords)} keyword inputs:"]
         lines += [f"  {i + 1}: {flat[i].describe(by_input.get(i))}" for i in range(n_pos)]
-        lines += [f'  "{k}": {flat[n_pos + j].describe(by_input.get(n_pos + j))}' for j, (k, _) in enumerate(self.keywords)]
+        lines += [
+            f'  "{k}": {flat[n_pos + j].describe(by_input.get(n_pos + j))}' for j, (k, _) in enumerate(self.keywords)
+        ]
         return "\n".join(lines)
 
 
@@ -138,7 +141,7 @@ class Expr:
         }
 
     @staticmethod
-    def from_record(record: Mapping[str, Any]) -> "Expr":
+    def from_record(record: Mapping[str, Any]) -> Expr:
         num, den = record["constant"]
         terms = tuple((Fraction(n, d), tuple(dims)) for (n, d), dims in record["terms"])
         return Expr(Fraction(num, den), terms, bool(record["integer"]))
@@ -212,7 +215,7 @@ class Node:
     output_exprs: tuple[tuple[int, int, Expr], ...] = ()
     shapeless: bool = False
 
-    def concrete(self, sizes: Sequence[int]) -> "Node":
+    def concrete(self, sizes: Sequence[int]) -> Node:
         """The node at the dynamic ``sizes``: every ``Expr`` evaluated."""
         if not self.output_exprs and not has_expr(self.args):
             return self
@@ -228,7 +231,7 @@ class Node:
         return (self.op, list(_args_to_record(self.args)), list(self.inputs), outputs, exprs)
 
     @staticmethod
-    def from_record(record: Sequence[Any], shapeless: bool = False) -> "Node":
+    def from_record(record: Sequence[Any], shapeless: bool = False) -> Node:
         op, args, inputs, outputs, exprs = record
         return Node(
             op,
@@ -285,7 +288,7 @@ class Trace:
             sizes.append(value)
         return tuple(sizes)
 
-    def concrete(self, sizes: Sequence[int]) -> "Trace":
+    def concrete(self, sizes: Sequence[int]) -> Trace:
         """The trace at the dynamic ``sizes``: an ordinary trace without dims.
         Constants whose value follows the sizes are listed by
         ``constant_values``."""
@@ -333,7 +336,7 @@ class Trace:
         }
 
     @staticmethod
-    def from_record(record: Mapping[str, Any], shapeless: bool = False) -> "Trace":
+    def from_record(record: Mapping[str, Any], shapeless: bool = False) -> Trace:
         """A trace as the binding returns it; ``shapeless`` for format-1
         shapeless files (MLX's semantics)."""
         specs = [TensorSpec(tuple(s), d) for s, d in record["inputs"]]

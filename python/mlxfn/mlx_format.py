@@ -35,8 +35,6 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-import mlx.core as mx
-
 from ._dtypes import DTYPE_TABLE as _DTYPES  # mlxfn's codes are MLX's Dtype::Val order
 from .errors import FormatError
 from .ir import Signature, TensorSpec, dtype_name
@@ -199,7 +197,9 @@ def probe_signatures(path: str | os.PathLike[str], timeout: float = 300.0) -> li
     try:
         proc = subprocess.run(
             [sys.executable, "-c", _PROBE, path, str(_PROBE_INPUTS)],
-            capture_output=True, text=True, timeout=timeout,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
     except subprocess.TimeoutExpired:
         raise FormatError(f"{path}: MLX took over {timeout:.0f} s to read the file") from None
@@ -214,9 +214,7 @@ def probe_signatures(path: str | os.PathLike[str], timeout: float = 300.0) -> li
         first_line = answer["message"].strip().splitlines()[:1] or [""]
         raise FormatError(f"{path}: MLX could not read the file: {first_line[0]}")
     signatures = parse_listing(answer["message"], path)
-    if len(signatures) != header.function_count or (
-        header.first is not None and header.first not in signatures
-    ):
+    if len(signatures) != header.function_count or (header.first is not None and header.first not in signatures):
         raise FormatError(f"{path}: MLX's list of functions does not match the file's header")
     if header.first is not None:  # the one function whose place in the file is known
         signatures.remove(header.first)

@@ -19,7 +19,16 @@ HEADER = 64
 
 # Field slots per table, in schema order.
 SCHEMA = {
-    "Graph": ["format_version", "mlxfn_version", "mlx_version", "metadata", "shapeless", "traces", "constants", "segments"],
+    "Graph": [
+        "format_version",
+        "mlxfn_version",
+        "mlx_version",
+        "metadata",
+        "shapeless",
+        "traces",
+        "constants",
+        "segments",
+    ],
     "Trace": ["keyword_names", "inputs", "constants", "nodes", "outputs"],
     "Node": ["op", "args", "inputs", "outputs"],
     "TensorInfo": ["shape", "dtype"],
@@ -52,11 +61,11 @@ class Table:
         assert slot is not None, f"{self.kind}.{name} is absent"
         return slot + struct.unpack_from("<I", self.data, slot)[0]
 
-    def vector(self, name: str) -> "Vector":
+    def vector(self, name: str) -> Vector:
         """The vector (or string) a field points to."""
         return Vector(self.data, self._target(name))
 
-    def tables(self, name: str, kind: str) -> list["Table"]:
+    def tables(self, name: str, kind: str) -> list[Table]:
         """The tables of a vector-of-tables field."""
         vec = self.vector(name)
         return [Table(self.data, kind, p + struct.unpack_from("<I", self.data, p)[0]) for p in vec.items(4)]

@@ -5,6 +5,7 @@ Importing this package registers every handler (one module per family).
 
 from __future__ import annotations
 
+from ..errors import ReplayError
 from . import (  # noqa: F401  (imported for their registrations)
     custom_kernel,
     elementwise,
@@ -18,9 +19,8 @@ from . import (  # noqa: F401  (imported for their registrations)
     scatter,
     shape,
 )
-from .registry import handler_for, register, supported_primitives, unsupported_reason
-from ..errors import ReplayError
 from .plan import build_replay, check_handlers
+from .registry import handler_for, register, supported_primitives, unsupported_reason
 
 __all__ = [
     "handler_for",

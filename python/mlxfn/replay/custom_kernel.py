@@ -13,8 +13,9 @@ imported function raises a RuntimeError naming the kernel, as MLX does.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import mlx.core as mx
 
@@ -40,9 +41,7 @@ _METAL_TYPES = {
 
 _CUDA_NAMESPACE = "namespace mlx::core::cu {\n\nnamespace cg = cooperative_groups;\n\n"
 _CUDA_TAIL = "\n}\n\n} // namespace mlx::core::cu\n"
-_CUDA_DEFAULT_HEADER = (
-    '\n#include "mlx/backend/cuda/device/utils.cuh"\n\n#include <cooperative_groups.h>\n\n'
-)
+_CUDA_DEFAULT_HEADER = '\n#include "mlx/backend/cuda/device/utils.cuh"\n\n#include <cooperative_groups.h>\n\n'
 
 
 @dataclass
@@ -57,7 +56,9 @@ class KernelSource:
     atomic_outputs: bool = False
 
 
-def parse_metal_source(name: str, source: str, ndims: Sequence[int], shape_infos: Sequence[Sequence[bool]]) -> KernelSource:
+def parse_metal_source(
+    name: str, source: str, ndims: Sequence[int], shape_infos: Sequence[Sequence[bool]]
+) -> KernelSource:
     """Split a source written by MLX's ``metal_kernel`` (see its write_signature)."""
     start = source.index(f"[[kernel]] void {name}(\n")
     header, template = source[:start], []
@@ -94,7 +95,9 @@ def parse_metal_source(name: str, source: str, ndims: Sequence[int], shape_infos
     return KernelSource(header, inputs, outputs, body, template, atomic)
 
 
-def parse_cuda_source(name: str, source: str, ndims: Sequence[int], shape_infos: Sequence[Sequence[bool]]) -> KernelSource:
+def parse_cuda_source(
+    name: str, source: str, ndims: Sequence[int], shape_infos: Sequence[Sequence[bool]]
+) -> KernelSource:
     """Split a source written by MLX's ``cuda_kernel`` (see its build_kernel).
 
     Template arguments were written as ``constexpr`` / ``using`` lines at the
@@ -127,8 +130,23 @@ def _unavailable(kernel: str) -> RuntimeError:
 
 @register("CustomKernel")
 def custom_kernel(node: Node, xs: list[mx.array]) -> list[mx.array]:
-    (name, source, gx, gy, gz, tx, ty, tz, shape_infos, ensure_row_contiguous,
-     init_value, scalars, is_precompiled, shared_memory, _compile_options) = node.args
+    (
+        name,
+        source,
+        gx,
+        gy,
+        gz,
+        tx,
+        ty,
+        tz,
+        shape_infos,
+        ensure_row_contiguous,
+        init_value,
+        scalars,
+        is_precompiled,
+        shared_memory,
+        _compile_options,
+    ) = node.args
     grid, threadgroup = (gx, gy, gz), (tx, ty, tz)
     shapes = [list(s) for s, _ in node.outputs]
     dtypes = [d for _, d in node.outputs]
@@ -137,29 +155,53 @@ def custom_kernel(node: Node, xs: list[mx.array]) -> list[mx.array]:
     if is_precompiled:
         if not cuda:
             raise _unavailable(name)
-        return list(mx.fast.precompiled_cuda_kernel(
-            name=name, compiled_source=source.encode(), inputs=xs,
-            output_shapes=shapes, output_dtypes=dtypes, scalars=list(scalars),
-            grid=grid, threadgroup=threadgroup, shared_memory=shared_memory,
-            init_value=init_value, ensure_row_contiguous=ensure_row_contiguous,
-        ))
+        return list(
+            mx.fast.precompiled_cuda_kernel(
+                name=name,
+                compiled_source=source.encode(),
+                inputs=xs,
+                output_shapes=shapes,
+                output_dtypes=dtypes,
+                scalars=list(scalars),
+                grid=grid,
+                threadgroup=threadgroup,
+                shared_memory=shared_memory,
+                init_value=init_value,
+                ensure_row_contiguous=ensure_row_contiguous,
+            )
+        )
     if mx.metal.is_available() and f"[[kernel]] void {name}(" in source:
         parsed = parse_metal_source(name, source, ndims, shape_infos)
         kernel = mx.fast.metal_kernel(
-            name=name.removeprefix("custom_kernel_"), input_names=parsed.input_names,
-            output_names=parsed.output_names, source=parsed.body, header=parsed.header,
-            ensure_row_contiguous=ensure_row_contiguous, atomic_outputs=parsed.atomic_outputs,
+            name=name.removeprefix("custom_kernel_"),
+            input_names=parsed.input_names,
+            output_names=parsed.output_names,
+            source=parsed.body,
+            header=parsed.header,
+            ensure_row_contiguous=ensure_row_contiguous,
+            atomic_outputs=parsed.atomic_outputs,
         )
     elif cuda and f"__global__ void {name}(" in source:
         parsed = parse_cuda_source(name, source, ndims, shape_infos)
         kernel = mx.fast.cuda_kernel(
-            name=name.removeprefix("custom_kernel_"), input_names=parsed.input_names,
-            output_names=parsed.output_names, source=parsed.body, header=parsed.header,
-            ensure_row_contiguous=ensure_row_contiguous, shared_memory=shared_memory,
+            name=name.removeprefix("custom_kernel_"),
+            input_names=parsed.input_names,
+            output_names=parsed.output_names,
+            source=parsed.body,
+            header=parsed.header,
+            ensure_row_contiguous=ensure_row_contiguous,
+            shared_memory=shared_memory,
         )
     else:
         raise _unavailable(name)
-    return list(kernel(
-        inputs=xs, template=parsed.template or None, grid=grid, threadgroup=threadgroup,
-        output_shapes=shapes, output_dtypes=dtypes, init_value=init_value,
-    ))
+    return list(
+        kernel(
+            inputs=xs,
+            template=parsed.template or None,
+            grid=grid,
+            threadgroup=threadgroup,
+            output_shapes=shapes,
+            output_dtypes=dtypes,
+            init_value=init_value,
+        )
+    )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import mlx.core as mx
 
 from ..ir import Node
 from .registry import register
+
 
 def _abs(x: mx.array) -> mx.array:
     # MLX's Abs primitive keeps a complex input's dtype (the magnitude in the

@@ -28,9 +28,7 @@ def quantize(node: Node, xs: list[mx.array]) -> mx.array | list[mx.array]:
     if dequantize:
         w, scales = xs[:2]
         biases = xs[2] if len(xs) > 2 else None
-        return mx.dequantize(
-            w, scales, biases, group_size=group_size, bits=bits, mode=mode_name
-        )
+        return mx.dequantize(w, scales, biases, group_size=group_size, bits=bits, mode=mode_name)
     return list(mx.quantize(xs[0], group_size=group_size, bits=bits, mode=mode_name))
 
 
@@ -141,9 +139,7 @@ def scaled_dot_product_attention(node: Node, xs: list[mx.array]) -> mx.array | l
     rest = xs[3:]
     sinks = rest.pop() if has_sinks else None
     mask = rest[0] if rest else None
-    out = mx.fast.scaled_dot_product_attention(
-        q, k, v, scale=scale, mask="causal" if causal else mask, sinks=sinks
-    )
+    out = mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask="causal" if causal else mask, sinks=sinks)
     if not output_logsumexp:
         return out
     return [out, _attention_logsumexp(q, k, v, scale, causal, mask, sinks)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import mlx.core as mx
 
@@ -64,7 +64,8 @@ def build_replay(
                 for k, (arr, (shape, dtype)) in enumerate(zip(results, node.outputs)):
                     if tuple(arr.shape) != tuple(shape) or arr.dtype != dtype:
                         raise fail(
-                            index, node,
+                            index,
+                            node,
                             f"output {k} is {tuple(arr.shape)} {arr.dtype}, the file records {tuple(shape)} {dtype}",
                         )
             env.extend(results)

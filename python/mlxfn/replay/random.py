@@ -23,9 +23,7 @@ def _rotl(x: mx.array, r: int) -> mx.array:
     return mx.bitwise_or(mx.left_shift(x, r), mx.right_shift(x, 32 - r))
 
 
-def threefry2x32(
-    k0: mx.array, k1: mx.array, c0: mx.array, c1: mx.array
-) -> tuple[mx.array, mx.array]:
+def threefry2x32(k0: mx.array, k1: mx.array, c0: mx.array, c1: mx.array) -> tuple[mx.array, mx.array]:
     """Threefry-2x32 of counters (c0, c1) under key (k0, k1); all uint32, broadcast."""
     ks = (k0, k1, mx.bitwise_xor(mx.bitwise_xor(k0, k1), mx.array(_PARITY, mx.uint32)))
     x0, x1 = c0 + ks[0], c1 + ks[1]

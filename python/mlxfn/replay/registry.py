@@ -13,15 +13,15 @@ file it cannot import.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Union
+from collections.abc import Callable, Sequence
 
 import mlx.core as mx
 
 from ..ir import Node
 
-Outputs = Union[mx.array, Sequence[mx.array]]
+Outputs = mx.array | Sequence[mx.array]
 Handler = Callable[[Node, list[mx.array]], Outputs]
-Check = Callable[[Node], Optional[str]]
+Check = Callable[[Node], str | None]
 
 _HANDLERS: dict[str, Handler] = {}
 _CHECKS: dict[str, Check] = {}

@@ -30,7 +30,9 @@ def _apply(a: mx.array, key: Any, updates: mx.array, reduce_type: int) -> mx.arr
     return out
 
 
-def _scatter_flat(a: mx.array, indices: list[mx.array], axes: list[int], updates: mx.array, reduce_type: int) -> mx.array:
+def _scatter_flat(
+    a: mx.array, indices: list[mx.array], axes: list[int], updates: mx.array, reduce_type: int
+) -> mx.array:
     """The general form (a slice wider than 1 on an indexed axis) on a flat view."""
     n = updates.ndim - a.ndim
     strides = [math.prod(a.shape[d + 1 :]) for d in range(a.ndim)]
@@ -66,8 +68,11 @@ def scatter(node: Node, xs: list[mx.array]) -> mx.array:
     if any(slice_sizes[d] != 1 for d in axes):
         return _scatter_flat(a, indices, axes, updates, reduce_type)
     key = [
-        indices[axes.index(d)] if d in axes
-        else slice(None) if slice_sizes[d] == a.shape[d] else slice(0, slice_sizes[d])
+        indices[axes.index(d)]
+        if d in axes
+        else slice(None)
+        if slice_sizes[d] == a.shape[d]
+        else slice(0, slice_sizes[d])
         for d in range(a.ndim)
     ]
     while key and isinstance(key[-1], slice) and key[-1] == slice(None):
