@@ -6,7 +6,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build demo test test-rust test-python bench-smoke fuzz-smoke fuzz bench regen check-regen clean
+.PHONY: help setup build demo test lint lint-python lint-rust test-rust test-python bench-smoke fuzz-smoke fuzz bench regen check-regen clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -26,7 +26,20 @@ build: setup ## Build the Rust core and the C++ bridge, install mlxfn (with its 
 demo: build ## Export and import a ~1 GB Llama-style model with mlxfn and with MLX, print load times
 	$(PY) examples/demo.py
 
-test: build test-rust test-python bench-smoke fuzz-smoke ## Build, then run the Rust and Python test suites, the benchmarks once and a short fuzz run
+test: build lint test-rust test-python bench-smoke fuzz-smoke ## Build, lint, run the Rust and Python suites, the benchmarks once and a short fuzz run
+
+PY_SOURCES := python tests benches examples
+lint: lint-python lint-rust check-regen ## Style, types and the binding's stub (Python); rustfmt and clippy (Rust)
+
+lint-python: ## ruff check, ruff format --check, mypy --strict on python/mlxfn, stubtest of _mlxfn.pyi
+	$(VENV)/bin/ruff check $(PY_SOURCES)
+	$(VENV)/bin/ruff format --check $(PY_SOURCES)
+	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest mlxfn._mlxfn --allowlist python/mlxfn/stubtest-allowlist.txt
+
+lint-rust: ## cargo fmt --check and cargo clippy -D warnings
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 test-rust: ## Rust unit and integration tests (no Python needed)
 	cargo test --workspace --quiet

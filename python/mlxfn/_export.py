@@ -12,6 +12,7 @@ import mlx.core as mx
 import numpy as np
 
 from . import _mlxfn
+from ._mlx import MLX_VERSION, array_view, byte_view
 from ._progress import progress
 from ._signature import split_inputs
 from .dynamic import trace_shapeless
@@ -53,12 +54,10 @@ def _contiguous_bytes(arr: mx.array) -> memoryview:
     """
     if arr.size == 0:
         return memoryview(b"")
-    view = memoryview(arr)
-    if not view.c_contiguous:
+    if not array_view(arr).c_contiguous:
         arr = mx.contiguous(arr)
         mx.eval(arr)
-        view = memoryview(arr)
-    return view.cast("B")
+    return byte_view(arr)
 
 
 class _ConstantTable:
@@ -91,7 +90,7 @@ def write_traces(target: _mlxfn.AtomicFile, traces: list[Captured], shapeless: b
         indices = tuple(table.add(captured.constants[i]) for i in captured.trace.constants)
         graph_traces.append(replace(captured.trace, constants=indices).to_record())
     graph = {
-        "mlx_version": mx.__version__,
+        "mlx_version": MLX_VERSION,
         "metadata": metadata,
         "shapeless": shapeless,
         "traces": graph_traces,

@@ -6,13 +6,13 @@ import os
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable
 from typing import Any
 
 import mlx.core as mx
 
 from . import _mlxfn
 from ._load import LoadMode, Mapper, choose, load_constants
+from ._mlx import import_with_metadata
 from ._runner import Runner
 from ._signature import no_match_error, split_inputs
 from .errors import FormatError
@@ -158,11 +158,6 @@ class ImportedFunction:
         raise no_match_error(_CALL, self.traces, call)
 
 
-def _import_mlx_native(path: str) -> tuple[Callable[..., tuple[mx.array, ...]], str]:
-    fn, metadata = mx.import_function(path, return_metadata=True)
-    return fn, metadata
-
-
 def import_function(file: PathLike, return_metadata: bool = False, *, verify: bool = False, load: str = "auto") -> Any:
     """Import a function exported by mlxfn (or by MLX's own exporter).
 
@@ -181,7 +176,7 @@ def import_function(file: PathLike, return_metadata: bool = False, *, verify: bo
         raise TypeError(f"file must be a str or os.PathLike[str], not {type(file).__name__}")
     kind, _ = _mlxfn.sniff(path)
     if kind == "mlx":
-        fn, metadata = _import_mlx_native(path)
+        fn, metadata = import_with_metadata(path)
     elif kind == "mlxfn":
         handle = _mlxfn.File.open(path)
         if verify:

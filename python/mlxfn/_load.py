@@ -21,12 +21,14 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import mlx.core as mx
 import numpy as np
 
 from . import _mlxfn
 from ._dtypes import DTYPE_TABLE, NUMPY_DTYPES
+from ._mlx import byte_view
 from ._progress import progress
 
 LOAD_MODES = ("auto", "map", "copy")
@@ -97,7 +99,7 @@ def copy_constants(file: _mlxfn.File, infos: Sequence[ConstantInfo], indices: Se
     """Copy constants into fresh MLX memory, in parallel, without the GIL."""
     arrays = {i: _allocate(tuple(infos[i][0]), infos[i][1]) for i in indices}
     filled = [i for i in indices if infos[i][2] > 0]
-    file.copy_into(filled, [memoryview(arrays[i]).cast("B") for i in filled])
+    file.copy_into(filled, [byte_view(arrays[i]) for i in filled])
     return arrays
 
 
@@ -108,7 +110,7 @@ class Mapper:
         self._file = file
         self._how = how
         self._offsets = file.constant_offsets()
-        self._mapping: object | None = None
+        self._mapping: Any = None  # the bridge's Mapping, made at the first wrap
 
     def _wrap(self, index: int, info: ConstantInfo) -> mx.array | None:
         shape, dtype, nbytes = info
@@ -122,7 +124,7 @@ class Mapper:
 
             self._mapping = _bridge.Mapping(self._file.fileno(), self._file.file_size)
         try:
-            arr: mx.array = self._mapping.wrap(offset, list(shape), DTYPE_TABLE.index(dtype))  # type: ignore[attr-defined]
+            arr: mx.array = self._mapping.wrap(offset, list(shape), DTYPE_TABLE.index(dtype))
         except ValueError as err:  # no length prefix: a format 1 file
             log.debug("%s: constant %d is copied: %s", self._file.path, index, err)
             return None
@@ -148,7 +150,7 @@ def _adopt(view: _mlxfn.ConstantView, shape: tuple[int, ...], dtype: mx.Dtype, o
     """Unified memory: MLX adopts a page-aligned constant, or None (then it is copied)."""
     if offset % _mlxfn.SEGMENT_ALIGNMENT != 0:
         return None
-    host = np.frombuffer(view, dtype=NUMPY_DTYPES[dtype]).reshape(shape)
+    host: np.ndarray[Any, Any] = np.frombuffer(memoryview(view), dtype=NUMPY_DTYPES[dtype]).reshape(shape)
     try:
         arr = mx.asarray(host, copy=False)
     except (ValueError, TypeError) as err:

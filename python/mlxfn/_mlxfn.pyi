@@ -1,50 +1,79 @@
-"""Type stubs for the Rust binding (mlxfn._mlxfn)."""
+"""Type stubs for the Rust binding (mlxfn._mlxfn), checked by mypy.stubtest."""
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, final
+
+__all__ = [
+    "ALIGNED_CONSTANT_MIN",
+    "AtomicFile",
+    "ConstantView",
+    "FORMAT_VERSION",
+    "File",
+    "LENGTH_PREFIX",
+    "OLDEST_FORMAT_VERSION",
+    "SEGMENT_ALIGNMENT",
+    "SMALL_CONSTANT_ALIGNMENT",
+    "register",
+    "sniff",
+    "write_file",
+    "__version__",
+]
 
 FORMAT_VERSION: int
+OLDEST_FORMAT_VERSION: int
 SEGMENT_ALIGNMENT: int
 SMALL_CONSTANT_ALIGNMENT: int
+ALIGNED_CONSTANT_MIN: int
+LENGTH_PREFIX: int
 __version__: str
 
-# A trace as write_file takes it and File.traces returns it:
+# A trace as write_file takes it and File.traces returns it (mlxfn.ir.Trace
+# converts both ways):
 #   {"keyword_names": [str], "inputs": [(shape, dtype)], "constants": [int],
-#    "nodes": [(op, args, input_ids, [(shape, dtype)])], "outputs": [int]}
-Trace = dict[str, Any]
+#    "nodes": [(op, args, input_ids, [(shape, dtype)], [(output, axis, expr)])],
+#    "outputs": [int], "dims": [([(input, axis)], min, max)],
+#    "constant_exprs": [(position, expr)]}
+# An expression: {"constant": (num, den), "terms": [((num, den), [dim])], "integer": bool}.
+_TraceRecord = dict[str, Any]
+
+def register(errors: dict[str, type[BaseException]], dtypes: Sequence[Any]) -> None:
+    """Hand the binding the package's exception classes and dtypes, once."""
 
 def write_file(
-    path: str,
+    target: str | AtomicFile,
     graph: dict[str, Any],
     constants: Sequence[tuple[tuple[int, ...], Any, Any]],
-    dtype_table: Sequence[Any],
     durable: bool = False,
 ) -> dict[str, int]:
-    """Write atomically; constants are (shape, dtype, C-contiguous buffer)."""
+    """Write into an AtomicFile (left for the caller to commit) or atomically
+    to a path; constants are (shape, dtype, C-contiguous buffer)."""
 
 def sniff(path: str) -> tuple[str, str | None]:
     """("mlxfn", None), ("mlx", mlx_version) or ("unknown", None)."""
 
+@final
+class AtomicFile:
+    """A locked temporary file beside a target, renamed over it by commit."""
+
+    def __new__(cls, target: str) -> AtomicFile: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def temp_path(self) -> str: ...
+    @property
+    def pending(self) -> bool: ...
+    def commit(self, durable: bool = False) -> None: ...
+    def discard(self) -> None: ...
+
+@final
 class ConstantView:
     """Read-only buffer (format "B") over one constant's mapped bytes."""
 
     def __len__(self) -> int: ...
     def __buffer__(self, flags: int, /) -> memoryview: ...
+    def __release_buffer__(self, buffer: memoryview, /) -> None: ...
 
-class ConstantStream:
-    """The given constants as a read-only safetensors stream (for mx.load)."""
-
-    def __init__(self, file: File, indices: Sequence[int]) -> None: ...
-    def readinto(self, buffer: Any) -> int: ...
-    def seek(self, offset: int, whence: int = 0) -> int: ...
-    def tell(self) -> int: ...
-    def readable(self) -> bool: ...
-    def seekable(self) -> bool: ...
-    @property
-    def closed(self) -> bool: ...
-    @property
-    def name(self) -> str: ...
-
+@final
 class File:
     """An mlxfn file, mapped and validated."""
 
@@ -68,9 +97,14 @@ class File:
     def num_constants(self) -> int: ...
     @property
     def file_size(self) -> int: ...
-    def traces(self, dtype_table: Sequence[Any]) -> list[Trace]: ...
-    def constant_infos(self, dtype_table: Sequence[Any]) -> list[tuple[tuple[int, ...], Any, int]]: ...
+    @property
+    def graph_checksum(self) -> int: ...
+    def traces(self) -> list[_TraceRecord]: ...
+    def constant_infos(self) -> list[tuple[tuple[int, ...], Any, int]]: ...
     def constant_hashes(self) -> list[int]: ...
+    def constant_offsets(self) -> list[int]: ...
+    def fileno(self) -> int: ...
+    def copy_into(self, indices: Sequence[int], buffers: Sequence[Any]) -> None: ...
     def constant(self, index: int) -> ConstantView: ...
     def check_unchanged(self) -> None:
         """FormatError if the file was truncated or rewritten in place since open."""

@@ -35,6 +35,7 @@ from typing import Any
 import mlx.core as mx
 
 from ._load import mapping_support
+from ._mlx import MLX_VERSION
 
 FUSE_AFTER_CALLS = 64
 Replay = Callable[..., tuple[mx.array, ...]]
@@ -68,7 +69,7 @@ def _bridge() -> Any | None:
 
 def _marker(key: str) -> Path:
     """Where a fused trace leaves its marker: beside MLX's CPU kernels."""
-    return Path(tempfile.gettempdir()) / "mlx" / mx.__version__ / "cpu" / "mlxfn" / key
+    return Path(tempfile.gettempdir()) / "mlx" / MLX_VERSION / "cpu" / "mlxfn" / key
 
 
 def _compiled(replay: Replay, shapeless: bool = False) -> Replay:
@@ -142,6 +143,7 @@ class Runner:
             unfused = _compiled(self._replay)
             self._current = unfused
             bridge = _bridge()
+            assert bridge is not None  # the plan is "fuse-late" only with the bridge
             return lambda *xs: bridge.trace_without_fusion(unfused, *xs)
         if self._calls > FUSE_AFTER_CALLS:
             if self._key is not None:

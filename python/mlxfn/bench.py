@@ -27,6 +27,8 @@ from typing import Any
 
 import mlx.core as mx
 
+from ._mlx import MLX_VERSION
+
 # A side: how a file is imported.  "mlxfn:map" and "mlxfn:copy" are
 # mlxfn.import_function(load=...), "mlx" is mx.import_function.
 SIDES = ("mlxfn:map", "mlxfn:copy", "mlx")
@@ -133,7 +135,8 @@ def _child_command(side: str, path: Path, inputs: Path, output: Path, hold: bool
 
 
 def _parse(stdout: str) -> dict[str, Any]:
-    return json.loads(stdout.strip().splitlines()[-1])
+    parsed: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
+    return parsed
 
 
 def outputs_path(out: Path, side: str) -> Path:
@@ -248,9 +251,15 @@ def table(rows: Sequence[tuple[str, dict[str, float], str]], sides: Sequence[str
     return "\n".join(lines)
 
 
+def _saved(path: Path) -> dict[str, mx.array]:
+    loaded = mx.load(str(path))
+    assert isinstance(loaded, dict)
+    return loaded
+
+
 def same_outputs(out: Path, sides: Sequence[str], expected: Sequence[mx.array] | None = None) -> bool:
     """Whether every side's saved first output equals the others' (and ``expected``)."""
-    outputs = [list(mx.load(str(outputs_path(out, side))).values()) for side in sides]
+    outputs = [list(_saved(outputs_path(out, side)).values()) for side in sides]
     reference = list(expected) if expected is not None else outputs[0]
     return all(
         len(got) == len(reference)
@@ -316,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for file in args.file:
             print(run_file(file, Path(scratch), args.rounds), flush=True)
             print()
-    print(f"mlx {mx.__version__}, {os.cpu_count()} CPU cores; ratio = side / MLX")
+    print(f"mlx {MLX_VERSION}, {os.cpu_count()} CPU cores; ratio = side / MLX")
     return 0
 
 

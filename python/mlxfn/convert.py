@@ -24,8 +24,9 @@ import mlx.core as mx
 from . import _mlxfn
 from ._export import exporter as mlxfn_exporter
 from ._import import ImportedFunction
+from ._mlx import import_with_metadata
 from .errors import MlxfnError
-from .ir import Signature, Trace
+from .ir import Signature, TensorSpec, Trace
 from .mlx_format import MlxHeader, probe_signatures, read_header
 from .trace import Captured, trace_function
 
@@ -44,7 +45,10 @@ def file_kind(path: PathLike) -> str:
 
 def example_inputs(signature: Signature) -> tuple[list[mx.array], dict[str, mx.array]]:
     """Zero-filled arrays matching ``signature``: positional, then keywords."""
-    zeros = lambda s: mx.zeros(s.shape, s.dtype)  # noqa: E731
+
+    def zeros(spec: TensorSpec) -> mx.array:
+        return mx.zeros(spec.shape, spec.dtype)
+
     return [zeros(s) for s in signature.positional], {k: zeros(s) for k, s in signature.keywords}
 
 
@@ -91,7 +95,7 @@ def load_mlx(src: PathLike) -> tuple[MlxHeader, list[Signature], Callable[..., A
     src = os.fspath(src)
     header = read_header(src)
     signatures = probe_signatures(src)
-    fn, metadata = mx.import_function(src, return_metadata=True)
+    fn, metadata = import_with_metadata(src)
     for signature in signatures:
         args, kwargs = example_inputs(signature)
         mx.eval(fn(*args, **kwargs))

@@ -47,6 +47,7 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
+from ._mlx import byte_view
 from .ir import Dim, Expr, Node, Shape, TensorSpec, Trace
 from .trace import Captured, trace_function
 
@@ -93,7 +94,8 @@ def _scalar(arr: mx.array) -> bool:
     """A constant whose value may follow the sizes: one finite real number."""
     if arr.size != 1 or arr.dtype in (mx.bool_, mx.complex64):
         return False
-    return math.isfinite(arr.item())
+    value = arr.item()
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def _same_array(a: mx.array, b: mx.array) -> bool:
@@ -101,10 +103,7 @@ def _same_array(a: mx.array, b: mx.array) -> bool:
         return False
     if a.size == 0:
         return True
-    if (
-        np.frombuffer(memoryview(a).cast("B"), np.uint8).ctypes.data
-        == np.frombuffer(memoryview(b).cast("B"), np.uint8).ctypes.data
-    ):
+    if np.frombuffer(byte_view(a), np.uint8).ctypes.data == np.frombuffer(byte_view(b), np.uint8).ctypes.data:
         return True
     return bool(mx.array_equal(a, b, equal_nan=True).item())
 
@@ -138,7 +137,9 @@ class Shot:
                 numbers += [(Fraction(d), True) for d in o.shape]
         for c in captured.constants:
             if _scalar(c):
-                numbers.append((Fraction(c.item()), not mx.issubdtype(c.dtype, mx.inexact)))
+                value = c.item()
+                assert isinstance(value, (int, float))
+                numbers.append((Fraction(value), not mx.issubdtype(c.dtype, mx.inexact)))
         return Shot(captured, (nodes, consts, trace.outputs), numbers)
 
     def same_structure(self, other: Shot) -> bool:

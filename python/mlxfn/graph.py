@@ -93,15 +93,15 @@ def to_dot(trace: Trace, constants: Sequence[TensorSpec], title: str = "") -> st
         text = f"{op}\n{abbreviate(args)}" if args else op
         lines.append(f"  n{k} [shape=box, style=rounded, label={_quote(text)}];")
         for value in inputs:
-            node, label = source[value]
-            lines.append(f"  {node} -> n{k} [label={_quote(label)}];")
+            src, label = source[value]
+            lines.append(f"  {src} -> n{k} [label={_quote(label)}];")
         for o, (shape, dtype) in enumerate(outputs):
             port = f"#{o} " if len(outputs) > 1 else ""
             source.append((f"n{k}", port + _tensor(shape, dtype)))
     for o, value in enumerate(trace.outputs):
-        node, label = source[value]
+        src, label = source[value]
         lines.append(f"  out{o} [shape=house, style=filled, fillcolor=palegreen, label={_quote(f'output {o}')}];")
-        lines.append(f"  {node} -> out{o} [label={_quote(label)}];")
+        lines.append(f"  {src} -> out{o} [label={_quote(label)}];")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -122,7 +122,7 @@ def write(dot_text: str, out: str) -> str:
         out, svg = out[: -len(".svg")] + ".dot", False
     target = _mlxfn.AtomicFile(out)
     try:
-        if svg:
+        if svg and dot is not None:
             proc = subprocess.run(
                 [dot, "-Tsvg", "-o", target.temp_path], input=dot_text, capture_output=True, text=True
             )

@@ -72,7 +72,8 @@ class _Cursor:
         return out
 
     def unpack(self, fmt: str, what: str) -> int:
-        return struct.unpack("<" + fmt, self.take(struct.calcsize(fmt), what))[0]
+        value: int = struct.unpack("<" + fmt, self.take(struct.calcsize(fmt), what))[0]
+        return value
 
     def count(self, what: str, item_size: int) -> int:
         n = self.unpack("Q", what)

@@ -43,7 +43,8 @@ def trace_function(
     non-array ones, which is exactly the behaviour mlxfn promises.
     """
     records: list[dict[str, Any]] = []
-    mx.export_function(records.append, fun, *args, shapeless=shapeless, **kwargs)
+    export: Any = mx.export_function  # its stub types keyword inputs as its own options
+    export(records.append, fun, *args, shapeless=shapeless, **kwargs)
     return build_trace(records, Signature.of(args, kwargs))
 
 

@@ -56,12 +56,21 @@ class KernelSource:
     atomic_outputs: bool = False
 
 
+def _buffer_name(line: str) -> str:
+    """The argument name of a ``device T* name [[buffer(i)]]`` line."""
+    found = re.search(r"(\w+) \[\[buffer", line)
+    if found is None:
+        raise ValueError(f"not a buffer argument: {line.strip()!r}")
+    return found.group(1)
+
+
 def parse_metal_source(
     name: str, source: str, ndims: Sequence[int], shape_infos: Sequence[Sequence[bool]]
 ) -> KernelSource:
     """Split a source written by MLX's ``metal_kernel`` (see its write_signature)."""
     start = source.index(f"[[kernel]] void {name}(\n")
-    header, template = source[:start], []
+    header = source[:start]
+    template: list[tuple[str, Any]] = []
     if header.endswith(">\n") and "template <" in header:
         cut = header.rindex("template <")
         params = header[cut + len("template <") : -2].split(", ")
@@ -84,11 +93,11 @@ def parse_metal_source(
     body = source[sig_end + len(") {\n") : body_end]
     device_lines = [ln for ln in lines if "[[buffer(" in ln]
     n_in = len(ndims) + sum(sum(map(bool, i)) for d, i in zip(ndims, shape_infos) if d > 0)
-    outputs = [re.search(r"(\w+) \[\[buffer", ln).group(1) for ln in device_lines[n_in:]]
+    outputs = [_buffer_name(ln) for ln in device_lines[n_in:]]
     inputs = []
     it = iter(device_lines[:n_in])
     for ndim, info in zip(ndims, shape_infos):
-        inputs.append(re.search(r"(\w+) \[\[buffer", next(it)).group(1))
+        inputs.append(_buffer_name(next(it)))
         for _ in range(sum(map(bool, info)) if ndim > 0 else 0):
             next(it)
     atomic = any("atomic<" in ln for ln in device_lines[n_in:])
@@ -148,7 +157,7 @@ def custom_kernel(node: Node, xs: list[mx.array]) -> list[mx.array]:
         _compile_options,
     ) = node.args
     grid, threadgroup = (gx, gy, gz), (tx, ty, tz)
-    shapes = [list(s) for s, _ in node.outputs]
+    shapes = [tuple(s) for s, _ in node.outputs]
     dtypes = [d for _, d in node.outputs]
     ndims = [x.ndim for x in xs]
     cuda = mx.cuda.is_available()
@@ -172,7 +181,7 @@ def custom_kernel(node: Node, xs: list[mx.array]) -> list[mx.array]:
         )
     if mx.metal.is_available() and f"[[kernel]] void {name}(" in source:
         parsed = parse_metal_source(name, source, ndims, shape_infos)
-        kernel = mx.fast.metal_kernel(
+        kernel: Any = mx.fast.metal_kernel(
             name=name.removeprefix("custom_kernel_"),
             input_names=parsed.input_names,
             output_names=parsed.output_names,

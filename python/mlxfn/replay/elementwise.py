@@ -81,10 +81,10 @@ def _binary(
     return lambda node, xs: fn(xs[0], xs[1])
 
 
-for _name, _fn in _UNARY.items():
-    register(_name)(_unary(_fn))
-for _name, _fn in _BINARY.items():
-    register(_name)(_binary(_fn))
+for _name, _one in _UNARY.items():
+    register(_name)(_unary(_one))
+for _name, _two in _BINARY.items():
+    register(_name)(_binary(_two))
 
 
 @register("Copy")

@@ -106,7 +106,9 @@ def rope(node: Node, xs: list[mx.array]) -> mx.array:
     return mx.vjp(fwd, [x], [x])[1][0]
 
 
-def _attention_logsumexp(q, k, v, scale, causal, mask, sinks):  # noqa: ANN001, ANN202
+def _attention_logsumexp(
+    q: mx.array, k: mx.array, v: mx.array, scale: float, causal: bool, mask: mx.array | None, sinks: mx.array | None
+) -> mx.array:
     """log-sum-exp of the scaled, masked scores per query (float32, keepdims)."""
     n_rep = q.shape[1] // k.shape[1]
     if n_rep > 1:

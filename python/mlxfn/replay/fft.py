@@ -26,4 +26,4 @@ def fft(node: Node, xs: list[mx.array]) -> mx.array:
         return mx.fft.rfftn(x, axes=axes)
     sizes = [x.shape[ax] for ax in axes]
     sizes[-1] = 2 * (sizes[-1] - 1) + int(odd_out)
-    return mx.fft.irfftn(x, s=sizes, axes=axes)
+    return mx.fft.irfftn(x, s=tuple(sizes), axes=axes)

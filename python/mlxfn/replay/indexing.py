@@ -27,7 +27,7 @@ def gather(node: Node, xs: list[mx.array]) -> mx.array:
     if not indices:
         return a
     if len(indices) > 1:
-        indices = mx.broadcast_arrays(*indices)
+        indices = list(mx.broadcast_arrays(*indices))
     n = indices[0].ndim
     if len(axes) == 1 and slice_sizes[axes[0]] == 1:
         ax = axes[0]

@@ -6,6 +6,8 @@ MLX requires (these primitives have no GPU kernels).
 
 from __future__ import annotations
 
+from typing import Any
+
 import mlx.core as mx
 
 from ..ir import Node
@@ -20,9 +22,8 @@ def qrf(node: Node, xs: list[mx.array]) -> list[mx.array]:
 @register("SVD")
 def svd(node: Node, xs: list[mx.array]) -> mx.array | list[mx.array]:
     (compute_uv,) = node.args
-    if not compute_uv:
-        return mx.linalg.svd(xs[0], compute_uv=False, stream=mx.cpu)
-    return list(mx.linalg.svd(xs[0], compute_uv=True, stream=mx.cpu))
+    result: Any = mx.linalg.svd(xs[0], compute_uv=bool(compute_uv), stream=mx.cpu)  # one array or three
+    return list(result) if compute_uv else result
 
 
 @register("Inverse")

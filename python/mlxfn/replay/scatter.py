@@ -24,7 +24,8 @@ _AT_METHODS = {0: "maximum", 1: "minimum", 2: "add", 3: "multiply"}
 def _apply(a: mx.array, key: Any, updates: mx.array, reduce_type: int) -> mx.array:
     """``a.at[key].<op>(updates)``, or assignment for reduce type None."""
     if reduce_type in _AT_METHODS:
-        return getattr(a.at[key], _AT_METHODS[reduce_type])(updates)
+        out: mx.array = getattr(a.at[key], _AT_METHODS[reduce_type])(updates)
+        return out
     out = mx.array(a)  # a new wrapper: item assignment must not touch the input
     out[key] = updates
     return out

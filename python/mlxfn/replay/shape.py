@@ -107,7 +107,7 @@ def concatenate(node: Node, xs: list[mx.array]) -> mx.array:
 @register("Split")
 def split(node: Node, xs: list[mx.array]) -> list[mx.array]:
     indices, axis = node.args
-    return mx.split(xs[0], list(indices), axis=axis)
+    return list(mx.split(xs[0], list(indices), axis=axis))
 
 
 def _slices(start: tuple[int, ...], stop: tuple[int, ...], step: tuple[int, ...]) -> tuple[slice, ...]:

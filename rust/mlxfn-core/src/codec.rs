@@ -55,10 +55,7 @@ fn tensor<'a>(fbb: &mut Fbb<'a>, t: &TensorInfo) -> WIPOffset<fb::TensorInfo<'a>
     fb::TensorInfo::create(fbb, &fb::TensorInfoArgs { shape: Some(shape), dtype: fb::DType(t.dtype.code()) })
 }
 
-fn tensors<'a>(
-    fbb: &mut Fbb<'a>,
-    ts: &[TensorInfo],
-) -> WIPOffset<Vector<'a, ForwardsUOffset<fb::TensorInfo<'a>>>> {
+fn tensors<'a>(fbb: &mut Fbb<'a>, ts: &[TensorInfo]) -> WIPOffset<Vector<'a, ForwardsUOffset<fb::TensorInfo<'a>>>> {
     let items: Vec<_> = ts.iter().map(|t| tensor(fbb, t)).collect();
     fbb.create_vector(&items)
 }
@@ -75,7 +72,12 @@ fn expr<'a>(fbb: &mut Fbb<'a>, e: &Expr) -> WIPOffset<fb::Expr<'a>> {
     let terms = fbb.create_vector(&terms);
     fb::Expr::create(
         fbb,
-        &fb::ExprArgs { constant_num: e.constant.0, constant_den: e.constant.1, terms: Some(terms), integer: e.integer },
+        &fb::ExprArgs {
+            constant_num: e.constant.0,
+            constant_den: e.constant.1,
+            terms: Some(terms),
+            integer: e.integer,
+        },
     )
 }
 
@@ -127,7 +129,13 @@ fn trace<'a>(fbb: &mut Fbb<'a>, t: &Trace) -> WIPOffset<fb::Trace<'a>> {
             let output_exprs = (!output_exprs.is_empty()).then(|| fbb.create_vector(&output_exprs));
             fb::Node::create(
                 fbb,
-                &fb::NodeArgs { op: Some(op), args: Some(args), inputs: Some(inputs), outputs: Some(outputs), output_exprs },
+                &fb::NodeArgs {
+                    op: Some(op),
+                    args: Some(args),
+                    inputs: Some(inputs),
+                    outputs: Some(outputs),
+                    output_exprs,
+                },
             )
         })
         .collect();
@@ -249,7 +257,10 @@ fn decode_expr(e: Option<fb::Expr<'_>>, what: &dyn Fn() -> String) -> Result<Exp
             .terms()
             .iter()
             .flatten()
-            .map(|t| Term { coeff: (t.coeff_num(), t.coeff_den()), dims: t.dims().map(|d| d.iter().collect()).unwrap_or_default() })
+            .map(|t| Term {
+                coeff: (t.coeff_num(), t.coeff_den()),
+                dims: t.dims().map(|d| d.iter().collect()).unwrap_or_default(),
+            })
             .collect(),
         integer: e.integer(),
     })
@@ -266,10 +277,9 @@ fn decode_arg(a: fb::Arg<'_>, what: &dyn Fn() -> String) -> Result<Arg, String> 
             let code = u8::try_from(a.int_value()).map_err(|_| format!("{}: bad dtype {}", what(), a.int_value()))?;
             Arg::Dtype(dtype(fb::DType(code), what)?)
         }
-        fb::ArgKind::Ints => Arg::Ints {
-            values: a.ints().map(|v| v.iter().collect()).unwrap_or_default(),
-            tuple: a.is_tuple(),
-        },
+        fb::ArgKind::Ints => {
+            Arg::Ints { values: a.ints().map(|v| v.iter().collect()).unwrap_or_default(), tuple: a.is_tuple() }
+        }
         fb::ArgKind::List => Arg::List {
             items: a.items().iter().flatten().map(|i| decode_arg(i, what)).collect::<Result<_, _>>()?,
             tuple: a.is_tuple(),
@@ -369,12 +379,8 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
             })
         })
         .collect::<Result<_, String>>()?;
-    let segments = root
-        .segments()
-        .iter()
-        .flatten()
-        .map(|s| SegmentEntry { offset: s.offset(), size: s.size() })
-        .collect();
+    let segments =
+        root.segments().iter().flatten().map(|s| SegmentEntry { offset: s.offset(), size: s.size() }).collect();
     Ok(Decoded {
         format_version: root.format_version(),
         mlxfn_version: root.mlxfn_version().unwrap_or_default().to_owned(),

@@ -77,9 +77,7 @@ impl DType {
     /// The byte length of an array of this dtype and `shape`, or None when a
     /// dimension is negative or the size overflows `u64`.
     pub fn nbytes(self, shape: &[i64]) -> Option<u64> {
-        shape.iter().try_fold(self.itemsize(), |acc, &dim| {
-            u64::try_from(dim).ok().and_then(|d| acc.checked_mul(d))
-        })
+        shape.iter().try_fold(self.itemsize(), |acc, &dim| u64::try_from(dim).ok().and_then(|d| acc.checked_mul(d)))
     }
 
     /// Check that `length` bytes is what an array of `shape` needs; the error

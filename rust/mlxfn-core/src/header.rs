@@ -159,15 +159,14 @@ impl Header {
             );
         }
         let alignment = segments_alignment(self.format_version);
-        if self.segments_size > 0 && self.segments_offset % alignment != 0 {
+        if self.segments_size > 0 && !self.segments_offset.is_multiple_of(alignment) {
             return field("segments_offset", format!("{} is not a multiple of {alignment}", self.segments_offset));
         }
         match self.segments_offset.checked_add(self.segments_size) {
             Some(end) if end == self.file_size => Ok(()),
-            Some(end) => field(
-                "segments_size",
-                format!("the segments end at {end} but the file size is {}", self.file_size),
-            ),
+            Some(end) => {
+                field("segments_size", format!("the segments end at {end} but the file size is {}", self.file_size))
+            }
             None => field("segments_size", format!("{} overflows", self.segments_size)),
         }
     }
@@ -216,7 +215,10 @@ mod tests {
         let unaligned = Header { segments_offset: 100 + 64 + 8, ..sample() }.encode();
         assert!(matches!(Header::decode(&unaligned), Err(HeaderProblem::Field("segments_offset", _))));
         let page = Header { format_version: 1, segments_offset: 200 * 64, ..sample() }.encode();
-        assert!(matches!(Header::decode(&page), Err(HeaderProblem::Field("segments_offset", _))), "version 1 needs pages");
+        assert!(
+            matches!(Header::decode(&page), Err(HeaderProblem::Field("segments_offset", _))),
+            "version 1 needs pages"
+        );
         let overflow = Header { segments_size: u64::MAX, ..sample() }.encode();
         assert!(matches!(Header::decode(&overflow), Err(HeaderProblem::Field("segments_size", _))));
     }

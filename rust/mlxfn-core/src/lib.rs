@@ -20,9 +20,9 @@ pub mod parallel;
 pub mod reader;
 pub mod writer;
 
+pub use atomic::AtomicFile;
 pub use dtype::DType;
 pub use error::{Error, Result};
-pub use atomic::AtomicFile;
 pub use header::{FORMAT_VERSION, OLDEST_FORMAT_VERSION};
 pub use layout::{ALIGNED_CONSTANT_MIN, LENGTH_PREFIX, SEGMENT_ALIGNMENT, SMALL_CONSTANT_ALIGNMENT};
 pub use model::{Arg, ConstantExpr, Dim, Expr, Graph, Node, OutputExpr, TensorInfo, Term, Trace};

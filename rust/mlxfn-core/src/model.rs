@@ -194,9 +194,7 @@ pub struct Trace {
 impl Trace {
     /// How many value ids the trace defines.
     pub fn value_count(&self) -> usize {
-        self.inputs.len()
-            + self.constants.len()
-            + self.nodes.iter().map(|n| n.outputs.len()).sum::<usize>()
+        self.inputs.len() + self.constants.len() + self.nodes.iter().map(|n| n.outputs.len()).sum::<usize>()
     }
 
     /// Check that every id refers to a value defined before its use and every
@@ -204,11 +202,7 @@ impl Trace {
     /// described in words.
     pub fn check_ids(&self, constant_count: usize) -> Result<(), String> {
         if self.keyword_names.len() > self.inputs.len() {
-            return Err(format!(
-                "{} keyword names for {} inputs",
-                self.keyword_names.len(),
-                self.inputs.len()
-            ));
+            return Err(format!("{} keyword names for {} inputs", self.keyword_names.len(), self.inputs.len()));
         }
         if let Some(c) = self.constants.iter().find(|&&c| c as usize >= constant_count) {
             return Err(format!("constant index {c} but the file has {constant_count} constants"));
@@ -216,10 +210,7 @@ impl Trace {
         let mut defined = self.inputs.len() + self.constants.len();
         for (n, node) in self.nodes.iter().enumerate() {
             if let Some(i) = node.inputs.iter().find(|&&i| i as usize >= defined) {
-                return Err(format!(
-                    "node {n} ({}) uses value {i} but only {defined} are defined before it",
-                    node.op
-                ));
+                return Err(format!("node {n} ({}) uses value {i} but only {defined} are defined before it", node.op));
             }
             defined += node.outputs.len();
         }
@@ -255,7 +246,8 @@ impl Trace {
             }
         }
         let base = self.base_sizes();
-        let check = |e: &Expr, what: &dyn Fn() -> String| e.check(self.dims.len()).map_err(|p| format!("{}: {p}", what()));
+        let check =
+            |e: &Expr, what: &dyn Fn() -> String| e.check(self.dims.len()).map_err(|p| format!("{}: {p}", what()));
         for (n, node) in self.nodes.iter().enumerate() {
             let mut exprs = Vec::new();
             node.args.iter().for_each(|a| a.exprs(&mut exprs));
@@ -275,7 +267,11 @@ impl Trace {
         }
         for ce in &self.constant_exprs {
             if ce.position as usize >= self.constants.len() {
-                return Err(format!("a constant expression names constant {} of {}", ce.position, self.constants.len()));
+                return Err(format!(
+                    "a constant expression names constant {} of {}",
+                    ce.position,
+                    self.constants.len()
+                ));
             }
             check(&ce.expr, &|| format!("constant {}", ce.position))?;
         }

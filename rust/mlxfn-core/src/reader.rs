@@ -5,8 +5,8 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::ops::Deref;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -65,9 +65,7 @@ pub fn sniff_bytes(head: &[u8]) -> FileKind {
 pub fn sniff(path: &Path) -> Result<FileKind> {
     let shown = path.display().to_string();
     let mut head = Vec::with_capacity(72);
-    File::open(path)
-        .and_then(|f| f.take(72).read_to_end(&mut head))
-        .map_err(|e| Error::io(&shown, e))?;
+    File::open(path).and_then(|f| f.take(72).read_to_end(&mut head)).map_err(|e| Error::io(&shown, e))?;
     Ok(sniff_bytes(&head))
 }
 
@@ -121,10 +119,7 @@ impl MlxfnFile {
         let handle = File::open(path).map_err(io)?;
         let meta = handle.metadata().map_err(io)?;
         if !meta.is_file() {
-            return Err(Error::Io {
-                path: shown.clone(),
-                source: std::io::Error::other("not a regular file"),
-            });
+            return Err(Error::Io { path: shown.clone(), source: std::io::Error::other("not a regular file") });
         }
         let actual = meta.len();
         if actual < HEADER_SIZE as u64 {
@@ -205,14 +200,16 @@ impl MlxfnFile {
         match p {
             HeaderProblem::Short => Error::Truncated { path, expected: HEADER_SIZE as u64, actual: 0 },
             HeaderProblem::Magic => Error::NotMlxfn { path, detail: "no mlxfn magic number".into() },
-            HeaderProblem::Checksum => Error::BadHeader { path, field: "header_crc32", detail: "checksum mismatch".into() },
+            HeaderProblem::Checksum => {
+                Error::BadHeader { path, field: "header_crc32", detail: "checksum mismatch".into() }
+            }
             HeaderProblem::Newer(found) => Error::NewerVersion { path, found, supported: FORMAT_VERSION },
             HeaderProblem::Field(field, detail) => Error::BadHeader { path, field, detail },
         }
     }
 
     fn header_error(path: &str, head: &[u8], actual: u64) -> Error {
-        let magic_prefix = head.len() >= 1 && MAGIC.starts_with(&head[..head.len().min(8)]);
+        let magic_prefix = !head.is_empty() && MAGIC.starts_with(&head[..head.len().min(8)]);
         if magic_prefix && !head.is_empty() {
             Error::Truncated { path: path.to_owned(), expected: HEADER_SIZE as u64, actual }
         } else {
@@ -250,7 +247,7 @@ impl MlxfnFile {
                     c.offset, c.length, c.segment, segment.size
                 )));
             }
-            if self.constant_offset(i) % SMALL_CONSTANT_ALIGNMENT != 0 {
+            if !self.constant_offset(i).is_multiple_of(SMALL_CONSTANT_ALIGNMENT) {
                 return Err(invalid(format!("constant {i} at {} is not aligned to 64 bytes", self.constant_offset(i))));
             }
             c.dtype.check_length(&c.shape, c.length).map_err(|problem| invalid(format!("constant {i} {problem}")))?;
@@ -283,7 +280,8 @@ impl MlxfnFile {
         spans.sort_unstable();
         let mut end = self.header.flatbuffer_offset + self.header.flatbuffer_size;
         for (at, length, i) in spans {
-            let invalid = |what: String| Error::Invalid { path: self.path.clone(), what: format!("constant {i} {what}") };
+            let invalid =
+                |what: String| Error::Invalid { path: self.path.clone(), what: format!("constant {i} {what}") };
             if at < end + LENGTH_PREFIX {
                 return Err(invalid(format!("at {at} overlaps the bytes before it, which end at {end}")));
             }

@@ -114,7 +114,9 @@ fn dedupe(constants: &[ConstantData<'_>]) -> Deduped {
 fn validate(path: &str, graph: &Graph, constants: &[ConstantData<'_>]) -> Result<()> {
     let invalid = |what: String| Error::InvalidGraph { path: path.to_owned(), what };
     for (i, c) in constants.iter().enumerate() {
-        c.dtype.check_length(c.shape, c.bytes.len() as u64).map_err(|problem| invalid(format!("constant {i} {problem}")))?;
+        c.dtype
+            .check_length(c.shape, c.bytes.len() as u64)
+            .map_err(|problem| invalid(format!("constant {i} {problem}")))?;
     }
     for (t, trace) in graph.traces.iter().enumerate() {
         trace.check_ids(constants.len()).map_err(|what| invalid(format!("trace {t}: {what}")))?;
@@ -153,7 +155,12 @@ fn hash_and_write(file: &File, bytes: &[u8], at: u64) -> std::io::Result<u64> {
 /// hashes.  Segment 0 (the small constants) is assembled in memory and
 /// written at once; each large constant is written by one thread, the
 /// largest first.
-fn write_constants(file: &File, constants: &[ConstantData<'_>], d: &Deduped, layout: &Layout) -> std::io::Result<Vec<u64>> {
+fn write_constants(
+    file: &File,
+    constants: &[ConstantData<'_>],
+    d: &Deduped,
+    layout: &Layout,
+) -> std::io::Result<Vec<u64>> {
     let mut hashes = vec![0u64; d.unique.len()];
     let bytes_of = |u: usize| constants[d.unique[u]].bytes;
     let (small, mut large): (Vec<usize>, Vec<usize>) =
@@ -240,7 +247,12 @@ pub fn write_into(out: &AtomicFile, graph: &Graph, constants: &[ConstantData<'_>
 }
 
 /// Write `graph` and its `constants` to `path` atomically.
-pub fn write_file(path: &Path, graph: &Graph, constants: &[ConstantData<'_>], options: WriteOptions) -> Result<WriteSummary> {
+pub fn write_file(
+    path: &Path,
+    graph: &Graph,
+    constants: &[ConstantData<'_>],
+    options: WriteOptions,
+) -> Result<WriteSummary> {
     let out = AtomicFile::create(path)?;
     let summary = write_into(&out, graph, constants)?;
     out.commit(options.durable)?;

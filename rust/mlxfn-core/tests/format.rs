@@ -205,7 +205,10 @@ fn size_errors_say_what_is_wrong() {
     let mut long = bytes.clone();
     long.extend_from_slice(&[0; 3]);
     let long = open_bytes(dir.path(), &long).to_string();
-    assert!(long.ends_with(&format!("the header says {n} bytes, the file has {}: bytes were appended", n + 3)), "{long}");
+    assert!(
+        long.ends_with(&format!("the header says {n} bytes, the file has {}: bytes were appended", n + 3)),
+        "{long}"
+    );
     let empty = open_bytes(dir.path(), &[]).to_string();
     assert!(empty.ends_with("not an mlxfn file (the file is empty)"), "{empty}");
 }
@@ -309,7 +312,8 @@ fn length_prefixes_must_not_overlap_other_bytes() {
     let err = open_bytes(dir.path(), &crafted(FORMAT_VERSION, &Graph::default(), &overlap, &seg, 256, &[(56, 64)]));
     assert!(err.to_string().contains("at 16448 overlaps the bytes before it, which end at 16512"), "{err}");
     let tight = [entry(0, 64, 64, &[64]), entry(0, 128, 8, &[8])];
-    let err = open_bytes(dir.path(), &crafted(FORMAT_VERSION, &Graph::default(), &tight, &seg, 256, &[(56, 64), (120, 8)]));
+    let err =
+        open_bytes(dir.path(), &crafted(FORMAT_VERSION, &Graph::default(), &tight, &seg, 256, &[(56, 64), (120, 8)]));
     assert!(err.to_string().contains("constant 1 at 16512 overlaps the bytes before it, which end at 16512"), "{err}");
     let good = [entry(0, 64, 56, &[56]), entry(0, 128, 8, &[8])];
     let bytes = crafted(FORMAT_VERSION, &Graph::default(), &good, &seg, 256, &[(56, 56), (120, 8)]);
@@ -491,10 +495,19 @@ fn dynamic_traces_round_trip_and_inconsistent_ones_are_refused() {
     broken(&|t| t.dims[0].axes = vec![(0, 0), (0, 1)], "dim 0 joins input axes of different sizes");
     broken(&|t| t.dims[0].min = 3, "dim 0 serves 3..64 but was traced at 2");
     broken(&|t| t.dims[0].axes.clear(), "dim 0 names no input axis");
-    broken(&|t| t.nodes[0].output_exprs[0].expr = fixtures::affine(1, 1), "node 0 (Add) output 0 axis 0: its expression does not give the traced size 2");
+    broken(
+        &|t| t.nodes[0].output_exprs[0].expr = fixtures::affine(1, 1),
+        "node 0 (Add) output 0 axis 0: its expression does not give the traced size 2",
+    );
     broken(&|t| t.nodes[0].output_exprs[0].axis = 9, "node 0 (Add) output 0 axis 9: no such output axis");
-    broken(&|t| t.constant_exprs[0].expr.terms[0].dims = vec![4], "constant 1: an expression uses dim 4 but the trace has 1");
-    broken(&|t| t.constant_exprs[0].expr.constant = (1, 0), "constant 1: an expression has a denominator that is not positive");
+    broken(
+        &|t| t.constant_exprs[0].expr.terms[0].dims = vec![4],
+        "constant 1: an expression uses dim 4 but the trace has 1",
+    );
+    broken(
+        &|t| t.constant_exprs[0].expr.constant = (1, 0),
+        "constant 1: an expression has a denominator that is not positive",
+    );
     broken(&|t| t.constant_exprs[0].position = 2, "a constant expression names constant 2 of 2");
     let huge = OutputExpr { output: 0, axis: 0, expr: fixtures::affine(i64::MAX, i64::MAX) };
     broken(&|t| t.nodes[0].output_exprs = vec![huge.clone()], "its expression does not give the traced size 2");
@@ -506,5 +519,8 @@ fn dynamic_traces_round_trip_and_inconsistent_ones_are_refused() {
     let path = dir.path().join("nonscalar.mlxfn");
     write_file(&path, &g, &constants, WriteOptions::default()).unwrap();
     let err = MlxfnFile::open(&path).unwrap_err();
-    assert!(err.to_string().contains("trace 0: constant 0 has a value that follows the sizes but shape [2, 3]"), "{err}");
+    assert!(
+        err.to_string().contains("trace 0: constant 0 has a value that follows the sizes but shape [2, 3]"),
+        "{err}"
+    );
 }

@@ -25,7 +25,9 @@ impl PyAtomicFile {
         let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         match guard.as_ref() {
             Some(file) => Ok(f(file)),
-            None => Err(PyRuntimeError::new_err(format!("{}: the file was already committed or discarded", self.target))),
+            None => {
+                Err(PyRuntimeError::new_err(format!("{}: the file was already committed or discarded", self.target)))
+            }
         }
     }
 

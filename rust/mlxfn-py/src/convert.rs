@@ -4,10 +4,13 @@
 
 use mlxfn_core::dtype::ALL_DTYPES;
 use mlxfn_core::{Arg, ConstantExpr, DType, Dim, Expr, Graph, Node, OutputExpr, TensorInfo, Term, Trace};
-use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::conversion::FromPyObjectOwned;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+/// A dynamic size as Python sees it: `([(input, axis)], min, max)`.
+type DimRecord = (Vec<(u32, u32)>, i64, i64);
 
 /// The caller's dtype objects, indexed by code.
 pub struct DtypeTable<'py>(Vec<Bound<'py, PyAny>>);
@@ -38,15 +41,20 @@ impl<'py> DtypeTable<'py> {
     }
 
     fn dtype(&self, obj: &Bound<'py, PyAny>, what: &str) -> PyResult<DType> {
-        self.code_of(obj)?
-            .ok_or_else(|| PyTypeError::new_err(format!("{what}: {} is not a known dtype", obj.repr().map_or("?".into(), |r| r.to_string()))))
+        self.code_of(obj)?.ok_or_else(|| {
+            PyTypeError::new_err(format!(
+                "{what}: {} is not a known dtype",
+                obj.repr().map_or("?".into(), |r| r.to_string())
+            ))
+        })
     }
 }
 
 /// An expression from its record: `{"constant": (num, den), "terms":
 /// [((num, den), [dim, ...]), ...], "integer": bool}` (mlxfn.ir.Expr).
 fn expr_from_py(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Expr> {
-    let dict = obj.cast::<PyDict>().map_err(|_| PyTypeError::new_err(format!("{what}: an expression must be a dict")))?;
+    let dict =
+        obj.cast::<PyDict>().map_err(|_| PyTypeError::new_err(format!("{what}: an expression must be a dict")))?;
     let terms: Vec<((i64, i64), Vec<u32>)> = item(dict, "terms")?;
     Ok(Expr {
         constant: item(dict, "constant")?,
@@ -75,9 +83,10 @@ fn arg_from_py(obj: &Bound<'_, PyAny>, table: &DtypeTable<'_>, what: &str) -> Py
         return Ok(Arg::Bool(b.is_true()));
     }
     if obj.is_instance_of::<PyInt>() {
-        return Ok(Arg::Int(obj.extract::<i64>().map_err(|_| {
-            PyValueError::new_err(format!("{what}: integer {obj} does not fit in 64 bits"))
-        })?));
+        return Ok(Arg::Int(
+            obj.extract::<i64>()
+                .map_err(|_| PyValueError::new_err(format!("{what}: integer {obj} does not fit in 64 bits")))?,
+        ));
     }
     if let Ok(f) = obj.cast::<PyFloat>() {
         return Ok(Arg::Float(f.value()));
@@ -117,7 +126,11 @@ fn arg_to_py<'py>(py: Python<'py>, arg: &Arg, table: &DtypeTable<'py>) -> PyResu
         Arg::Ints { values, tuple: false } => PyList::new(py, values)?.into_any(),
         Arg::List { items, tuple } => {
             let items = items.iter().map(|a| arg_to_py(py, a, table)).collect::<PyResult<Vec<_>>>()?;
-            if *tuple { PyTuple::new(py, items)?.into_any() } else { PyList::new(py, items)?.into_any() }
+            if *tuple {
+                PyTuple::new(py, items)?.into_any()
+            } else {
+                PyList::new(py, items)?.into_any()
+            }
         }
         Arg::Expr(e) => expr_to_py(py, e)?,
     })
@@ -167,7 +180,7 @@ fn trace_from_py(t: &Bound<'_, PyDict>, table: &DtypeTable<'_>, ti: usize) -> Py
             op,
         });
     }
-    let dims: Vec<(Vec<(u32, u32)>, i64, i64)> = item(t, "dims")?;
+    let dims: Vec<DimRecord> = item(t, "dims")?;
     let constant_exprs: Vec<(u32, Bound<'_, PyAny>)> = item(t, "constant_exprs")?;
     let what = format!("trace {ti} constant expression");
     Ok(Trace {
@@ -208,7 +221,16 @@ pub fn trace_to_py<'py>(py: Python<'py>, t: &Trace, table: &DtypeTable<'py>) -> 
             let exprs = n
                 .output_exprs
                 .iter()
-                .map(|o| Ok(PyTuple::new(py, [o.output.into_pyobject(py)?.into_any(), o.axis.into_pyobject(py)?.into_any(), expr_to_py(py, &o.expr)?])?))
+                .map(|o| {
+                    PyTuple::new(
+                        py,
+                        [
+                            o.output.into_pyobject(py)?.into_any(),
+                            o.axis.into_pyobject(py)?.into_any(),
+                            expr_to_py(py, &o.expr)?,
+                        ],
+                    )
+                })
                 .collect::<PyResult<Vec<_>>>()?;
             PyTuple::new(
                 py,
@@ -228,12 +250,12 @@ pub fn trace_to_py<'py>(py: Python<'py>, t: &Trace, table: &DtypeTable<'py>) -> 
     dict.set_item("constants", PyList::new(py, &t.constants)?)?;
     dict.set_item("nodes", PyList::new(py, nodes)?)?;
     dict.set_item("outputs", PyList::new(py, &t.outputs)?)?;
-    let dims: Vec<(Vec<(u32, u32)>, i64, i64)> = t.dims.iter().map(|d| (d.axes.clone(), d.min, d.max)).collect();
+    let dims: Vec<DimRecord> = t.dims.iter().map(|d| (d.axes.clone(), d.min, d.max)).collect();
     dict.set_item("dims", dims)?;
     let constant_exprs = t
         .constant_exprs
         .iter()
-        .map(|c| Ok(PyTuple::new(py, [c.position.into_pyobject(py)?.into_any(), expr_to_py(py, &c.expr)?])?))
+        .map(|c| PyTuple::new(py, [c.position.into_pyobject(py)?.into_any(), expr_to_py(py, &c.expr)?]))
         .collect::<PyResult<Vec<_>>>()?;
     dict.set_item("constant_exprs", PyList::new(py, constant_exprs)?)?;
     Ok(dict)

@@ -138,7 +138,9 @@ impl PyFile {
         for (index, buffer) in indices.iter().zip(&buffers) {
             let buffer = PyUntypedBuffer::get(buffer)?;
             if buffer.readonly() || !buffer.is_c_contiguous() {
-                return Err(PyValueError::new_err(format!("constant {index}: the buffer is read-only or not contiguous")));
+                return Err(PyValueError::new_err(format!(
+                    "constant {index}: the buffer is read-only or not contiguous"
+                )));
             }
             held.push((buffer.buf_ptr() as usize, buffer.len_bytes(), buffer));
         }
@@ -150,7 +152,9 @@ impl PyFile {
                 // SAFETY: each buffer is writable, C-contiguous and `len` bytes
                 // long, and stays valid (held by `buffer`) until this returns;
                 // the caller passes distinct buffers.
-                .map(|(&index, (ptr, len, _))| (index, unsafe { std::slice::from_raw_parts_mut(*ptr as *mut u8, *len) }))
+                .map(|(&index, (ptr, len, _))| {
+                    (index, unsafe { std::slice::from_raw_parts_mut(*ptr as *mut u8, *len) })
+                })
                 .collect();
             inner.copy_constants(jobs)
         })

@@ -28,11 +28,7 @@ static REGISTERED: PyOnceLock<Registered> = PyOnceLock::new();
 #[pyfunction]
 pub fn register(py: Python<'_>, errors: &Bound<'_, PyDict>, dtypes: Vec<Bound<'_, PyAny>>) -> PyResult<()> {
     if dtypes.len() != ALL_DTYPES.len() {
-        return Err(PyValueError::new_err(format!(
-            "register needs {} dtypes, got {}",
-            ALL_DTYPES.len(),
-            dtypes.len()
-        )));
+        return Err(PyValueError::new_err(format!("register needs {} dtypes, got {}", ALL_DTYPES.len(), dtypes.len())));
     }
     let classes = ERROR_CLASSES
         .iter()
@@ -44,9 +40,10 @@ pub fn register(py: Python<'_>, errors: &Bound<'_, PyDict>, dtypes: Vec<Bound<'_
     let fresh = Registered { errors: classes, dtypes: dtypes.iter().map(|d| d.clone().unbind()).collect() };
     let current = REGISTERED.get_or_init(py, || fresh);
     let same = current.dtypes.iter().zip(&dtypes).all(|(a, b)| a.bind(py).is(b))
-        && ERROR_CLASSES.iter().zip(&current.errors).all(|(name, cls)| {
-            errors.get_item(name).ok().flatten().is_some_and(|given| given.is(cls.bind(py)))
-        });
+        && ERROR_CLASSES
+            .iter()
+            .zip(&current.errors)
+            .all(|(name, cls)| errors.get_item(name).ok().flatten().is_some_and(|given| given.is(cls.bind(py))));
     if same {
         Ok(())
     } else {

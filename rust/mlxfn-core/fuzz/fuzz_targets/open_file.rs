@@ -36,6 +36,7 @@ fn walk(arg: &Arg) -> usize {
         Arg::Dtype(d) => d.itemsize() as usize,
         Arg::Ints { values, tuple } => values.len() + usize::from(*tuple),
         Arg::List { items, .. } => items.iter().map(walk).fold(0, usize::wrapping_add),
+        Arg::Expr(e) => e.terms.len() + e.constant.0 as usize + usize::from(e.integer),
     }
 }
 
@@ -45,6 +46,15 @@ fuzz_target!(|data: &[u8]| {
     let mut seen = graph.metadata.len() + graph.mlx_version.len() + file.mlxfn_version().len();
     seen += file.header().segments_offset as usize + file.segments().iter().map(|s| s.size as usize).sum::<usize>();
     for trace in &graph.traces {
+        seen += trace.dims.len() + trace.constant_exprs.len();
+        // Every expression of a trace that opened is valid: evaluating it at
+        // any sizes must not panic (it says None on overflow).
+        let sizes: Vec<i64> = trace.dims.iter().map(|d| d.max).collect();
+        for node in &trace.nodes {
+            for oe in &node.output_exprs {
+                std::hint::black_box(oe.expr.value(&sizes));
+            }
+        }
         seen += trace.value_count() + trace.keyword_names.iter().map(String::len).sum::<usize>();
         seen += trace.inputs.iter().map(|t| t.shape.len() + t.dtype.itemsize() as usize).sum::<usize>();
         for node in &trace.nodes {

@@ -14,6 +14,7 @@
     mismatched_lifetime_syntaxes
 )]
 
+#[rustfmt::skip] // flatc's output, byte for byte (make check-regen)
 mod mlxfn_generated;
 
 pub use mlxfn_generated::mlxfn::fb::*;
