@@ -341,7 +341,3 @@ def test_scatter_duplicates_accumulate_like_mlx(tmp_path: Path) -> None:
     fun = lambda a, u: a.at[idx].add(u)  # noqa: E731
     args = (normal(2, 3), normal(60, 3, seed=9) * 1e3)
     Pair(tmp_path, fun, *args).check(*args, original=fun)
-
-
-# Names covered by test_primitive cases (a primitive may have several).
-REAL_TRACE_PRIMITIVES = frozenset(c.primitive for c in CASES)

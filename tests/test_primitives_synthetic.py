@@ -339,24 +339,3 @@ def test_number_of_elements(dtype: mx.Dtype) -> None:
         for shapeless in (False, True):
             got = run("NumberOfElements", ([1, 2], inverted, dtype), [x], shapeless=shapeless)
             assert_same(got, (want,))
-
-
-SYNTHETIC_PRIMITIVES = frozenset(
-    [a[0] for a in ALIASES]
-    + [
-        "RMSNorm",
-        "RMSNormVJP",
-        "LayerNorm",
-        "LayerNormVJP",
-        "RoPE",
-        "ScaledDotProductAttention",
-        "Quantize",
-        "CustomKernel",
-        "Copy",
-        "StopGradient",
-        "Divide",
-        "Gather",
-        "Scatter",
-        "NumberOfElements",
-    ]
-)

@@ -27,7 +27,7 @@ import pytest
 
 import mlxfn
 from mlxfn import _mlxfn
-from mlxfn.errors import FormatError, IntegrityError, ReplayError, VersionError
+from mlxfn.errors import FormatError, IntegrityError, MlxfnError, ReplayError, VersionError
 
 from hostile.fbwalk import HEADER, Table, fix_checksums, root
 
@@ -97,6 +97,28 @@ def constant_ranges(path: Path) -> list[tuple[int, int]]:
     """(file offset, length) of every stored constant, in constant order."""
     desc = layout(path)
     return [(desc["segments"][seg][0] + off, length) for seg, off, length in desc["constants"]]
+
+
+# ----------------------------------------------------------------------------
+# Not an mlxfn file at all.
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError) as info:
+        mlxfn.import_function(tmp_path / "nope.mlxfn")
+    assert "nope.mlxfn" in str(info.value)
+    with pytest.raises(OSError):
+        mlxfn.import_function(tmp_path)
+
+
+@pytest.mark.parametrize("data", [b"", b"hello world, not a model", bytes(range(256)) * 4])
+def test_not_an_mlxfn_file(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "other.bin"
+    path.write_bytes(data)
+    with pytest.raises(FormatError) as info:
+        mlxfn.import_function(path)
+    assert str(path) in str(info.value)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, MlxfnError)
 
 
 # ----------------------------------------------------------------------------

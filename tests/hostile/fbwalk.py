@@ -11,30 +11,28 @@ recompute the checksums with ``fix_checksums``.
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 HEADER = 64
 
-# Field slots per table, in schema order.
-SCHEMA = {
-    "Graph": [
-        "format_version",
-        "mlxfn_version",
-        "mlx_version",
-        "metadata",
-        "shapeless",
-        "traces",
-        "constants",
-        "segments",
-    ],
-    "Trace": ["keyword_names", "inputs", "constants", "nodes", "outputs"],
-    "Node": ["op", "args", "inputs", "outputs"],
-    "TensorInfo": ["shape", "dtype"],
-    "Constant": ["shape", "dtype", "segment", "offset", "length", "hash"],
-    "Segment": ["offset", "size"],
-}
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "rust" / "mlxfn-core" / "schema" / "mlxfn.fbs"
+
+
+def _field_slots(schema: str) -> dict[str, list[str]]:
+    """Each table's fields in declaration order (their vtable slots), read
+    from the schema itself so that this walker cannot drift from it."""
+    tables: dict[str, list[str]] = {}
+    for name, body in re.findall(r"^table (\w+) \{(.*?)^\}", schema, flags=re.M | re.S):
+        lines = (line.split("//")[0].strip() for line in body.splitlines())
+        tables[name] = [line.split(":")[0].strip() for line in lines if line and not line.startswith("///")]
+    return tables
+
+
+SCHEMA = _field_slots(SCHEMA_FILE.read_text())
 
 
 @dataclass(frozen=True)

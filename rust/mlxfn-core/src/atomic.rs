@@ -17,6 +17,24 @@ use crate::error::{Error, Result};
 
 const TEMP_SUFFIX: &str = ".tmp";
 
+/// The environment variable of the writers' test hook (`checkpoint`).
+pub const PAUSE_VARIABLE: &str = "MLXFN_WRITE_PAUSE";
+
+/// A point a writer reports on its way: "temporary" (created and locked),
+/// "constants" (every constant written), "graph" (header and graph written,
+/// not yet renamed), "renamed".  When the environment variable
+/// `MLXFN_WRITE_PAUSE` names the point, the writer says so on stderr
+/// (`mlxfn: write paused at <point>`) and waits there forever: a test can
+/// kill it at exactly that point (tests/test_reliability_crash.py).
+pub fn checkpoint(point: &str) {
+    if std::env::var_os(PAUSE_VARIABLE).is_some_and(|v| v == point) {
+        eprintln!("mlxfn: write paused at {point}");
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
 fn temp_prefix(name: &str) -> String {
     format!(".{name}.")
 }
@@ -50,6 +68,7 @@ impl AtomicFile {
         };
         remove_stale_temporaries(&dir, &name);
         let tmp = locked_temporary(&dir, &name).map_err(|e| Error::io(&shown, e))?;
+        checkpoint("temporary");
         Ok(AtomicFile { target: target.to_path_buf(), shown, dir, tmp })
     }
 
@@ -76,6 +95,7 @@ impl AtomicFile {
             self.tmp.as_file().sync_all().map_err(io)?;
         }
         self.tmp.persist(&self.target).map_err(|e| io(e.error))?;
+        checkpoint("renamed");
         if durable {
             File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io)?;
         }

@@ -224,6 +224,7 @@ pub fn write_into(out: &AtomicFile, graph: &Graph, constants: &[ConstantData<'_>
     let file_size = layout.segments_offset + layout.segments_size;
     file.set_len(file_size).map_err(io)?;
     let hashes = write_constants(file, constants, &deduped, &layout).map_err(io)?;
+    crate::atomic::checkpoint("constants");
     let entries = table(constants, &deduped, &layout, &hashes);
     let flatbuffer = codec::encode(&graph, FORMAT_VERSION, mlxfn_version, &entries, &layout.segments);
     debug_assert!(flatbuffer.len() <= sized.len(), "the sized graph must be the larger");
@@ -238,6 +239,7 @@ pub fn write_into(out: &AtomicFile, graph: &Graph, constants: &[ConstantData<'_>
     };
     file.write_all_at(&header.encode(), 0).map_err(io)?;
     file.write_all_at(&flatbuffer, HEADER_SIZE as u64).map_err(io)?;
+    crate::atomic::checkpoint("graph");
     Ok(WriteSummary {
         file_size,
         constant_count: entries.len(),
