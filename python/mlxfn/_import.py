@@ -15,7 +15,6 @@ from ._load import LoadMode, Mapper, choose, load_constants
 from ._mlx import import_with_metadata
 from ._runner import Runner
 from ._signature import no_match_error, split_inputs
-from .errors import FormatError
 from .ir import Signature, Trace
 from .replay import build_replay, check_handlers
 
@@ -174,17 +173,13 @@ def import_function(file: PathLike, return_metadata: bool = False, *, verify: bo
     path = os.fspath(file)
     if not isinstance(path, str):
         raise TypeError(f"file must be a str or os.PathLike[str], not {type(file).__name__}")
-    kind, _ = _mlxfn.sniff(path)
+    kind, _ = _mlxfn.recognise(path)
     if kind == "mlx":
         fn, metadata = import_with_metadata(path)
-    elif kind == "mlxfn":
+    else:
         handle = _mlxfn.File.open(path)
         if verify:
             handle.verify()
         fn = ImportedFunction(handle, verified=verify, load=load)
         metadata = handle.metadata
-    elif os.path.getsize(path) == 0:
-        raise FormatError(f"{path}: not an mlxfn file (the file is empty)")
-    else:
-        raise FormatError(f"{path}: not an mlxfn file nor a file written by MLX's exporter")
     return (fn, metadata) if return_metadata else fn

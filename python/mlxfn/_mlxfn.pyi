@@ -13,6 +13,8 @@ __all__ = [
     "OLDEST_FORMAT_VERSION",
     "SEGMENT_ALIGNMENT",
     "SMALL_CONSTANT_ALIGNMENT",
+    "read_mlx_header",
+    "recognise",
     "register",
     "sniff",
     "write_file",
@@ -50,6 +52,12 @@ def write_file(
 
 def sniff(path: str) -> tuple[str, str | None]:
     """("mlxfn", None), ("mlx", mlx_version) or ("unknown", None)."""
+
+def recognise(path: str) -> tuple[str, str | None]:
+    """("mlxfn", None) or ("mlx", mlx_version); FormatError for anything else."""
+
+def read_mlx_header(path: str) -> dict[str, Any]:
+    """The header of MLX's file and its first function's signature."""
 
 @final
 class AtomicFile:

@@ -277,9 +277,7 @@ def run_file(path: Path, out: Path, rounds: int) -> str:
     from .convert import convert, example_inputs
     from .ir import Trace
 
-    kind, _ = _mlxfn.sniff(str(path))
-    if kind == "unknown":
-        raise SystemExit(f"{path}: not an mlxfn file nor a file written by MLX's exporter")
+    kind, _ = _mlxfn.recognise(str(path))
     other = "mlx" if kind == "mlxfn" else "mlxfn"
     formats = {kind: path, other: out / f"converted.{other}"}
     convert(path, formats[other], other)

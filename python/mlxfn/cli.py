@@ -33,13 +33,12 @@ def _spec(shape: Sequence[int], dtype: Any) -> str:
 
 
 def _kind(path: str) -> str:
+    """The file's kind, "mlxfn" or "mlx"; the command's one-line errors for anything else."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path}: is a directory")
-    kind, _ = _mlxfn.sniff(path)
-    if kind == "unknown":
-        raise MlxfnError(f"{path}: not an mlxfn file nor a file written by MLX's exporter")
+    kind, _ = _mlxfn.recognise(path)
     return kind
 
 

@@ -37,12 +37,6 @@ class ConvertError(MlxfnError):
     """A file could not be converted (the message says which trace and why)."""
 
 
-def file_kind(path: PathLike) -> str:
-    """``"mlxfn"``, ``"mlx"`` (MLX's own exporter) or ``"unknown"``."""
-    kind, _ = _mlxfn.sniff(os.fspath(path))
-    return kind
-
-
 def example_inputs(signature: Signature) -> tuple[list[mx.array], dict[str, mx.array]]:
     """Zero-filled arrays matching ``signature``: positional, then keywords."""
 
@@ -134,9 +128,7 @@ def convert(src: PathLike, dst: PathLike, to: str) -> tuple[str, int]:
     if to not in ("mlx", "mlxfn"):
         raise ValueError(f"unknown target format {to!r} (choose mlx or mlxfn)")
     src = os.fspath(src)
-    kind = file_kind(src)
-    if kind == "unknown":
-        raise ConvertError(f"{src}: not an mlxfn file nor a file written by MLX's exporter")
+    kind, _ = _mlxfn.recognise(os.fspath(src))
     if kind == to:
         raise ConvertError(f"{src}: already in {'MLX' if to == 'mlx' else 'mlxfn'}'s format")
     count = to_mlx(src, dst) if to == "mlx" else to_mlxfn(src, dst)
@@ -149,7 +141,6 @@ __all__: Sequence[str] = [
     "to_mlx",
     "to_mlxfn",
     "trace_mlx_file",
-    "file_kind",
     "example_inputs",
     "load_mlx",
 ]

@@ -1,28 +1,20 @@
 """Read what can be read cheaply from a file written by MLX's own exporter.
 
-MLX's file (``mx.export_function``, MLX 0.32) is a stream of little-endian
-values: a string is a u64 length and its bytes, a vector a u64 count and its
-items, an enum an i32, a dtype an i32 code and a u8 size, a shape a vector of
-i32.  It begins with a header::
+The header and the first function's signature are parsed by the Rust core
+(``rust/mlxfn-core/src/mlx_format.rs`` describes MLX's layout): a tape
+entry's state has a layout of its own for every primitive, so nothing past
+the first function's tape can be read without a decoder for each of them.
 
-    string  MLX version
-    i32     function count
-    bool    shapeless
-    string  metadata
-
-then each function in turn: its keyword names (vector of strings), its input
-ids (vector of u64), its inputs (vector of (shape, dtype)), its output ids,
-and its tape.  A tape entry's primitive state is written with a layout that
-depends on the primitive, so walking past the first function's tape would need
-a decoder for every one of MLX's primitives.
-
-So the header and the first function's signature are parsed here, with every
-length checked against the file size; the signatures of *all* functions come
-from MLX itself: :func:`probe_signatures` imports the file in a child process
+The signatures of *all* functions therefore come from MLX itself.  MLX has
+no API that lists them, so :func:`probe_signatures` asks in the one way MLX
+answers: it imports the file in a child process
 (a damaged file can crash MLX's parser; the child's crash is reported, not
 inherited) and calls it with an input count no function has, and MLX answers
 with its ``ValueError`` listing every function's signature.  The first
-function parsed here must be in that list, as a check on the listing.
+function parsed here must be in that list, as a check on the listing.  This depends on the wording of MLX's message
+(checked for 0.32): a change makes ``mlxfn inspect`` and ``mlxfn convert``
+of MLX files fail with a FormatError saying the listing could not be
+parsed, never read a wrong signature.
 """
 
 from __future__ import annotations
@@ -30,11 +22,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import struct
 import subprocess
 import sys
 from dataclasses import dataclass
 
+from . import _mlxfn
 from ._dtypes import DTYPE_TABLE as _DTYPES  # mlxfn's codes are MLX's Dtype::Val order
 from .errors import FormatError
 from .ir import Signature, TensorSpec, dtype_name
@@ -42,7 +34,6 @@ from .ir import Signature, TensorSpec, dtype_name
 # Names as MLX prints them in its error messages ("bool", not "bool_").
 _BY_NAME = {dtype_name(d).rstrip("_"): d for d in _DTYPES}
 
-_MAX_RANK = 64
 _PROBE_INPUTS = 65537  # more inputs than any exported function has
 
 
@@ -58,84 +49,18 @@ class MlxHeader:
     file_size: int
 
 
-class _Cursor:
-    """Bounds-checked little-endian reads over the bytes of a file."""
-
-    def __init__(self, data: bytes, path: str, size: int) -> None:
-        self.data, self.path, self.size, self.pos = data, path, size, 0
-
-    def take(self, n: int, what: str) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
-            raise FormatError(f"{self.path}: MLX file truncated or damaged while reading {what}")
-        out = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return out
-
-    def unpack(self, fmt: str, what: str) -> int:
-        value: int = struct.unpack("<" + fmt, self.take(struct.calcsize(fmt), what))[0]
-        return value
-
-    def count(self, what: str, item_size: int) -> int:
-        n = self.unpack("Q", what)
-        if n * item_size > self.size:
-            raise FormatError(f"{self.path}: MLX file has an impossible {what} ({n})")
-        return n
-
-    def string(self, what: str) -> str:
-        raw = self.take(self.count(what + " length", 1), what)
-        return raw.decode("utf-8", errors="replace")
-
-    def spec(self, what: str) -> TensorSpec:
-        rank = self.count(what + " rank", 4)
-        if rank > _MAX_RANK:
-            raise FormatError(f"{self.path}: MLX file has an impossible {what} rank ({rank})")
-        shape = tuple(self.unpack("i", what) for _ in range(rank))
-        code, size = self.unpack("i", what), self.unpack("B", what)
-        if not 0 <= code < len(_DTYPES) or _DTYPES[code].size != size:
-            raise FormatError(f"{self.path}: MLX file has an unknown dtype in {what}")
-        return TensorSpec(shape, _DTYPES[code])
-
-
-def _read_prefix(path: str, size: int, need: int) -> bytes:
-    with open(path, "rb") as f:
-        return f.read(min(size, need))
-
-
 def read_header(path: str | os.PathLike[str]) -> MlxHeader:
-    """Parse MLX's header and its first function's signature, never trusting a length."""
+    """MLX's header and its first function's signature (read by the Rust core,
+    which checks every length against the file's size)."""
     path = os.fspath(path)
-    size = os.stat(path).st_size
-    need = 1 << 16
-    while True:
-        data = _read_prefix(path, size, need)
-        cur = _Cursor(data, path, size)
-        try:
-            return _parse(cur, size)
-        except FormatError:
-            if len(data) >= size:
-                raise
-            need *= 16  # a long metadata string or signature: read further
-
-
-def _parse(cur: _Cursor, size: int) -> MlxHeader:
-    version = cur.string("MLX version")
-    count = cur.unpack("i", "function count")
-    shapeless = cur.unpack("B", "shapeless flag")
-    metadata = cur.string("metadata")
-    if count < 0 or shapeless > 1:
-        raise FormatError(f"{cur.path}: not a file written by MLX's exporter (bad header)")
+    raw = _mlxfn.read_mlx_header(path)
     first = None
-    if count > 0:
-        keys = [cur.string("keyword name") for _ in range(cur.count("keyword count", 8))]
-        n_ids = cur.count("input count", 8)
-        cur.take(8 * n_ids, "input ids")
-        n_inputs = cur.count("input count", 13)
-        if n_inputs != n_ids or len(keys) > n_inputs:
-            raise FormatError(f"{cur.path}: MLX file's first function has inconsistent inputs")
-        specs = [cur.spec(f"input {i}") for i in range(n_inputs)]
-        n_pos = n_inputs - len(keys)
-        first = Signature(tuple(specs[:n_pos]), tuple(zip(keys, specs[n_pos:])))
-    return MlxHeader(version, count, bool(shapeless), metadata, first, size)
+    if raw["first"] is not None:
+        names, inputs = raw["first"]
+        first = Signature.from_specs([TensorSpec(tuple(s), d) for s, d in inputs], names)
+    return MlxHeader(
+        raw["mlx_version"], raw["function_count"], raw["shapeless"], raw["metadata"], first, os.stat(path).st_size
+    )
 
 
 # ----------------------------------------------------------------------------

@@ -31,6 +31,20 @@ pub enum Error {
         /// What was found instead.
         detail: String,
     },
+    /// The file is neither an mlxfn file nor one written by MLX's exporter.
+    #[error("{path}: not an mlxfn file nor a file written by MLX's exporter")]
+    Unrecognized {
+        /// The path as given.
+        path: String,
+    },
+    /// A file written by MLX's exporter whose header cannot be read.
+    #[error("{path}: {detail}")]
+    MlxFile {
+        /// The path as given.
+        path: String,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// The file is shorter (or longer) than its header says.
     #[error("{path}: {}", size_problem(.expected, .actual))]
     Truncated {

@@ -69,6 +69,23 @@ pub fn sniff(path: &Path) -> Result<FileKind> {
     Ok(sniff_bytes(&head))
 }
 
+/// What `path` holds, or an error naming it: missing, not a regular file,
+/// empty, or neither an mlxfn file nor one written by MLX's exporter.
+pub fn recognise(path: &Path) -> Result<FileKind> {
+    let shown = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(&shown, e))?;
+    if meta.is_dir() {
+        return Err(Error::Io { path: shown, source: std::io::Error::other("is a directory") });
+    }
+    match sniff(path)? {
+        FileKind::Unknown if meta.len() == 0 => {
+            Err(Error::NotMlxfn { path: shown, detail: "the file is empty".into() })
+        }
+        FileKind::Unknown => Err(Error::Unrecognized { path: shown }),
+        kind => Ok(kind),
+    }
+}
+
 /// The bytes of an open file: a read-only mapping of it, or a buffer handed
 /// to [`MlxfnFile::from_bytes`].
 #[derive(Debug)]

@@ -28,6 +28,8 @@ pub fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
         Error::InvalidGraph { .. } => mlxfn_error(py, "ExportError", message),
         Error::Usage { .. } => PyValueError::new_err(message),
         Error::NotMlxfn { .. }
+        | Error::Unrecognized { .. }
+        | Error::MlxFile { .. }
         | Error::Truncated { .. }
         | Error::BadHeader { .. }
         | Error::Flatbuffer { .. }
