@@ -72,10 +72,10 @@ def test_a_size_the_numbers_cannot_follow_is_refused_at_the_call(tmp_path: Path)
     fun = lambda x: x.reshape(2, -1)  # noqa: E731  needs an even number of elements
     fn = export(tmp_path, fun, mx.ones((4, 6)))
     (trace,) = fn.traces
-    assert len(trace.dims) == 2  # rows and columns: the output size is rows * columns / 2
+    assert len(trace.dims) == 2  # rows and columns: the output size (rows * columns / 2) is MLX's to compute
     assert_same(fn(mx.ones((6, 2))), (fun(mx.ones((6, 2))),))
     assert_same(fn(mx.ones((3, 5))[:, :4]), (fun(mx.ones((3, 4))),))
-    with pytest.raises(ValueError, match="not a whole number"):
+    with pytest.raises(ValueError, match="node 0 .Reshape. does not replay"):
         fn(mx.ones((3, 3)))  # 9 / 2: the function itself refuses it too
     with pytest.raises(ValueError):
         fun(mx.ones((3, 3)))
@@ -105,8 +105,9 @@ def test_a_constant_built_from_a_size_keeps_that_size_fixed(tmp_path: Path) -> N
     x = mx.ones((1, 8))
     fn = export(tmp_path, fun, x)
     (trace,) = fn.traces
-    assert trace.dims == ()
-    assert_same(fn(x), (fun(x),))
+    assert [d.axes for d in trace.dims] == [((0, 0),)], "the batch may vary, the length may not"
+    for y in (x, mx.ones((3, 8))):
+        assert_same(fn(y), (fun(y),))
     with pytest.raises(ValueError, match="No imported function"):
         fn(mx.ones((1, 9)))
 

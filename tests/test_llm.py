@@ -16,6 +16,7 @@ import mlx.core as mx
 import pytest
 
 import mlxfn
+import mlxfn.ir
 from mlxfn.dynamic import MAX_SIZE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
@@ -34,11 +35,16 @@ def test_greedy_generation_matches_the_model_for_every_prompt_length(tmp_path: P
     fn = mlxfn.import_function(path)
     prefill = [t for t in fn.traces if len(t.signature.positional) == 1]
     (decode,) = [t for t in fn.traces if len(t.signature.positional) > 1]
+
     # Every prompt length is served, the one-token prompt by a trace of its own
     # (no causal mask); every cache length by one decode trace.
-    served = sorted(
-        (t.dims[0].lo, t.dims[0].hi) if t.dims else (t.signature.positional[0].shape[1],) * 2 for t in prefill
-    )
+    def lengths(trace: mlxfn.ir.Trace) -> tuple[int, int]:
+        """The prompt lengths (axis 1 of the tokens) a prefill trace serves."""
+        dims = [d for d in trace.dims if (0, 1) in d.axes]
+        length = trace.signature.positional[0].shape[1]
+        return (dims[0].lo, dims[0].hi) if dims else (length, length)
+
+    served = sorted(lengths(t) for t in prefill)
     assert served[0] == (1, 1) and served[-1][1] == MAX_SIZE
     assert all(a[1] + 1 == b[0] for a, b in zip(served, served[1:])), served
     assert [(d.lo, d.hi, len(d.axes)) for d in decode.dims] == [(1, MAX_SIZE, 4)]  # 2 layers: keys and values

@@ -13,16 +13,17 @@ function again at other sizes instead, and keeps what it can prove:
    only all of them can; else the groups, then single axes, that can.  So
    axes of equal example size at the same position from the end share one
    size (give the example different sizes to keep them apart).  Axes of size
-   0 or 1 stay fixed (size 1 broadcasts: the graph usually differs).
+   1 are candidates too (a batch of one), and stay fixed where their size
+   changes the graph (a decode step's one token); axes of size 0 stay fixed.
 2. **Fit.** Every number of the graph (argument leaves, int or float; output
    sizes; the values of scalar constants) becomes ``c0 + sum(ci * si)`` from
    unit steps of each size, with ``cij * si * sj`` terms when a joint check
    needs them, and must match exactly at other sizes.  A constant array that
    changes with a size makes that size fixed.
-3. **Range.** Sizes below and above the traced one are probed (every size
-   down to 1 for small examples, powers of two up to ``MAX_SIZE``, bisection
-   at a change): the trace serves the sizes around its own where the graph
-   keeps its structure and every number its predicted value.
+3. **Range.** Sizes below and above the traced one are probed (1 to 4, 8,
+   half the size, powers of two up to ``MAX_SIZE``, bisection at a change):
+   the trace serves the sizes around its own where the graph keeps its
+   structure and every number its predicted value.
 4. **Segments.** The sizes outside a range are traced again where the
    first change is (the other sizes at their example values), as many
    times as needed (up to ``MAX_SEGMENTS`` traces in all): one file serves
@@ -40,7 +41,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
@@ -48,8 +49,8 @@ import mlx.core as mx
 import numpy as np
 
 from ._mlx import byte_view
-from .ir import Dim, Expr, Node, Shape, TensorSpec, Trace
-from .trace import Captured, trace_function
+from .ir import Dim, Expr, Node, Shape, Signature, TensorSpec, Trace
+from .trace import Captured, build_trace, capture
 
 MAX_SIZE = 1 << 15  # the largest size probed; larger sizes are refused at the call
 MAX_SEGMENTS = 8
@@ -64,30 +65,31 @@ Numbers = list[Fraction]
 
 def _is_number(value: Any) -> bool:
     """A leaf that may follow the sizes: an int, or a finite float."""
-    if isinstance(value, bool):
-        return False
-    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+    kind = type(value)
+    return kind is int or (kind is float and math.isfinite(value))
 
 
-def _skeleton(value: Any) -> Any:
-    """An argument with every numeric leaf blanked (hashable)."""
-    if _is_number(value):
-        return "#int" if isinstance(value, int) else "#float"
-    if isinstance(value, float):
+Number = int | float  # compared exactly; fractions only where a number is fitted
+
+
+def _split(value: Any, out: list[tuple[Number, bool]]) -> Any:
+    """An argument's skeleton (hashable, every numeric leaf blanked), its
+    numeric leaves appended to ``out`` in order: one pass, as this runs for
+    every node of every probe."""
+    kind = type(value)
+    if kind is int:
+        out.append((value, True))
+        return "#int"
+    if kind is float:
+        if math.isfinite(value):
+            out.append((value, False))
+            return "#float"
         return ("float", repr(value))  # inf and nan: fixed, and nan == nan here
-    if isinstance(value, (tuple, list)):
-        return (type(value).__name__, tuple(_skeleton(v) for v in value))
+    if kind is tuple or kind is list:
+        return (kind is tuple, tuple([_split(v, out) for v in value]))
     if isinstance(value, mx.Dtype):
         return ("dtype", str(value))
-    return (type(value).__name__, value)
-
-
-def _leaves(value: Any, out: list[tuple[Fraction, bool]]) -> None:
-    if _is_number(value):
-        out.append((Fraction(value), isinstance(value, int)))
-    elif isinstance(value, (tuple, list)):
-        for v in value:
-            _leaves(v, out)
+    return (kind.__name__, value)
 
 
 def _scalar(arr: mx.array) -> bool:
@@ -108,45 +110,63 @@ def _same_array(a: mx.array, b: mx.array) -> bool:
     return bool(mx.array_equal(a, b, equal_nan=True).item())
 
 
-@dataclass
 class Shot:
-    """One probe: the trace at some sizes, its structure key and its numbers."""
+    """One probe: the trace at some sizes, its structure key and its numbers,
+    read straight from MLX's records (a probe's trace is built only when it
+    becomes a trace of the file)."""
 
-    captured: Captured
-    key: tuple[Any, ...]
-    numbers: list[tuple[Fraction, bool]]  # (value, is an integer)
-
-    @staticmethod
-    def of(captured: Captured) -> Shot:
-        trace = captured.trace
-        nodes = tuple(
-            (
-                n.op,
-                n.inputs,
-                tuple(str(o.dtype) for o in n.outputs),
-                tuple(len(o.shape) for o in n.outputs),
-                _skeleton(n.args),
-            )
-            for n in trace.nodes
-        )
-        consts = tuple(("scalar", str(c.dtype), c.ndim) if _scalar(c) else ("array",) for c in captured.constants)
-        numbers: list[tuple[Fraction, bool]] = []
-        for n in trace.nodes:
-            _leaves(n.args, numbers)
-            for o in n.outputs:
-                numbers += [(Fraction(d), True) for d in o.shape]
-        for c in captured.constants:
+    def __init__(self, records: list[dict[str, Any]], signature: Signature) -> None:
+        self._records, self._signature = records, signature
+        self._captured: Captured | None = None
+        ids: dict[str, int] = {}
+        numbers: list[tuple[Number, bool]] = []  # (value, is an integer)
+        shapes: set[int] = set()  # which numbers are output sizes (derived: the others are state)
+        nodes = []
+        self.constants: list[mx.array] = []
+        output_names: list[str] = []
+        for rec in records:
+            kind = rec["type"]
+            if kind == "primitive":
+                inputs = tuple(ids[name] for name, _, _ in rec["inputs"])
+                skeleton = _split(rec["arguments"], numbers)
+                outs = []
+                for name, shape, dtype in rec["outputs"]:
+                    ids.setdefault(name, len(ids))
+                    outs.append((str(dtype), len(shape)))
+                    shapes.update(range(len(numbers), len(numbers) + len(shape)))
+                    numbers += [(d, True) for d in shape]
+                nodes.append((rec["name"], inputs, tuple(outs), skeleton))
+            elif kind == "inputs":
+                for name, _, _ in rec["inputs"]:
+                    ids.setdefault(name, len(ids))
+            elif kind == "constants":
+                for name, value in rec["constants"]:
+                    ids.setdefault(name, len(ids))
+                    self.constants.append(value)
+            elif kind == "outputs":
+                output_names = [name for name, _, _ in rec["outputs"]]
+        consts = tuple(("scalar", str(c.dtype), c.ndim) if _scalar(c) else ("array",) for c in self.constants)
+        for c in self.constants:
             if _scalar(c):
                 value = c.item()
                 assert isinstance(value, (int, float))
-                numbers.append((Fraction(value), not mx.issubdtype(c.dtype, mx.inexact)))
-        return Shot(captured, (nodes, consts, trace.outputs), numbers)
+                numbers.append((value, not mx.issubdtype(c.dtype, mx.inexact)))
+        self.key = (tuple(nodes), consts, tuple(ids[n] for n in output_names))
+        self.numbers = numbers
+        self.shapes = frozenset(shapes)
+
+    @property
+    def captured(self) -> Captured:
+        """The trace itself (built once, on demand)."""
+        if self._captured is None:
+            self._captured = build_trace(self._records, self._signature)
+        return self._captured
 
     def same_structure(self, other: Shot) -> bool:
         """Same primitives, wiring, dtypes, state skeleton, and the same constant arrays."""
         if self.key != other.key:
             return False
-        return all(_scalar(a) or _same_array(a, b) for a, b in zip(self.captured.constants, other.captured.constants))
+        return all(_scalar(a) or _same_array(a, b) for a, b in zip(self.constants, other.constants))
 
 
 # ----------------------------------------------------------------------------
@@ -156,27 +176,38 @@ class Shot:
 @dataclass
 class Fit:
     """Every number of the base trace as a multilinear polynomial of the
-    symbols' sizes: ``terms[subset][k]`` is the coefficient of the product
-    of the sizes in ``subset`` (``()``: the constant) for number ``k``."""
+    symbols' sizes.  Most numbers never change: ``base`` holds them all, and
+    ``varying[k][subset]`` the coefficient of the product of the sizes in
+    ``subset`` (``()``: the constant) for the numbers ``k`` that do."""
 
     symbols: list[list[Axis]]
-    base: list[int]  # the size of each symbol in the base trace
-    terms: dict[tuple[int, ...], list[Fraction]]
+    sizes: list[int]  # the size of each symbol in the base trace
+    base: list[Number]
+    varying: dict[int, dict[tuple[int, ...], int | Fraction]]
+    # Output sizes that follow the sizes in a way no polynomial captures (a
+    # strided convolution's length, a pooled size): the primitive computes
+    # them from its inputs and state, so they are neither fitted nor checked.
+    free: set[int] = field(default_factory=set)
 
-    def predict(self, sizes: Sequence[int]) -> list[Fraction]:
-        count = len(next(iter(self.terms.values())))
-        out = [Fraction(0)] * count
-        for subset, coeffs in self.terms.items():
-            product = Fraction(1)
-            for i in subset:
-                product *= sizes[i]
-            out = [v + c * product for v, c in zip(out, coeffs)]
+    def predict(self, sizes: Sequence[int]) -> list[Number | Fraction]:
+        out: list[Number | Fraction] = list(self.base)
+        for k, terms in self.varying.items():
+            total: int | Fraction = 0
+            for subset, coeff in terms.items():
+                product: int | Fraction = coeff
+                for i in subset:
+                    product *= sizes[i]
+                total += product
+            out[k] = total
         return out
 
     def expr(self, k: int, integer: bool) -> Expr | None:
         """Number ``k`` as an expression, or None when it is a constant."""
-        terms = tuple((c[k], subset) for subset, c in sorted(self.terms.items()) if subset and c[k])
-        return Expr(self.terms[()][k], terms, integer) if terms else None
+        terms = self.varying.get(k)
+        if not terms or not any(subset and c for subset, c in terms.items()):
+            return None
+        parts = tuple((Fraction(c), subset) for subset, c in sorted(terms.items()) if subset and c)
+        return Expr(Fraction(terms.get((), 0)), parts, integer)
 
 
 class Prober:
@@ -200,12 +231,13 @@ class Prober:
         if shapes not in self._shots:
             arrays = [mx.zeros(shape, spec.dtype) for shape, spec in zip(shapes, self._specs)]
             n_pos = len(arrays) - len(self._names)
+            args, kwargs = arrays[:n_pos], dict(zip(self._names, arrays[n_pos:]))
             try:
-                captured = trace_function(self._fun, arrays[:n_pos], dict(zip(self._names, arrays[n_pos:])), True)
+                records = capture(self._fun, args, kwargs, True)
             except Exception:  # noqa: BLE001 - a size the function does not accept
                 self._shots[shapes] = None
             else:
-                self._shots[shapes] = Shot.of(captured)
+                self._shots[shapes] = Shot(records, Signature.of(args, kwargs))
         return self._shots[shapes]
 
     def seed(self, base: Shot) -> None:
@@ -226,7 +258,7 @@ def _at(symbols: Sequence[Sequence[Axis]], sizes: Sequence[int]) -> dict[Axis, i
     return {axis: size for group, size in zip(symbols, sizes) for axis in group}
 
 
-def _values(shot: Shot) -> list[Fraction]:
+def _values(shot: Shot) -> list[Number]:
     return [v for v, _ in shot.numbers]
 
 
@@ -241,35 +273,41 @@ def _polynomial(
     corners ``B + step * e_T`` for every subset T of at most ``order``
     symbols (finite differences), or None when a corner cannot be traced or
     has another structure."""
-    corners: dict[tuple[int, ...], list[Fraction]] = {}
+    corners: dict[tuple[int, ...], list[Number]] = {}
     for subset in _subsets(len(symbols), order):
         moved = [s + (step if i in subset else 0) for i, s in enumerate(sizes)]
         shot = base if not subset else prober.shot(_at(symbols, moved))
         if shot is None or not shot.same_structure(base):
             return None
         corners[subset] = _values(shot)
-    # In the shifted sizes t_i = (s_i - B_i) / step: d_S = sum over T in S of
-    # (-1)^|S - T| f(corner T).  Then expand prod over S of (s_i - B_i) / step.
-    count = len(corners[()])
-    shifted = {}
-    for subset in corners:
-        d = [Fraction(0)] * count
-        for sub in _subsets(len(subset), len(subset)):
-            corner = tuple(subset[i] for i in sub)
-            sign = -1 if (len(subset) - len(corner)) % 2 else 1
-            d = [x + sign * v for x, v in zip(d, corners[corner])]
-        shifted[subset] = [x / step ** len(subset) for x in d]
-    terms: dict[tuple[int, ...], list[Fraction]] = {}
-    for subset, d in shifted.items():
-        for keep in _subsets(len(subset), len(subset)):
-            kept = tuple(subset[i] for i in keep)
-            factor = Fraction(1)
-            for i in subset:
-                if i not in kept:
-                    factor *= -sizes[i]
-            row = terms.setdefault(kept, [Fraction(0)] * count)
-            terms[kept] = [r + factor * x for r, x in zip(row, d)]
-    return Fit(symbols, list(sizes), terms)
+    n0 = corners[()]
+    changing = {k for values in corners.values() for k, (a, b) in enumerate(zip(values, n0)) if a != b}
+    varying: dict[int, dict[tuple[int, ...], int | Fraction]] = {}
+    # Integers where every corner is an integer and the step is 1 (nearly
+    # always: sizes); exact fractions otherwise.
+    exact = step == 1
+    for k in changing:
+        # In the shifted sizes t_i = (s_i - B_i) / step: d_S = sum over T in S
+        # of (-1)^|S - T| f(corner T); then expand prod over S of (s_i - B_i) / step.
+        whole = exact and all(type(values[k]) is int for values in corners.values())
+        terms: dict[tuple[int, ...], Any] = {}
+        for subset in corners:
+            d: Any = 0
+            for sub in _subsets(len(subset), len(subset)):
+                corner = tuple(subset[i] for i in sub)
+                value = corners[corner][k]
+                d += (-1) ** (len(subset) - len(corner)) * (value if whole else Fraction(value))
+            if not whole:
+                d /= step ** len(subset)
+            for keep in _subsets(len(subset), len(subset)):
+                kept = tuple(subset[i] for i in keep)
+                factor = 1
+                for i in subset:
+                    if i not in kept:
+                        factor *= -sizes[i]
+                terms[kept] = terms.get(kept, 0) + factor * d
+        varying[k] = terms
+    return Fit(symbols, list(sizes), list(n0), varying)
 
 
 def fit(prober: Prober, base: Shot, symbols: list[list[Axis]], sizes: list[int]) -> Fit | None:
@@ -296,22 +334,34 @@ def fit(prober: Prober, base: Shot, symbols: list[list[Axis]], sizes: list[int])
 def _holds(prober: Prober, base: Shot, result: Fit, points: Iterable[Sequence[int]], needed: int = 2) -> bool:
     """Whether the fit predicts ``needed`` of the points exactly.  A point the
     function cannot be traced at is skipped (``reshape(2, -1)`` needs an
-    even number of elements); one it traces at must match."""
+    even number of elements); one it traces at must match: every state
+    number exactly; an output size that does not becomes free."""
     matched = 0
     for p in points:
         shot = prober.shot(_at(result.symbols, p))
         if shot is None:
             continue
-        if not _matches(shot, base, result, p):
+        wrong = _wrong(shot, base, result, p)
+        if wrong is None or wrong - base.shapes:
             return False
+        result.free |= wrong
         matched += 1
         if matched == needed:
             return True
     return False
 
 
+def _wrong(shot: Shot | None, base: Shot, result: Fit, sizes: Sequence[int]) -> set[int] | None:
+    """The numbers the fit mispredicts at ``sizes`` (free ones aside), or None
+    when the trace there fails or has another structure."""
+    if shot is None or not shot.same_structure(base):
+        return None
+    predicted = result.predict(sizes)
+    return {k for k, (v, p) in enumerate(zip(_values(shot), predicted)) if v != p} - result.free
+
+
 def _matches(shot: Shot | None, base: Shot, result: Fit, sizes: Sequence[int]) -> bool:
-    return shot is not None and shot.same_structure(base) and _values(shot) == result.predict(sizes)
+    return _wrong(shot, base, result, sizes) == set()
 
 
 # ----------------------------------------------------------------------------
@@ -326,7 +376,7 @@ def _groups(prober: Prober, base: Shot, specs: Sequence[TensorSpec]) -> list[lis
     by_size: dict[int, list[Axis]] = {}
     for i, spec in enumerate(specs):
         for axis, size in enumerate(spec.shape):
-            if size >= 2:
+            if size >= 1:
                 by_size.setdefault(size, []).append((i, axis))
 
     def moves(group: list[Axis], size: int) -> bool:
@@ -346,11 +396,12 @@ def _groups(prober: Prober, base: Shot, specs: Sequence[TensorSpec]) -> list[lis
                 tied.append((group, None))
                 continue
         for sub in subs:
-            singles = [[one] for one in sub if moves([one], size)]
             if len(sub) > 1 and moves(sub, size):
+                # Split only what could stay within MAX_SYMBOLS (each costs probes).
+                singles = [[one] for one in sub if moves([one], size)] if len(sub) <= MAX_SYMBOLS else []
                 tied.append((sub, singles if len(singles) == len(sub) else None))
-            else:
-                tied += [(single, None) for single in singles]
+            elif len(sub) <= MAX_SYMBOLS:  # more single sizes could not be kept anyway
+                tied += [([one], None) for one in sub if moves([one], size)]
     # Split the smallest groups first while the count stays small: two
     # inputs of one example length may vary apart, a KV cache's many arrays
     # keep one length (and one set of probes).
@@ -387,13 +438,15 @@ def _extent(ok: Callable[[int], bool], base: int, probes: Iterable[int]) -> tupl
 
 
 def _below(base: int) -> list[int]:
-    if base <= 16:
-        return list(range(base - 1, 0, -1))
-    return sorted({base - 1, base // 2, 8, 4, 3, 2, 1}, reverse=True)
+    """Sizes probed below the base, nearest first: small sizes are where
+    graphs change (no mask at one token, windows, top-k), each probed."""
+    return sorted({s for s in (base - 1, base // 2, 8, 4, 3, 2, 1) if 1 <= s < base}, reverse=True)
 
 
 def _above(base: int) -> list[int]:
-    sizes = [base + 1, base + 3, 2 * base + 5] + [1 << p for p in range(6, 16)]
+    """Sizes probed above the base: a change between two of them is found by
+    bisection (a graph that changes and changes back between probes is not)."""
+    sizes = [base + 1, base + 3, 2 * base + 5, 64, 256, 1024, 4096, MAX_SIZE]
     return sorted({s for s in sizes if base < s <= MAX_SIZE})
 
 
@@ -402,12 +455,18 @@ def _above(base: int) -> list[int]:
 
 
 def _symbolic(base: Shot, result: Fit, dims: list[Dim]) -> Trace:
-    """The base trace with every number that follows the sizes as an ``Expr``."""
-    exprs = iter([result.expr(k, is_int) for k, (_, is_int) in enumerate(base.numbers)])
+    """The base trace with every number that follows the sizes as an ``Expr``
+    (a free output size as ``None``: computed by its primitive, unchecked)."""
+    position = 0
+
+    def number() -> tuple[Expr | None, bool]:
+        nonlocal position
+        k, position = position, position + 1
+        return result.expr(k, base.numbers[k][1]), k in result.free
 
     def rebuild(value: Any) -> Any:
         if _is_number(value):
-            e = next(exprs)
+            e, _ = number()
             return value if e is None else e
         if isinstance(value, tuple):
             return tuple(rebuild(v) for v in value)
@@ -418,19 +477,21 @@ def _symbolic(base: Shot, result: Fit, dims: list[Dim]) -> Trace:
     nodes = []
     for n in base.captured.trace.nodes:
         args = rebuild(n.args)
-        output_exprs = []
+        output_exprs: list[tuple[int, int, Expr | None]] = []
         for o, spec in enumerate(n.outputs):
             for axis in range(len(spec.shape)):
-                e = next(exprs)
-                if e is not None:
+                e, free = number()
+                if free:
+                    output_exprs.append((o, axis, None))
+                elif e is not None:
                     output_exprs.append((o, axis, e))
         nodes.append(replace(n, args=args, output_exprs=tuple(output_exprs)))
     constant_exprs = []
-    for position, c in enumerate(base.captured.constants):
+    for index, c in enumerate(base.captured.constants):
         if _scalar(c):
-            e = next(exprs)
+            e, _ = number()
             if e is not None:
-                constant_exprs.append((position, e))
+                constant_exprs.append((index, e))
     trace = base.captured.trace
     return replace(trace, nodes=tuple(nodes), dims=tuple(dims), constant_exprs=tuple(constant_exprs))
 
@@ -440,25 +501,30 @@ def _dynamic(prober: Prober, base: Shot, specs: Sequence[TensorSpec]) -> tuple[T
     again = prober.retrace()
     if again is None or not again.same_structure(base) or _values(again) != _values(base):
         return None  # two traces at the same sizes differ: nothing can be proven
-    symbols = _groups(prober, base, specs)
+
+    def size_of(group: list[Axis]) -> int:
+        return specs[group[0][0]].shape[group[0][1]]
+
+    # Each size must follow on its own; then all of them together, dropping
+    # the smallest while the joint fit fails (the groups are sorted by size).
+    symbols = [g for g in _groups(prober, base, specs) if fit(prober, base, [g], [size_of(g)]) is not None]
     while symbols:
-        sizes = [specs[g[0][0]].shape[g[0][1]] for g in symbols]
-        result = fit(prober, base, symbols, sizes)
+        result = fit(prober, base, symbols, [size_of(g) for g in symbols])
         if result is not None:
             break
-        symbols = symbols[:-1]  # the smallest size first (the groups are sorted by size)
+        symbols = symbols[:-1]
     else:
         return None
     dims = []
     for i, group in enumerate(symbols):
 
         def ok(size: int, i: int = i) -> bool:
-            point = list(result.base)
+            point = list(result.sizes)
             point[i] = size
             return _matches(prober.shot(_at(symbols, point)), base, result, point)
 
-        lo, _ = _extent(ok, result.base[i], _below(result.base[i]))
-        hi, _ = _extent(ok, result.base[i], _above(result.base[i]))
+        lo, _ = _extent(ok, result.sizes[i], _below(result.sizes[i]))
+        hi, _ = _extent(ok, result.sizes[i], _above(result.sizes[i]))
         dims.append(Dim(tuple(group), lo, hi))
     return _symbolic(base, result, dims), dims
 
@@ -471,12 +537,12 @@ def trace_shapeless(
     size from 1 to ``MAX_SIZE`` is served (or ``MAX_SEGMENTS`` traces are
     made).  A function none of whose sizes can vary gives its one shaped
     trace."""
-    captured = trace_function(fun, args, kwargs, True)
-    specs = captured.trace.signature.flat()
-    names = captured.trace.signature.keyword_names
+    signature = Signature.of(args, kwargs)
+    specs, names = signature.flat(), signature.keyword_names
     prober = Prober(fun, specs, names)
-    base = Shot.of(captured)
+    base = Shot(capture(fun, args, kwargs, True), signature)
     prober.seed(base)
+    captured = base.captured
     found = _dynamic(prober, base, specs)
     if found is None:
         return [captured]

@@ -212,22 +212,25 @@ class Node:
     args: tuple[Any, ...]
     inputs: tuple[int, ...]
     outputs: tuple[TensorSpec, ...]
-    output_exprs: tuple[tuple[int, int, Expr], ...] = ()
+    output_exprs: tuple[tuple[int, int, Expr | None], ...] = ()
     shapeless: bool = False
 
     def concrete(self, sizes: Sequence[int]) -> Node:
-        """The node at the dynamic ``sizes``: every ``Expr`` evaluated."""
+        """The node at the dynamic ``sizes``: every ``Expr`` evaluated.  An
+        output axis whose size no expression captures (``None``) gets the
+        size -1: the primitive computes it from its inputs and state, and
+        the replay does not check it."""
         if not self.output_exprs and not has_expr(self.args):
             return self
         shapes = [list(o.shape) for o in self.outputs]
         for out, axis, expr in self.output_exprs:
-            shapes[out][axis] = int(expr.value(sizes))
+            shapes[out][axis] = -1 if expr is None else int(expr.value(sizes))
         outputs = tuple(TensorSpec(tuple(s), o.dtype) for s, o in zip(shapes, self.outputs))
         return replace(self, args=_evaluate(self.args, sizes), outputs=outputs, output_exprs=())
 
     def to_record(self) -> tuple[Any, ...]:
         outputs = [(o.shape, o.dtype) for o in self.outputs]
-        exprs = [(out, axis, e.to_record()) for out, axis, e in self.output_exprs]
+        exprs = [(out, axis, None if e is None else e.to_record()) for out, axis, e in self.output_exprs]
         return (self.op, list(_args_to_record(self.args)), list(self.inputs), outputs, exprs)
 
     @staticmethod
@@ -238,7 +241,7 @@ class Node:
             tuple(_args_from_record(a) for a in args),
             tuple(inputs),
             tuple(TensorSpec(tuple(s), d) for s, d in outputs),
-            tuple((out, axis, Expr.from_record(e)) for out, axis, e in exprs),
+            tuple((out, axis, None if e is None else Expr.from_record(e)) for out, axis, e in exprs),
             shapeless,
         )
 

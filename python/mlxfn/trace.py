@@ -42,10 +42,17 @@ def trace_function(
     MLX validates the inputs and the outputs and raises its own ValueError for
     non-array ones, which is exactly the behaviour mlxfn promises.
     """
+    return build_trace(capture(fun, args, kwargs, shapeless), Signature.of(args, kwargs))
+
+
+def capture(
+    fun: Callable[..., Any], args: Sequence[mx.array], kwargs: Mapping[str, mx.array], shapeless: bool
+) -> list[dict[str, Any]]:
+    """The records of MLX's export callback for ``fun(*args, **kwargs)``."""
     records: list[dict[str, Any]] = []
     export: Any = mx.export_function  # its stub types keyword inputs as its own options
     export(records.append, fun, *args, shapeless=shapeless, **kwargs)
-    return build_trace(records, Signature.of(args, kwargs))
+    return records
 
 
 def build_trace(records: list[dict[str, Any]], signature: Signature) -> Captured:

@@ -122,8 +122,8 @@ fn trace<'a>(fbb: &mut Fbb<'a>, t: &Trace) -> WIPOffset<fb::Trace<'a>> {
                 .output_exprs
                 .iter()
                 .map(|o| {
-                    let e = expr(fbb, &o.expr);
-                    fb::OutputExpr::create(fbb, &fb::OutputExprArgs { output: o.output, axis: o.axis, expr: Some(e) })
+                    let e = o.expr.as_ref().map(|e| expr(fbb, e));
+                    fb::OutputExpr::create(fbb, &fb::OutputExprArgs { output: o.output, axis: o.axis, expr: e })
                 })
                 .collect();
             let output_exprs = (!output_exprs.is_empty()).then(|| fbb.create_vector(&output_exprs));
@@ -307,7 +307,10 @@ fn decode_trace(t: fb::Trace<'_>, ti: usize) -> Result<Trace, String> {
             .output_exprs()
             .iter()
             .flatten()
-            .map(|o| Ok(OutputExpr { output: o.output(), axis: o.axis(), expr: decode_expr(o.expr(), &what)? }))
+            .map(|o| {
+                let expr = o.expr().map(|e| decode_expr(Some(e), &what)).transpose()?;
+                Ok(OutputExpr { output: o.output(), axis: o.axis(), expr })
+            })
             .collect::<Result<_, String>>()?;
         nodes.push(Node {
             op: n.op().unwrap_or_default().to_owned(),

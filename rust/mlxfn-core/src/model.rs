@@ -118,8 +118,10 @@ pub struct OutputExpr {
     pub output: u32,
     /// Which axis of it.
     pub axis: u32,
-    /// Its size.
-    pub expr: Expr,
+    /// Its size; None when it follows the sizes in a way no expression here
+    /// captures (a strided convolution's length): the primitive computes
+    /// it from its inputs and state, and it is not checked.
+    pub expr: Option<Expr>,
 }
 
 /// A dynamic size of a trace: the input axes that share it and the sizes
@@ -256,10 +258,11 @@ impl Trace {
             }
             for oe in &node.output_exprs {
                 let what = || format!("node {n} ({}) output {} axis {}", node.op, oe.output, oe.axis);
-                check(&oe.expr, &what)?;
                 let stored = node.outputs.get(oe.output as usize).and_then(|t| t.shape.get(oe.axis as usize));
                 let Some(&stored) = stored else { return Err(format!("{}: no such output axis", what())) };
-                match oe.expr.value(&base) {
+                let Some(expr) = &oe.expr else { continue };
+                check(expr, &what)?;
+                match expr.value(&base) {
                     Some((num, den)) if num == i128::from(stored) * den => {}
                     _ => return Err(format!("{}: its expression does not give the traced size {stored}", what())),
                 }

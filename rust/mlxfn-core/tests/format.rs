@@ -496,7 +496,7 @@ fn dynamic_traces_round_trip_and_inconsistent_ones_are_refused() {
     broken(&|t| t.dims[0].min = 3, "dim 0 serves 3..64 but was traced at 2");
     broken(&|t| t.dims[0].axes.clear(), "dim 0 names no input axis");
     broken(
-        &|t| t.nodes[0].output_exprs[0].expr = fixtures::affine(1, 1),
+        &|t| t.nodes[0].output_exprs[0].expr = Some(fixtures::affine(1, 1)),
         "node 0 (Add) output 0 axis 0: its expression does not give the traced size 2",
     );
     broken(&|t| t.nodes[0].output_exprs[0].axis = 9, "node 0 (Add) output 0 axis 9: no such output axis");
@@ -509,7 +509,7 @@ fn dynamic_traces_round_trip_and_inconsistent_ones_are_refused() {
         "constant 1: an expression has a denominator that is not positive",
     );
     broken(&|t| t.constant_exprs[0].position = 2, "a constant expression names constant 2 of 2");
-    let huge = OutputExpr { output: 0, axis: 0, expr: fixtures::affine(i64::MAX, i64::MAX) };
+    let huge = OutputExpr { output: 0, axis: 0, expr: Some(fixtures::affine(i64::MAX, i64::MAX)) };
     broken(&|t| t.nodes[0].output_exprs = vec![huge.clone()], "its expression does not give the traced size 2");
     // Only the reader knows the constant table: a value-following constant
     // must be a scalar there.

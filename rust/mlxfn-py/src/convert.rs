@@ -175,7 +175,10 @@ fn trace_from_py(t: &Bound<'_, PyDict>, table: &DtypeTable<'_>, ti: usize) -> Py
             outputs: outs.iter().map(|o| tensor_from_py(o, table, &what)).collect::<PyResult<_>>()?,
             output_exprs: exprs
                 .iter()
-                .map(|(output, axis, e)| Ok(OutputExpr { output: *output, axis: *axis, expr: expr_from_py(e, &what)? }))
+                .map(|(output, axis, e)| {
+                    let expr = if e.is_none() { None } else { Some(expr_from_py(e, &what)?) };
+                    Ok(OutputExpr { output: *output, axis: *axis, expr })
+                })
                 .collect::<PyResult<_>>()?,
             op,
         });
@@ -227,7 +230,10 @@ pub fn trace_to_py<'py>(py: Python<'py>, t: &Trace, table: &DtypeTable<'py>) -> 
                         [
                             o.output.into_pyobject(py)?.into_any(),
                             o.axis.into_pyobject(py)?.into_any(),
-                            expr_to_py(py, &o.expr)?,
+                            match &o.expr {
+                                Some(e) => expr_to_py(py, e)?,
+                                None => py.None().into_bound(py),
+                            },
                         ],
                     )
                 })

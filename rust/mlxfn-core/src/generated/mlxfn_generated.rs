@@ -872,6 +872,9 @@ pub enum OutputExprOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
 /// The size of axis `axis` of output `output` of a node, in a dynamic trace.
+/// Without `expr` the size follows the dynamic sizes in a way no expression
+/// captures (a strided convolution's length): the primitive computes it, and
+/// it is not checked.
 pub struct OutputExpr<'a> {
   pub _tab: ::flatbuffers::Table<'a>,
 }
