@@ -15,6 +15,10 @@ original output exactly.
   --pss      also measure two processes serving one file at once (their PSS)
   --cold     also time loads with an empty MLX kernel cache (a fresh TMPDIR):
              what a user's first run pays for CPU kernels built at run time
+  --long N   every load process calls on to its Nth call, then times 10 more
+             (the steady state of a process that keeps serving)
+  --dynamic  also export with shapeless=True and load that file (mlxfn:dynamic):
+             a trace for every sequence length, against the shaped one
 """
 
 from __future__ import annotations
@@ -127,22 +131,30 @@ def run_model(name: str, out: Path, options: argparse.Namespace) -> str:
     rows.append(("file size", by_exporter({s: p.stat().st_size / 1e6 for s, p in files.items()}), "M"))
     if options.multi:
         rows.append(("8-trace file size", by_exporter(multi_trace_sizes(fun, out)), "M"))
+    if options.dynamic:
+        files["dynamic"] = out / "model.dynamic"
+        mlxfn.export_function(files["dynamic"], fun, tokens, shapeless=True)
+        rows.append(("file size, dynamic export", {"mlxfn:dynamic": files["dynamic"].stat().st_size / 1e6}, "M"))
     nodes = sum(len(t["nodes"]) for t in mlxfn._mlxfn.File.open(str(files["mlxfn"])).traces())
     del fun  # the loads below must not compete with the model for memory
     gc.collect()
     mx.clear_cache()
 
-    sides = Sides({side: files["mlx" if side == "mlx" else "mlxfn"] for side in SIDES}, inputs, settle=settle)
+    sides_used = (*SIDES, "mlxfn:dynamic") if options.dynamic else SIDES
+    loaded = {"mlx": files["mlx"], "mlxfn:dynamic": files.get("dynamic")}
+    sides = Sides({side: loaded.get(side) or files["mlxfn"] for side in sides_used}, inputs, settle=settle)
+    if options.long:
+        os.environ["MLXFN_BENCH_LONG"] = str(options.long)
     loads = time_loads(sides, options.rounds)
-    if not same_outputs(out, SIDES, expected):
+    if not same_outputs(out, sides_used, expected):
         raise SystemExit(f"{name}: an imported function's output differs from the original's")
     rows += load_rows(loads)
     if options.pss:
-        rows.append(("two processes, one file: total PSS", {s: pair_pss_mb(sides, s) for s in SIDES}, "M"))
+        rows.append(("two processes, one file: total PSS", {s: pair_pss_mb(sides, s) for s in sides_used}, "M"))
     report = [
         f"model {name} ({MODELS[name][1]}, {nodes} primitives); {options.rounds} rounds per side after an untimed one",
         f"mlxfn:map loads by {loads['mlxfn:map'][0].mode}; every import reproduces the original output exactly",
-        table(rows, SIDES),
+        table(rows, sides_used),
     ]
     if options.cold:
         with tempfile.TemporaryDirectory() as fresh:
@@ -151,7 +163,7 @@ def run_model(name: str, out: Path, options: argparse.Namespace) -> str:
             sides.cold_cache = None
         wanted = ("import to first output", "second call", "first 3 calls", "10th call", "steady call")
         report.append("empty MLX kernel cache (every process its own fresh TMPDIR):")
-        report.append(table([r for r in load_rows(cold) if r[0] in wanted], SIDES))
+        report.append(table([r for r in load_rows(cold) if r[0] in wanted], sides_used))
     for path in files.values():
         path.unlink()
     return "\n".join(report)
@@ -165,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--multi", action="store_true")
     parser.add_argument("--pss", action="store_true")
     parser.add_argument("--cold", action="store_true")
+    parser.add_argument("--long", type=int, default=0)
+    parser.add_argument("--dynamic", action="store_true")
     parser.add_argument("--out", type=Path, help="scratch directory (default: a temporary one)")
     options = parser.parse_args(argv)
     if options.out:

@@ -28,16 +28,25 @@ _RUNNERS_PER_TRACE = 16
 class _Entry:
     """One trace of the file and how it runs, per set of dynamic sizes."""
 
-    def __init__(self, trace: Trace, index: int, legacy_shapeless: bool) -> None:
-        self.trace = trace
+    def __init__(self, record: dict[str, Any], index: int, legacy_shapeless: bool) -> None:
+        self.record = record
+        self.head = Trace.from_record(record, legacy_shapeless, nodes=False)  # signature and sizes
+        self._trace: Trace | None = None
         self.index = index
         self.legacy_shapeless = legacy_shapeless  # format 1: MLX's shapeless semantics
         self.runners: OrderedDict[tuple[int, ...], Runner] = OrderedDict()
 
+    @property
+    def trace(self) -> Trace:
+        """The whole trace, decoded at its first use (a large graph's nodes cost)."""
+        if self._trace is None:
+            self._trace = Trace.from_record(self.record, self.legacy_shapeless)
+        return self._trace
+
     def sizes_for(self, call: Signature) -> tuple[int, ...] | None:
         if self.legacy_shapeless:
-            return () if self.trace.signature.same_kinds(call) else None
-        return self.trace.sizes_for(call)
+            return () if self.head.signature.same_kinds(call) else None
+        return self.head.sizes_for(call)
 
 
 # Constants already in MLX memory, by content: every import of a file, and of
@@ -72,9 +81,9 @@ class ImportedFunction:
         self._load = choose(load)
         self._mapper = Mapper(file, self._load.how) if self._load.mode == "map" else None
         legacy = file.shapeless and file.format_version == 1
-        self._entries = [_Entry(Trace.from_record(r, shapeless=legacy), t, legacy) for t, r in enumerate(file.traces())]
+        self._entries = [_Entry(r, t, legacy) for t, r in enumerate(file.traces())]
         for entry in self._entries:
-            check_handlers(entry.trace.nodes, f"{file.path}: trace {entry.index}")
+            check_handlers([n[0] for n in entry.record["nodes"]], f"{file.path}: trace {entry.index}")
         self._constant_infos = file.constant_infos()
         self._constant_keys = [
             (h, str(dtype), tuple(shape)) for h, (shape, dtype, _) in zip(file.constant_hashes(), self._constant_infos)
@@ -152,9 +161,9 @@ class ImportedFunction:
         for entry in self._entries:
             sizes = entry.sizes_for(call)
             if sizes is not None:
-                inputs = positional + [keywords[k] for k in entry.trace.signature.keyword_names]
+                inputs = positional + [keywords[k] for k in entry.head.signature.keyword_names]
                 return self._runner(entry, sizes)(*inputs)
-        raise no_match_error(_CALL, self.traces, call)
+        raise no_match_error(_CALL, [e.head for e in self._entries], call)
 
 
 def import_function(file: PathLike, return_metadata: bool = False, *, verify: bool = False, load: str = "auto") -> Any:

@@ -30,7 +30,8 @@ import mlx.core as mx
 from ._mlx import MLX_VERSION
 
 # A side: how a file is imported.  "mlxfn:map" and "mlxfn:copy" are
-# mlxfn.import_function(load=...), "mlx" is mx.import_function.
+# mlxfn.import_function(load=...), "mlx" is mx.import_function;
+# benches/compare.py adds "mlxfn:dynamic" (a shapeless export, mapped).
 SIDES = ("mlxfn:map", "mlxfn:copy", "mlx")
 CALLS = 10  # calls timed one by one after the first output
 
@@ -46,6 +47,7 @@ class Load:
     anon_mb: float  # resident anonymous memory at first output
     file_mb: float  # resident file-backed memory at first output
     mode: str = ""  # how mlxfn loaded the constants
+    long_s: float = 0.0  # a steady call after a long run (MLXFN_BENCH_LONG), 0 without
 
     @property
     def first_s(self) -> float:
@@ -78,7 +80,8 @@ def import_side(side: str, path: str) -> Any:
         return mx.import_function(path)
     import mlxfn
 
-    return mlxfn.import_function(path, load=side.split(":")[1])
+    mode = side.split(":")[1]
+    return mlxfn.import_function(path, load="auto" if mode == "dynamic" else mode)
 
 
 def child(side: str, path: str, inputs_path: str, output_path: str, hold: bool) -> None:
@@ -98,6 +101,20 @@ def child(side: str, path: str, inputs_path: str, output_path: str, hold: bool) 
         if k == 0:
             memory = _status_mb("VmHWM", "RssAnon", "RssFile")
             mx.savez(output_path, *out)
+    # A long run (MLXFN_BENCH_LONG=N): call on to the Nth call, then time 10
+    # more: the steady state of a process that keeps serving (mlxfn fuses
+    # its kernels after mlxfn._runner.FUSE_AFTER_CALLS calls).
+    long_calls = int(os.environ.get("MLXFN_BENCH_LONG", "0"))
+    for _ in range(len(calls), long_calls):
+        mx.eval(fn(*inputs, **kwargs))
+    long_s = 0.0
+    if long_calls:
+        later = []
+        for _ in range(10):
+            t = time.perf_counter()
+            mx.eval(fn(*inputs, **kwargs))
+            later.append(time.perf_counter() - t)
+        long_s = statistics.median(later)
     mode = fn.load_mode.describe() if hasattr(fn, "load_mode") else ""
     load = Load(
         t_import,
@@ -107,6 +124,7 @@ def child(side: str, path: str, inputs_path: str, output_path: str, hold: bool) 
         memory["RssAnon"],
         memory["RssFile"],
         mode,
+        long_s,
     )
     print(json.dumps({"pid": os.getpid(), **asdict(load)}), flush=True)
     if hold:
@@ -232,6 +250,11 @@ def load_rows(loads: dict[str, list[Load]]) -> list[tuple[str, dict[str, float],
         row("first 3 calls", "s", lambda load: load.import_s + sum(load.calls_s[:3])),
         row("10th call", "s", lambda load: load.calls_s[9]),
         row("steady call", "s", lambda load: load.steady_s),
+        *(
+            [row("steady call after a long run", "s", lambda load: load.long_s)]
+            if any(run.long_s for runs in loads.values() for run in runs)
+            else []
+        ),
         row("peak RSS at first output", "M", lambda load: load.peak_rss_mb),
         row("  anonymous RSS at first output", "M", lambda load: load.anon_mb),
         row("  file-backed RSS at first output", "M", lambda load: load.file_mb),

@@ -206,8 +206,8 @@ class Fit:
         terms = self.varying.get(k)
         if not terms or not any(subset and c for subset, c in terms.items()):
             return None
-        parts = tuple((Fraction(c), subset) for subset, c in sorted(terms.items()) if subset and c)
-        return Expr(Fraction(terms.get((), 0)), parts, integer)
+        parts = [(c, subset) for subset, c in sorted(terms.items()) if subset and c]
+        return Expr.of(terms.get((), 0), parts, integer)
 
 
 class Prober:

@@ -99,33 +99,43 @@ class Signature:
         return "\n".join(lines)
 
 
-def _fraction(value: Fraction) -> str:
-    return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+def _fraction(value: int | Fraction) -> str:
+    if isinstance(value, int) or value.denominator == 1:
+        return str(int(value))
+    return f"{value.numerator}/{value.denominator}"
 
 
-@dataclass(frozen=True)
-class Expr:
+class Expr(NamedTuple):
     """``constant + sum(coeff * product of the sizes of dims)``: a number of a
-    dynamic trace that follows its sizes.  Exact (fractions); an ``integer``
+    dynamic trace that follows its sizes.  Exact: the constant and the
+    coefficients are ints or fractions (ints when whole, which is nearly
+    always, so evaluating costs integer arithmetic); an ``integer``
     expression must come out whole for the sizes of a call."""
 
-    constant: Fraction
-    terms: tuple[tuple[Fraction, tuple[int, ...]], ...] = ()
+    constant: int | Fraction
+    terms: tuple[tuple[int | Fraction, tuple[int, ...]], ...] = ()
     integer: bool = True
+
+    @staticmethod
+    def of(constant: int | Fraction, terms: Sequence[tuple[int | Fraction, Sequence[int]]], integer: bool) -> Expr:
+        """The expression in normal form: whole fractions as ints."""
+        return Expr(_whole(constant), tuple((_whole(c), tuple(dims)) for c, dims in terms), integer)
 
     def value(self, sizes: Sequence[int]) -> int | float:
         """The number for the dynamic ``sizes`` (ValueError if an integer is not whole)."""
         total = self.constant
         for coeff, dims in self.terms:
-            product = Fraction(1)
+            product = coeff
             for d in dims:
                 product *= sizes[d]
-            total += coeff * product
+            total += product
         if not self.integer:
             return float(total)
-        if total.denominator != 1:
-            raise ValueError(f"{self} is {_fraction(total)} for the sizes {tuple(sizes)}, not a whole number")
-        return int(total)
+        if isinstance(total, Fraction):
+            if total.denominator != 1:
+                raise ValueError(f"{self} is {_fraction(total)} for the sizes {tuple(sizes)}, not a whole number")
+            return total.numerator
+        return total
 
     def __str__(self) -> str:
         parts = [f"{_fraction(c)}*" + "*".join(f"d{d}" for d in dims) for c, dims in self.terms]
@@ -134,17 +144,26 @@ class Expr:
         return " + ".join(parts)
 
     def to_record(self) -> dict[str, Any]:
+        def pair(v: int | Fraction) -> tuple[int, int]:
+            return (v, 1) if isinstance(v, int) else (v.numerator, v.denominator)
+
         return {
-            "constant": (self.constant.numerator, self.constant.denominator),
-            "terms": [((c.numerator, c.denominator), list(dims)) for c, dims in self.terms],
+            "constant": pair(self.constant),
+            "terms": [(pair(c), list(dims)) for c, dims in self.terms],
             "integer": self.integer,
         }
 
     @staticmethod
     def from_record(record: Mapping[str, Any]) -> Expr:
         num, den = record["constant"]
-        terms = tuple((Fraction(n, d), tuple(dims)) for (n, d), dims in record["terms"])
-        return Expr(Fraction(num, den), terms, bool(record["integer"]))
+        terms = tuple((n if d == 1 else Fraction(n, d), tuple(dims)) for (n, d), dims in record["terms"])
+        return Expr(num if den == 1 else Fraction(num, den), terms, bool(record["integer"]))
+
+
+def _whole(value: int | Fraction) -> int | Fraction:
+    if isinstance(value, Fraction) and value.denominator == 1:
+        return value.numerator
+    return value
 
 
 @dataclass(frozen=True)
@@ -339,14 +358,15 @@ class Trace:
         }
 
     @staticmethod
-    def from_record(record: Mapping[str, Any], shapeless: bool = False) -> Trace:
+    def from_record(record: Mapping[str, Any], shapeless: bool = False, nodes: bool = True) -> Trace:
         """A trace as the binding returns it; ``shapeless`` for format-1
-        shapeless files (MLX's semantics)."""
+        shapeless files (MLX's semantics).  ``nodes=False`` leaves the nodes
+        out: what a call is matched against, cheap to build for a large graph."""
         specs = [TensorSpec(tuple(s), d) for s, d in record["inputs"]]
         return Trace(
             Signature.from_specs(specs, list(record["keyword_names"])),
             tuple(record["constants"]),
-            tuple(Node.from_record(n, shapeless) for n in record["nodes"]),
+            tuple(Node.from_record(n, shapeless) for n in record["nodes"]) if nodes else (),
             tuple(record["outputs"]),
             tuple(Dim(tuple((i, a) for i, a in axes), lo, hi) for axes, lo, hi in record["dims"]),
             tuple((p, Expr.from_record(e)) for p, e in record["constant_exprs"]),

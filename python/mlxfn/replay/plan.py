@@ -11,16 +11,16 @@ from ..ir import Node
 from .registry import handler_for
 
 
-def check_handlers(nodes: Sequence[Node], where: str) -> None:
+def check_handlers(ops: Sequence[str], where: str) -> None:
     """Refuse a file's trace whose primitive has no handler (``where`` names it).
 
     mlxfn refuses such primitives at export, so in a file it means damage or
     a newer mlxfn: a FormatError at import, not a failure at the first call.
     """
-    for index, node in enumerate(nodes):
-        if handler_for(node.op) is None:
+    for index, op in enumerate(ops):
+        if handler_for(op) is None:
             raise FormatError(
-                f"{where}: node {index} has primitive {node.op!r}, which this mlxfn cannot "
+                f"{where}: node {index} has primitive {op!r}, which this mlxfn cannot "
                 "rebuild (a damaged file, or one written by a newer mlxfn)"
             )
 
@@ -40,7 +40,7 @@ def build_replay(
     :class:`ReplayError` naming ``where``, the node and its primitive: a file
     whose graph disagrees with itself never gives a silent wrong answer.
     """
-    check_handlers(nodes, where)
+    check_handlers([n.op for n in nodes], where)
     steps = [(handler_for(node.op), node) for node in nodes]
     consts = list(constants)
     out_ids = list(outputs)
