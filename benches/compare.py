@@ -19,6 +19,7 @@ original output exactly.
              (the steady state of a process that keeps serving)
   --dynamic  also export with shapeless=True and load that file (mlxfn:dynamic):
              a trace for every sequence length, against the shaped one
+  --tokens N the input's sequence length (default 1: one token)
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mlxfn  # noqa: E402
 from mlxfn.bench import SIDES, Sides, load_rows, median, pair_pss_mb, same_outputs, save_inputs, table, time_loads  # noqa: E402
 
-from zoo import MODELS, build  # noqa: E402
+from zoo import MLX_LM, MODELS, build, describe  # noqa: E402
 
 EXPORTERS = ("mlxfn", "mlx")
 SETTLE_S = 2.0  # this VM hands freed memory back to its host ~2 s late (DESIGN.md)
@@ -116,7 +117,7 @@ def by_exporter(values: dict[str, float]) -> dict[str, float]:
 def run_model(name: str, out: Path, options: argparse.Namespace) -> str:
     """The full comparison for one model; returns the printed report."""
     fun = build(name)
-    tokens = mx.array([[17]])
+    tokens = (mx.arange(options.tokens, dtype=mx.int32) % 200 + 3).reshape(1, -1)
     expected = [fun(tokens)]
     mx.eval(expected)
     inputs = out / "inputs.npz"
@@ -152,7 +153,7 @@ def run_model(name: str, out: Path, options: argparse.Namespace) -> str:
     if options.pss:
         rows.append(("two processes, one file: total PSS", {s: pair_pss_mb(sides, s) for s in sides_used}, "M"))
     report = [
-        f"model {name} ({MODELS[name][1]}, {nodes} primitives); {options.rounds} rounds per side after an untimed one",
+        f"model {name} ({describe(name)}, {nodes} primitives); {options.rounds} rounds per side after an untimed one",
         f"mlxfn:map loads by {loads['mlxfn:map'][0].mode}; every import reproduces the original output exactly",
         table(rows, sides_used),
     ]
@@ -171,7 +172,9 @@ def run_model(name: str, out: Path, options: argparse.Namespace) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=sorted(MODELS), action="append", help="repeatable; default llama-1g")
+    parser.add_argument(
+        "--model", choices=sorted(MODELS) + sorted(MLX_LM), action="append", help="repeatable; default llama-1g"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--durable", action="store_true")
     parser.add_argument("--multi", action="store_true")
@@ -179,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cold", action="store_true")
     parser.add_argument("--long", type=int, default=0)
     parser.add_argument("--dynamic", action="store_true")
+    parser.add_argument("--tokens", type=int, default=1, help="the input's sequence length (default 1)")
     parser.add_argument("--out", type=Path, help="scratch directory (default: a temporary one)")
     options = parser.parse_args(argv)
     if options.out:

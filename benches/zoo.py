@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -93,12 +94,41 @@ MODELS: dict[str, tuple[dict[str, int], str]] = {
 }
 
 
-def build(name: str) -> Llama:
-    """The seeded benchmark model called ``name`` (see MODELS)."""
+# mlx-lm's own model classes (mlx_lm.models.<module>), from a small config.
+MLX_LM: dict[str, tuple[str, dict[str, Any], str]] = {
+    "mlxlm-llama": (
+        "llama",
+        dict(
+            vocab_size=4096,
+            hidden_size=512,
+            num_hidden_layers=8,
+            intermediate_size=1408,
+            num_attention_heads=8,
+            num_key_value_heads=2,
+            rms_norm_eps=1e-5,
+            rope_theta=10000.0,
+            tie_word_embeddings=False,
+        ),
+        "mlx-lm's Llama, 8 layers, ~60 MB float32",
+    ),
+}
+
+
+def build(name: str) -> nn.Module:
+    """The seeded benchmark model called ``name`` (MODELS, or MLX_LM)."""
+    if name in MLX_LM:
+        import importlib
+
+        module_name, config, _ = MLX_LM[name]
+        module = importlib.import_module(f"mlx_lm.models.{module_name}")
+        return seeded(module.Model(module.ModelArgs(model_type=module_name, **config)), seed=0)
     overrides, _ = MODELS[name]
-    model = seeded(Llama(LlamaConfig(**overrides)), seed=0)
-    assert isinstance(model, Llama)
-    return model
+    return seeded(Llama(LlamaConfig(**overrides)), seed=0)
+
+
+def describe(name: str) -> str:
+    """One line about the model called ``name``."""
+    return MLX_LM[name][2] if name in MLX_LM else MODELS[name][1]
 
 
 def seeded(model: nn.Module, seed: int = 0) -> nn.Module:
