@@ -264,12 +264,12 @@ def load_rows(loads: dict[str, list[Load]]) -> list[tuple[str, dict[str, float],
 def table(rows: Sequence[tuple[str, dict[str, float], str]], sides: Sequence[str], baseline: str = "mlx") -> str:
     """Rows of figures per side as an aligned table, with each side's ratio to ``baseline``."""
     others = [s for s in sides if s != baseline]
-    head = f"{'':36}" + "".join(f"{s:>12}" for s in sides) + "".join(f"{s + '/' + baseline:>17}" for s in others)
+    head = f"{'':36}" + "".join(f"{s:>15}" for s in sides) + "".join(f"{s + '/' + baseline:>19}" for s in others)
     lines = [head]
     for name, values, unit in rows:
-        cells = "".join(f"{values[s]:>11.3f}{unit}" if s in values else f"{'-':>12}" for s in sides)
+        cells = "".join(f"{values[s]:>14.3f}{unit}" if s in values else f"{'-':>15}" for s in sides)
         base = values.get(baseline)
-        ratios = "".join(f"{values[s] / base:>17.2f}" if base and s in values else f"{'-':>17}" for s in others)
+        ratios = "".join(f"{values[s] / base:>19.2f}" if base and s in values else f"{'-':>19}" for s in others)
         lines.append(f"{name:36}{cells}{ratios}")
     return "\n".join(lines)
 

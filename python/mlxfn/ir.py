@@ -253,8 +253,14 @@ class Node:
         return (self.op, list(_args_to_record(self.args)), list(self.inputs), outputs, exprs)
 
     @staticmethod
-    def from_record(record: Sequence[Any], shapeless: bool = False) -> Node:
+    def from_record(record: Sequence[Any], shapeless: bool = False, dynamic: bool = True) -> Node:
+        """``dynamic=False``: the trace has no dynamic sizes, so its arguments
+        hold no expressions and are taken as they are (a large graph's
+        nodes are decoded at its first call)."""
         op, args, inputs, outputs, exprs = record
+        if not dynamic:
+            specs = tuple(TensorSpec(tuple(s), d) for s, d in outputs)
+            return Node(op, tuple(args), tuple(inputs), specs, (), shapeless)
         return Node(
             op,
             tuple(_args_from_record(a) for a in args),
@@ -363,10 +369,11 @@ class Trace:
         shapeless files (MLX's semantics).  ``nodes=False`` leaves the nodes
         out: what a call is matched against, cheap to build for a large graph."""
         specs = [TensorSpec(tuple(s), d) for s, d in record["inputs"]]
+        dynamic = bool(record["dims"] or record["constant_exprs"])
         return Trace(
             Signature.from_specs(specs, list(record["keyword_names"])),
             tuple(record["constants"]),
-            tuple(Node.from_record(n, shapeless) for n in record["nodes"]) if nodes else (),
+            tuple(Node.from_record(n, shapeless, dynamic) for n in record["nodes"]) if nodes else (),
             tuple(record["outputs"]),
             tuple(Dim(tuple((i, a) for i, a in axes), lo, hi) for axes, lo, hi in record["dims"]),
             tuple((p, Expr.from_record(e)) for p, e in record["constant_exprs"]),

@@ -248,8 +248,14 @@ impl Trace {
             }
         }
         let base = self.base_sizes();
-        let check =
-            |e: &Expr, what: &dyn Fn() -> String| e.check(self.dims.len()).map_err(|p| format!("{}: {p}", what()));
+        // Expressions belong to dynamic traces only: readers take a static
+        // trace's arguments as they are.
+        let check = |e: &Expr, what: &dyn Fn() -> String| {
+            if self.dims.is_empty() {
+                return Err(format!("{}: an expression in a trace without dynamic sizes", what()));
+            }
+            e.check(self.dims.len()).map_err(|p| format!("{}: {p}", what()))
+        };
         for (n, node) in self.nodes.iter().enumerate() {
             let mut exprs = Vec::new();
             node.args.iter().for_each(|a| a.exprs(&mut exprs));

@@ -509,6 +509,7 @@ fn dynamic_traces_round_trip_and_inconsistent_ones_are_refused() {
         "constant 1: an expression has a denominator that is not positive",
     );
     broken(&|t| t.constant_exprs[0].position = 2, "a constant expression names constant 2 of 2");
+    broken(&|t| t.dims.clear(), "an expression in a trace without dynamic sizes");
     let huge = OutputExpr { output: 0, axis: 0, expr: Some(fixtures::affine(i64::MAX, i64::MAX)) };
     broken(&|t| t.nodes[0].output_exprs = vec![huge.clone()], "its expression does not give the traced size 2");
     // Only the reader knows the constant table: a value-following constant
