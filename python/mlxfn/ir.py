@@ -247,8 +247,12 @@ class Node:
         outputs = tuple(TensorSpec(tuple(s), o.dtype) for s, o in zip(shapes, self.outputs))
         return replace(self, args=_evaluate(self.args, sizes), outputs=outputs, output_exprs=())
 
-    def to_record(self) -> tuple[Any, ...]:
+    def to_record(self, dynamic: bool = True) -> tuple[Any, ...]:
+        """``dynamic=False``: a node of a trace without dims, whose
+        arguments hold no expressions (as ``from_record``)."""
         outputs = [(o.shape, o.dtype) for o in self.outputs]
+        if not dynamic:
+            return (self.op, list(self.args), list(self.inputs), outputs, [])
         exprs = [(out, axis, None if e is None else e.to_record()) for out, axis, e in self.output_exprs]
         return (self.op, list(_args_to_record(self.args)), list(self.inputs), outputs, exprs)
 
@@ -353,11 +357,12 @@ class Trace:
         )
 
     def to_record(self) -> dict[str, Any]:
+        dynamic = bool(self.dims or self.constant_exprs)
         return {
             "keyword_names": list(self.signature.keyword_names),
             "inputs": [(s.shape, s.dtype) for s in self.signature.flat()],
             "constants": list(self.constants),
-            "nodes": [n.to_record() for n in self.nodes],
+            "nodes": [n.to_record(dynamic) for n in self.nodes],
             "outputs": list(self.outputs),
             "dims": [([tuple(a) for a in d.axes], d.lo, d.hi) for d in self.dims],
             "constant_exprs": [(p, e.to_record()) for p, e in self.constant_exprs],
