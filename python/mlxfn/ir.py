@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
+from functools import cached_property
 from typing import Any, NamedTuple
 
 import mlx.core as mx
@@ -332,8 +333,16 @@ class Trace:
                 flat[i][axis] = size
         specs = [TensorSpec(tuple(s), spec.dtype) for s, spec in zip(flat, self.signature.flat())]
         signature = Signature.from_specs(specs, self.signature.keyword_names)
-        nodes = tuple(n.concrete(sizes) for n in self.nodes)
-        return replace(self, signature=signature, nodes=nodes, dims=(), constant_exprs=())
+        nodes = list(self.nodes)
+        for index in self._nodes_following_sizes:
+            nodes[index] = nodes[index].concrete(sizes)
+        return replace(self, signature=signature, nodes=tuple(nodes), dims=(), constant_exprs=())
+
+    @cached_property
+    def _nodes_following_sizes(self) -> tuple[int, ...]:
+        """The nodes with an expression: found once, as a decode step's
+        trace is made concrete at every new cache length."""
+        return tuple(i for i, n in enumerate(self.nodes) if n.output_exprs or has_expr(n.args))
 
     def constant_values(self, sizes: Sequence[int]) -> dict[int, int | float]:
         """Position in ``constants`` -> the value that scalar constant takes at ``sizes``."""
