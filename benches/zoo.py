@@ -111,6 +111,21 @@ MLX_LM: dict[str, tuple[str, dict[str, Any], str]] = {
         ),
         "mlx-lm's Llama, 8 layers, ~60 MB float32",
     ),
+    "mlxlm-tiny": (
+        "llama",
+        dict(
+            vocab_size=128,
+            hidden_size=64,
+            num_hidden_layers=2,
+            intermediate_size=128,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            rms_norm_eps=1e-5,
+            rope_theta=10000.0,
+            tie_word_embeddings=False,
+        ),
+        "mlx-lm's Llama, 2 layers of 64, for smoke runs",
+    ),
 }
 
 

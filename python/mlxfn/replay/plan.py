@@ -63,7 +63,10 @@ def build_replay(
                 raise fail(index, node, f"produced {len(results)} outputs, the file records {len(node.outputs)}")
             if check_shapes:
                 for k, (arr, (shape, dtype)) in enumerate(zip(results, node.outputs)):
-                    same = len(arr.shape) == len(shape) and all(a == b or b == -1 for a, b in zip(arr.shape, shape))
+                    actual = arr.shape
+                    same = actual == shape or (
+                        -1 in shape and len(actual) == len(shape) and all(b in (a, -1) for a, b in zip(actual, shape))
+                    )
                     if not same or arr.dtype != dtype:
                         raise fail(
                             index,
