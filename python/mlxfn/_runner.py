@@ -17,7 +17,10 @@ So, on CPU with the C++ bridge:
   a long-running process pays the kernel builds once and then runs faster
   (0.005 s against 0.008 s per call on that graph, warm);
 - once a trace has been fused, a marker in MLX's kernel cache directory
-  says its kernels are built: later processes fuse from their second call.
+  says its kernels are built: later processes fuse after
+  ``FUSE_AFTER_CALLS_CACHED`` calls.  Fusing then costs a trace and loading
+  the cached kernels (~20 ms on that graph) against ~2 ms saved per call,
+  so it still waits a few calls rather than slowing the first ones.
 
 Without the bridge (macOS, CUDA) the first call replays in Python and the
 second compiles with fusion, as before.  With compilation disabled
@@ -38,6 +41,7 @@ from ._load import mapping_support
 from ._mlx import MLX_VERSION
 
 FUSE_AFTER_CALLS = 64
+FUSE_AFTER_CALLS_CACHED = 8
 Replay = Callable[..., tuple[mx.array, ...]]
 
 
@@ -121,7 +125,7 @@ class Runner:
             return "replay"
         if _bridge() is None:
             return "fuse-second"
-        return "fuse" if self._key is not None and _marker(self._key).exists() else "fuse-late"
+        return "fuse-cached" if self._key is not None and _marker(self._key).exists() else "fuse-late"
 
     def _fuse(self, shapeless: bool = False) -> Replay:
         self._current, self._fused = _compiled(self._replay, shapeless), True
@@ -137,16 +141,16 @@ class Runner:
         first = self._calls == 1
         if self._plan == "replay" or (first and (self._plain_first or self._plan in ("legacy", "fuse-second"))):
             return self._replay
-        if self._plan in ("legacy", "fuse-second", "fuse"):
+        if self._plan in ("legacy", "fuse-second"):
             return self._fuse(shapeless=self._plan == "legacy")
-        if self._current is None:  # "fuse-late": the tape without fused kernels first
+        if self._current is None:  # "fuse-late", "fuse-cached": the tape without fused kernels first
             unfused = _compiled(self._replay)
             self._current = unfused
             bridge = _bridge()
-            assert bridge is not None  # the plan is "fuse-late" only with the bridge
+            assert bridge is not None  # these plans are chosen only with the bridge
             return lambda *xs: bridge.trace_without_fusion(unfused, *xs)
-        if self._calls > FUSE_AFTER_CALLS:
-            if self._key is not None:
+        if self._calls > (FUSE_AFTER_CALLS_CACHED if self._plan == "fuse-cached" else FUSE_AFTER_CALLS):
+            if self._key is not None and self._plan == "fuse-late":
                 _leave_marker(self._key)
             return self._fuse()
         return self._current
@@ -161,4 +165,4 @@ def _leave_marker(key: str) -> None:
         pass
 
 
-__all__ = ["Runner", "compile_enabled", "FUSE_AFTER_CALLS"]
+__all__ = ["Runner", "compile_enabled", "FUSE_AFTER_CALLS", "FUSE_AFTER_CALLS_CACHED"]

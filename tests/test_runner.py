@@ -1,0 +1,106 @@
+"""How an imported trace runs call after call (``mlxfn._runner``).
+
+The policy is about speed, but which calls run Python, which run MLX's tape
+and when fusion starts are outcomes: counted here through the Python replay
+itself, which runs once per trace MLX makes and at every uncompiled call.
+Every call's output is compared with the function's."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlx.core as mx
+import pytest
+
+from mlxfn import _runner
+from mlxfn._runner import FUSE_AFTER_CALLS, FUSE_AFTER_CALLS_CACHED, Runner
+
+X = mx.arange(6, dtype=mx.float32).reshape(2, 3)
+EXPECTED = mx.exp(X * 2.0) + 1.0
+
+
+class CountingReplay:
+    """A replay that counts how often its Python body runs."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    def __call__(self, x: mx.array) -> tuple[mx.array, ...]:
+        self.runs += 1
+        return (mx.exp(x * 2.0) + 1.0,)
+
+
+@pytest.fixture(autouse=True)
+def private_kernel_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Markers go to this test's own directory, never the user's cache."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    yield
+
+
+def call(runner: Runner, times: int) -> list[str]:
+    """Call ``times`` times; the state before each call; every output checked."""
+    states = []
+    for _ in range(times):
+        states.append(runner.state)
+        (out,) = runner(X)
+        assert mx.allclose(out, EXPECTED).item()
+    return states
+
+
+needs_bridge = pytest.mark.skipif(_runner._bridge() is None, reason="the C++ bridge did not load")
+
+
+@needs_bridge
+def test_first_call_compiles_without_fusion_and_fusion_waits_for_many_calls(tmp_path: Path) -> None:
+    replay = CountingReplay()
+    runner = Runner(replay, key="trace-a")
+    states = call(runner, FUSE_AFTER_CALLS + 3)
+    assert states[0] == "replay" and states[1] == "compiled"
+    assert states[FUSE_AFTER_CALLS] == "compiled" and states[FUSE_AFTER_CALLS + 1] == "fused"
+    assert replay.runs == 2  # traced once unfused, once fused: no Python at any other call
+    assert _runner._marker("trace-a").exists()
+
+
+@needs_bridge
+def test_a_marker_left_by_an_earlier_process_fuses_after_a_few_calls() -> None:
+    call(Runner(CountingReplay(), key="trace-b"), FUSE_AFTER_CALLS + 1)  # leaves the marker
+    replay = CountingReplay()
+    states = call(Runner(replay, key="trace-b"), FUSE_AFTER_CALLS_CACHED + 2)
+    assert states[1] == "compiled"
+    assert states[FUSE_AFTER_CALLS_CACHED] == "compiled" and states[FUSE_AFTER_CALLS_CACHED + 1] == "fused"
+    assert replay.runs == 2
+
+
+@needs_bridge
+def test_without_a_key_no_marker_is_left() -> None:
+    call(Runner(CountingReplay(), key=None), FUSE_AFTER_CALLS + 1)
+    assert not (Path(tempfile.gettempdir()) / "mlx").exists()
+
+
+@needs_bridge
+def test_plain_first_replays_the_first_call_in_python() -> None:
+    replay = CountingReplay()
+    states = call(Runner(replay, key=None, plain_first=True), 3)
+    assert states == ["replay", "replay", "compiled"]
+    assert replay.runs == 2  # the plain call, then the unfused trace
+
+
+def test_without_the_bridge_the_second_call_fuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_runner, "_bridge", lambda: None)
+    replay = CountingReplay()
+    states = call(Runner(replay, key="trace-c"), 4)
+    assert states == ["replay", "replay", "fused", "fused"]
+    assert replay.runs == 2
+
+
+def test_with_compilation_disabled_every_call_replays() -> None:
+    replay = CountingReplay()
+    mx.disable_compile()
+    try:
+        states = call(Runner(replay, key="trace-d"), 5)
+    finally:
+        mx.enable_compile()
+    assert states == ["replay"] * 5
+    assert replay.runs == 5
