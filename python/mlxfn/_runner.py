@@ -136,9 +136,11 @@ class Runner:
         if self._fused:
             assert self._current is not None
             return self._current
+        first = self._calls == 1
+        if first and self._plain_first:
+            return self._replay  # decided later: a decode step's sizes may never come again
         if not self._plan:
             self._plan = self._choose()
-        first = self._calls == 1
         if self._plan == "replay" or (first and (self._plain_first or self._plan in ("legacy", "fuse-second"))):
             return self._replay
         if self._plan in ("legacy", "fuse-second"):
