@@ -246,7 +246,7 @@ class Node:
         for out, axis, expr in self.output_exprs:
             shapes[out][axis] = -1 if expr is None else int(expr.value(sizes))
         outputs = tuple(TensorSpec(tuple(s), o.dtype) for s, o in zip(shapes, self.outputs))
-        return replace(self, args=_evaluate(self.args, sizes), outputs=outputs, output_exprs=())
+        return Node(self.op, _evaluate(self.args, sizes), self.inputs, outputs, (), self.shapeless)
 
     def to_record(self, dynamic: bool = True) -> tuple[Any, ...]:
         """``dynamic=False``: a node of a trace without dims, whose
