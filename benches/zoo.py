@@ -8,7 +8,9 @@ the same function.  ``MODELS`` names the benchmark sizes.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import mlx.core as mx
@@ -111,21 +113,8 @@ MLX_LM: dict[str, tuple[str, dict[str, Any], str]] = {
         ),
         "mlx-lm's Llama, 8 layers, ~60 MB float32",
     ),
-    "mlxlm-tiny": (
-        "llama",
-        dict(
-            vocab_size=128,
-            hidden_size=64,
-            num_hidden_layers=2,
-            intermediate_size=128,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            rms_norm_eps=1e-5,
-            rope_theta=10000.0,
-            tie_word_embeddings=False,
-        ),
-        "mlx-lm's Llama, 2 layers of 64, for smoke runs",
-    ),
+    # examples/llm_one_file.py's tiny Llama (its TINY config, read at build).
+    "mlxlm-tiny": ("llama", {}, "mlx-lm's Llama, 2 layers of 64, for smoke runs"),
 }
 
 
@@ -135,6 +124,11 @@ def build(name: str) -> nn.Module:
         import importlib
 
         module_name, config, _ = MLX_LM[name]
+        if name == "mlxlm-tiny":
+            sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+            from llm_one_file import TINY
+
+            config = TINY
         module = importlib.import_module(f"mlx_lm.models.{module_name}")
         return seeded(module.Model(module.ModelArgs(model_type=module_name, **config)), seed=0)
     overrides, _ = MODELS[name]
