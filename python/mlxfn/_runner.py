@@ -141,7 +141,7 @@ class Runner:
             return self._replay  # decided later: a decode step's sizes may never come again
         if not self._plan:
             self._plan = self._choose()
-        if self._plan == "replay" or (first and (self._plain_first or self._plan in ("legacy", "fuse-second"))):
+        if self._plan == "replay" or (first and self._plan in ("legacy", "fuse-second")):
             return self._replay
         if self._plan in ("legacy", "fuse-second"):
             return self._fuse(shapeless=self._plan == "legacy")

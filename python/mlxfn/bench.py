@@ -114,12 +114,12 @@ def child(side: str, path: str, inputs_path: str, output_path: str, hold: bool) 
             t = time.perf_counter()
             mx.eval(fn(*inputs, **kwargs))
             later.append(time.perf_counter() - t)
-        long_s = statistics.median(later)
+        long_s = median(later)
     mode = fn.load_mode.describe() if hasattr(fn, "load_mode") else ""
     load = Load(
         t_import,
         calls,
-        statistics.median(calls[len(calls) // 2 :]),
+        median(calls[len(calls) // 2 :]),
         memory["VmHWM"],
         memory["RssAnon"],
         memory["RssFile"],
