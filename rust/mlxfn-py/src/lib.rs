@@ -14,27 +14,26 @@ use mlxfn_core::FileKind;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+/// A file kind as Python sees it: `("mlxfn", None)`, `("mlx", version)` or `("unknown", None)`.
+fn kind_to_py(kind: FileKind) -> (&'static str, Option<String>) {
+    match kind {
+        FileKind::Mlxfn => ("mlxfn", None),
+        FileKind::MlxNative { mlx_version } => ("mlx", Some(mlx_version)),
+        FileKind::Unknown => ("unknown", None),
+    }
+}
+
 /// Classify a file: `("mlxfn", None)`, `("mlx", version)` or `("unknown", None)`.
 #[pyfunction]
 fn sniff(py: Python<'_>, path: &str) -> PyResult<(&'static str, Option<String>)> {
-    match mlxfn_core::sniff(Path::new(path)) {
-        Ok(FileKind::Mlxfn) => Ok(("mlxfn", None)),
-        Ok(FileKind::MlxNative { mlx_version }) => Ok(("mlx", Some(mlx_version))),
-        Ok(FileKind::Unknown) => Ok(("unknown", None)),
-        Err(e) => Err(errors::to_pyerr(py, e)),
-    }
+    mlxfn_core::sniff(Path::new(path)).map(kind_to_py).map_err(|e| errors::to_pyerr(py, e))
 }
 
 /// What the file holds: `("mlxfn", None)` or `("mlx", version)`; FormatError
 /// for anything else (FileNotFoundError for a missing file).
 #[pyfunction]
 fn recognise(py: Python<'_>, path: &str) -> PyResult<(&'static str, Option<String>)> {
-    match mlxfn_core::recognise(Path::new(path)) {
-        Ok(FileKind::Mlxfn) => Ok(("mlxfn", None)),
-        Ok(FileKind::MlxNative { mlx_version }) => Ok(("mlx", Some(mlx_version))),
-        Ok(FileKind::Unknown) => unreachable!("recognise never returns Unknown"),
-        Err(e) => Err(errors::to_pyerr(py, e)),
-    }
+    mlxfn_core::recognise(Path::new(path)).map(kind_to_py).map_err(|e| errors::to_pyerr(py, e))
 }
 
 /// The header of a file written by MLX's exporter and its first function's
