@@ -11,17 +11,19 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
+# The build requirements of pyproject.toml (maturin; mlx and nanobind for the bridge).
 $(VENV)/.ready: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "maturin>=1.7,<2" "nanobind>=3.0,<3.2"
+	$(PY) -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires'], sep='\n')" > $(VENV)/build-requires.txt
+	$(PY) -m pip install --quiet -r $(VENV)/build-requires.txt
 	touch $@
 
 setup: $(VENV)/.ready ## Create .venv with the build tool
 
-build: setup ## Build the Rust core and the C++ bridge, install mlxfn (with its dependencies) into .venv
+build: setup ## Build the Rust core and the C++ bridge (rust/mlxfn-py/build.rs), install mlxfn editable into .venv
 	$(VENV)/bin/maturin develop --release --extras test --quiet
-	$(PY) bridge/build.py --check
+	$(PY) -c "import sys, mlxfn._native as native; sys.exit(native.main())"
 
 demo: build ## Export and import a ~1 GB Llama-style model with mlxfn and with MLX, print load times
 	$(PY) examples/demo.py

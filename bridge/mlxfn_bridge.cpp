@@ -8,13 +8,14 @@
 //                         for the copy path to fill without a zero pass;
 //   trace_without_fusion  call a function with MLX's compile mode set to
 //                         no_fuse (tracing without JIT-built kernels);
+//   version_problem()     whether the loaded MLX is the one built against;
 //   self_check()          the checks that make wrap() safe in this process.
 //
 // wrap() relies on two internals of MLX's CPU allocator (0.32.4): a buffer's
 // data starts 8 bytes after its pointer, which holds the byte size, and a
 // Data built with a deleter is not owned, so it is never donated (written
 // into).  self_check() tests both, and more, before Python uses wrap();
-// Python copies instead when anything fails (python/mlxfn/_load.py).
+// Python copies instead when anything fails (python/mlxfn/_native.py).
 
 #include <sys/mman.h>
 
@@ -156,12 +157,27 @@ mx::array empty(const std::vector<int64_t>& dims, int dtype_code) {
   return mx::array(mx::allocator::malloc(elements * dtype.size()), std::move(shape), dtype);
 }
 
-// Why wrap() is unsafe in this process, or "" when every check passes.
-std::string self_check() {
+// Why this module cannot be used with the MLX loaded in this process, or "":
+// it is compiled against one MLX release's headers and internals.
+std::string version_problem() {
   std::string runtime = mx::version();
   if (runtime != header_version()) {
     return "the bridge was built against MLX " + header_version() + " but MLX " + runtime +
            " is loaded";
+  }
+  return "";
+}
+
+// Why wrap() is unsafe in this process, or "" when every check passes.
+//
+// Every check runs on buffers made here, never on what the allocator hands
+// out, so the answer does not depend on what MLX did before (a program that
+// has freed arrays gets recycled buffers from MLX's cache): the same answer
+// in a fresh process, after any allocations, from any thread.
+std::string self_check() {
+  std::string problem = version_problem();
+  if (!problem.empty()) {
+    return problem;
   }
   if (mx::gpu::is_available()) {
     return "a GPU backend is active (its allocator does not keep CPU buffers)";
@@ -169,29 +185,28 @@ std::string self_check() {
   if (mx::default_device().type != mx::Device::DeviceType::cpu) {
     return "the default device is not the CPU";
   }
-  {  // The allocator's layout: [size][data], raw_ptr() = ptr + 8.
-    mx::allocator::Data probe = mx::allocator::malloc(24);
-    mx::allocator::Buffer buffer = probe.buffer();
-    size_t stored = 0;
-    std::memcpy(&stored, buffer.ptr(), kPrefix);
-    if (buffer.raw_ptr() != static_cast<char*>(buffer.ptr()) + kPrefix || stored != 24 ||
-        mx::allocator::allocator().size(buffer) != 24) {
-      return "MLX's CPU allocator does not keep a buffer's size in the 8 bytes before its data";
-    }
-  }
-  // A non-owned buffer: read in place, never donated, its deleter fires.
-  alignas(16) static float storage[2 + 4];
-  size_t nbytes = 4 * sizeof(float);
-  std::memcpy(storage, &nbytes, kPrefix);
-  float* values = storage + 2;
-  for (int i = 0; i < 4; ++i) {
+  // A foreign buffer laid out as wrap() lays out the file: [byte size][data].
+  // Heap-held and kept alive by the deleters, whatever MLX does with it.
+  constexpr int kCount = 4;
+  constexpr size_t kBytes = kCount * sizeof(float);
+  auto storage = std::make_shared<std::vector<float>>(2 + kCount);
+  char* base = reinterpret_cast<char*>(storage->data());
+  std::memcpy(base, &kBytes, kPrefix);
+  float* values = storage->data() + 2;
+  for (int i = 0; i < kCount; ++i) {
     values[i] = float(i + 1);
   }
-  std::atomic<int> deleted{0};
-  auto foreign = [&deleted]() {
-    return mx::array(mx::allocator::Data(mx::allocator::Buffer{storage},
-                                         [&deleted](mx::allocator::Buffer) { deleted += 1; }),
-                     mx::Shape{4}, mx::float32);
+  mx::allocator::Buffer probe{base};
+  if (probe.raw_ptr() != base + kPrefix || mx::allocator::allocator().size(probe) != kBytes) {
+    return "MLX's CPU allocator does not keep a buffer's size in the 8 bytes before its data";
+  }
+  auto deleted = std::make_shared<std::atomic<int>>(0);
+  auto foreign = [&]() {
+    return mx::array(mx::allocator::Data(mx::allocator::Buffer{base},
+                                         [storage, deleted](mx::allocator::Buffer) {
+                                           deleted->fetch_add(1);
+                                         }),
+                     mx::Shape{kCount}, mx::float32);
   };
   {
     mx::array a = foreign();
@@ -206,14 +221,14 @@ std::string self_check() {
     // Donation bait: the foreign array's only reference is the graph's.
     mx::array b = mx::multiply(mx::add(foreign(), mx::array(1.0f)), mx::array(2.0f));
     mx::eval(b);
-    for (int i = 0; i < 4; ++i) {
+    for (int i = 0; i < kCount; ++i) {
       if (values[i] != float(i + 1) || b.data<float>()[i] != float(2 * (i + 2))) {
         return "MLX wrote into, or misread, a buffer it does not own";
       }
     }
   }
   mx::synchronize();
-  if (deleted.load() != 2) {
+  if (deleted->load() != 2) {
     return "the deleter of a foreign buffer did not run once per array";
   }
   return "";
@@ -236,6 +251,8 @@ nb::object trace_without_fusion(nb::callable fn, nb::args args) {
 NB_MODULE(_bridge, m) {
   m.doc() = "mlxfn's C++ bridge to MLX internals (see bridge/mlxfn_bridge.cpp).";
   m.attr("MLX_VERSION") = header_version();
+  m.def("version_problem", &version_problem,
+        "Why this module cannot be used with the loaded MLX, or '' when it can.");
   m.def("self_check", &self_check,
         "Why mapped arrays are unsafe in this process, or '' when every check passes.");
   m.def("empty", &empty, nb::arg("shape"), nb::arg("dtype_code"),

@@ -16,20 +16,21 @@ Two ways, chosen once per process and reported to the user:
 
 from __future__ import annotations
 
-import functools
 import logging
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlx.core as mx
 import numpy as np
 
-from . import _mlxfn
+from . import _mlxfn, _native
 from ._dtypes import DTYPE_TABLE, NUMPY_DTYPES
 from ._mlx import byte_view
 from ._progress import progress
+
+if TYPE_CHECKING:
+    from . import _bridge
 
 LOAD_MODES = ("auto", "map", "copy")
 log = logging.getLogger("mlxfn")
@@ -53,28 +54,13 @@ class LoadMode:
         return f"map ({names[self.how]})" if self.mode == "map" else f"copy ({self.reason})"
 
 
-@functools.cache
-def mapping_support() -> tuple[str | None, str]:
-    """How this process can map constants: ("bridge" | "unified", "") or (None, why not)."""
-    if sys.platform == "darwin" and mx.metal.is_available():
-        return "unified", ""
-    try:
-        from . import _bridge  # type: ignore[attr-defined]
-    except ImportError as err:
-        return None, f"the C++ bridge is not built for this Python and mlx ({err})"
-    problem: str = _bridge.self_check()
-    if problem:
-        return None, f"the C++ bridge's self-check failed: {problem}"
-    return "bridge", ""
-
-
 def choose(load: str) -> LoadMode:
     """The load mode for ``import_function(path, load=...)``."""
     if load not in LOAD_MODES:
         raise ValueError(f"load must be one of {', '.join(map(repr, LOAD_MODES))}, not {load!r}")
     if load == "copy":
         return LoadMode("copy", "copy", "load='copy' was requested")
-    how, why_not = mapping_support()
+    how, why_not = _native.mapping()
     if how is not None:
         return LoadMode("map", how, "")
     if load == "map":
@@ -83,15 +69,12 @@ def choose(load: str) -> LoadMode:
 
 
 def _allocate(shape: tuple[int, ...], dtype: mx.Dtype) -> mx.array:
-    """Evaluated MLX memory for a constant, its contents to be overwritten."""
-    how, _ = mapping_support()
-    if how == "bridge":
-        from . import _bridge  # type: ignore[attr-defined]
-
-        arr: mx.array = _bridge.empty(list(shape), DTYPE_TABLE.index(dtype))
-        return arr
-    arr = mx.zeros(shape, dtype)
-    mx.eval(arr)
+    """Evaluated MLX memory for a constant, its contents to be overwritten:
+    fresh from the bridge, else zeroed by MLX (a pass that the bridge saves)."""
+    arr = _native.empty(shape, DTYPE_TABLE.index(dtype))
+    if arr is None:
+        arr = mx.zeros(shape, dtype)
+        mx.eval(arr)
     return arr
 
 
@@ -110,7 +93,7 @@ class Mapper:
         self._file = file
         self._how = how
         self._offsets = file.constant_offsets()
-        self._mapping: Any = None  # the bridge's Mapping, made at the first wrap
+        self._mapping: _bridge.Mapping | None = None  # made at the first wrap
 
     def _wrap(self, index: int, info: ConstantInfo) -> mx.array | None:
         shape, dtype, nbytes = info
@@ -120,7 +103,7 @@ class Mapper:
         if self._how == "unified":
             return _adopt(self._file.constant(index), tuple(shape), dtype, offset)
         if self._mapping is None:
-            from . import _bridge  # type: ignore[attr-defined]
+            from . import _bridge  # chosen only after _native.mapping() said "bridge"
 
             self._mapping = _bridge.Mapping(self._file.fileno(), self._file.file_size)
         try:

@@ -37,7 +37,7 @@ from typing import Any
 
 import mlx.core as mx
 
-from ._load import mapping_support
+from . import _native
 from ._mlx import MLX_VERSION
 
 FUSE_AFTER_CALLS = 64
@@ -62,13 +62,9 @@ def compile_enabled() -> bool:
 
 
 def _bridge() -> Any | None:
-    """The C++ bridge, when it passed its self-check in this process."""
-    how, _ = mapping_support()
-    if how != "bridge":
-        return None
-    from . import _bridge as bridge  # type: ignore[attr-defined]
-
-    return bridge
+    """The C++ bridge, when it can compile without fusion in this process."""
+    module, _ = _native.bridge()
+    return module
 
 
 def _marker(key: str) -> Path:

@@ -1,0 +1,120 @@
+"""The one door to mlxfn's C++ bridge (``mlxfn._bridge``, ``bridge/``).
+
+The bridge ships in the wheel (built by ``rust/mlxfn-py/build.rs`` against
+the mlx release that ``pyproject.toml`` pins) and does what Python cannot
+ask of MLX.  Whether it can be used is asked here, once per process, and
+each question gets an answer with its reason:
+
+- :func:`mapping` -- can constants be arrays over the mapped file?  On Linux
+  CPU through the bridge, after its self-check; on unified memory (Apple
+  silicon) through MLX's own ``mx.asarray(copy=False)``.
+- :func:`no_fuse` -- can a trace be compiled without fused kernels?  Needs
+  only a bridge built for the loaded mlx (MLX's compile mode is C++ only).
+- :func:`empty` -- fresh, uninitialised MLX memory for the copy path.
+
+The self-check builds its own probe buffers, so its answer does not depend
+on what MLX did before it in the process (allocations, frees, threads).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any, TypeVar
+
+import mlx.core as mx
+
+_lock = threading.RLock()  # an answer may ask another (mapping asks bridge)
+_answers: dict[str, tuple[Any, str]] = {}
+T = TypeVar("T")
+
+
+def _once(name: str, ask: Callable[[], tuple[T, str]]) -> tuple[T, str]:
+    """``ask()``'s answer, computed once per process (from any thread)."""
+    with _lock:
+        if name not in _answers:
+            _answers[name] = ask()
+        value, reason = _answers[name]
+        return value, reason
+
+
+def _load_bridge() -> tuple[ModuleType | None, str]:
+    try:
+        from . import _bridge
+    except ImportError as err:
+        py = f"{sys.version_info.major}.{sys.version_info.minor}"
+        return None, f"the C++ bridge is not built for this Python ({py}) and mlx ({err})"
+    problem = _bridge.version_problem()
+    if problem:
+        return None, problem
+    return _bridge, ""
+
+
+def bridge() -> tuple[ModuleType | None, str]:
+    """The bridge module when it loads and matches the loaded mlx, else (None, why not)."""
+    return _once("bridge", _load_bridge)
+
+
+def _ask_mapping() -> tuple[str | None, str]:
+    if sys.platform == "darwin" and mx.metal.is_available():
+        return "unified", ""
+    module, why_not = bridge()
+    if module is None:
+        return None, why_not
+    problem: str = module.self_check()
+    if problem:
+        return None, f"the C++ bridge's self-check failed: {problem}"
+    return "bridge", ""
+
+
+def mapping() -> tuple[str | None, str]:
+    """How this process can map constants: ("bridge" | "unified", "") or (None, why not)."""
+    return _once("mapping", _ask_mapping)
+
+
+def no_fuse() -> Callable[..., Any] | None:
+    """``trace_without_fusion(fn, *args)`` when the bridge can set MLX's compile mode, else None."""
+    module, _ = bridge()
+    if module is None:
+        return None
+    call: Callable[..., Any] = module.trace_without_fusion
+    return call
+
+
+def empty(shape: tuple[int, ...], dtype_code: int) -> mx.array | None:
+    """An evaluated array over uninitialised memory of MLX's CPU allocator, or
+    None where the bridge cannot map (no bridge, or a GPU backend's allocator)."""
+    module, _ = bridge()
+    how, _ = mapping()
+    if module is None or how != "bridge":
+        return None
+    arr: mx.array = module.empty(list(shape), dtype_code)
+    return arr
+
+
+def describe() -> dict[str, str]:
+    """What ``mlxfn inspect`` and bug reports show: the bridge and the two answers."""
+    module, why_not = bridge()
+    how, map_reason = mapping()
+    return {
+        "bridge": f"built for MLX {module.MLX_VERSION}" if module is not None else why_not,
+        "map": how or map_reason,
+        "no_fuse": "yes" if no_fuse() is not None else "no",
+    }
+
+
+def reset_for_tests() -> None:
+    """Forget the answers (tests that swap the bridge out)."""
+    with _lock:
+        _answers.clear()
+
+
+def main() -> int:
+    """What the bridge answers here (``make build`` prints it); status 1 if a
+    Linux install has no working bridge (a build that lost it)."""
+    for key, value in describe().items():
+        print(f"{key}: {value}")
+    module, _ = bridge()
+    return 1 if sys.platform == "linux" and module is None else 0
