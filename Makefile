@@ -6,7 +6,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build demo test lint lint-python lint-rust test-rust test-python bench-smoke fuzz-smoke fuzz bench regen check-regen clean
+.PHONY: help setup build demo test test-wheel lint lint-python lint-rust test-rust test-python bench-smoke fuzz-smoke fuzz bench regen check-regen clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -28,7 +28,7 @@ build: setup ## Build the Rust core and the C++ bridge (rust/mlxfn-py/build.rs),
 demo: build ## Export and import a ~1 GB Llama-style model with mlxfn and with MLX, print load times
 	$(PY) examples/demo.py
 
-test: build lint test-rust test-python bench-smoke fuzz-smoke ## Build, lint, run the Rust and Python suites, the benchmarks once and a short fuzz run
+test: build lint test-rust test-python test-wheel bench-smoke fuzz-smoke ## Build, lint, run the Rust and Python suites, the installed wheel's check, the benchmarks once and a short fuzz run
 
 PY_SOURCES := python tests benches examples
 lint: lint-python lint-rust check-regen ## Style, types and the binding's stub (Python); rustfmt and clippy (Rust)
@@ -48,6 +48,16 @@ test-rust: ## Rust unit and integration tests (no Python needed)
 
 test-python: ## pytest against MLX itself
 	$(PY) -m pytest -q
+
+WHEEL_CHECK := target/wheel-check
+test-wheel: setup ## pip wheel ., install it into a fresh venv outside the checkout, check that it maps after MLX use
+	rm -rf $(WHEEL_CHECK) && mkdir -p $(WHEEL_CHECK)
+	$(PY) -m pip wheel --quiet --no-deps -w $(WHEEL_CHECK) .
+	set -e; away=$$(mktemp -d); trap 'rm -rf "$$away"' EXIT; \
+	$(PYTHON) -m venv "$$away/venv"; \
+	"$$away/venv/bin/python" -m pip install --quiet $(WHEEL_CHECK)/mlxfn-*.whl; \
+	cd "$$away" && env -u VIRTUAL_ENV PATH="$$away/venv/bin:/usr/bin:/bin" \
+		"$$away/venv/bin/python" $(abspath tests/wheel/check_installed.py) $(abspath .)
 
 FUZZ_SECONDS ?= 600
 fuzz-smoke: ## Fuzz the Rust reader for 10 s per target (libFuzzer, stable Rust)
