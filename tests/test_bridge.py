@@ -220,3 +220,16 @@ def test_a_missing_bridge_is_reported(tmp_path: Path) -> None:
     assert out.stdout.startswith(
         f"copy (the C++ bridge is not built for this Python ({py}) and mlx (import of mlxfn._bridge halted"
     )
+
+
+def test_the_stub_names_exactly_what_the_module_has() -> None:
+    """stubtest cannot read nanobind's functions: hold _bridge.pyi and the module together by name."""
+    import ast
+
+    stub = ast.parse((Path(mlxfn.__file__).parent / "_bridge.pyi").read_text())
+    declared = {n.name for n in stub.body if isinstance(n, ast.FunctionDef | ast.ClassDef)}
+    declared |= {n.target.id for n in stub.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+    assert declared == {name for name in dir(bridge) if not name.startswith("_")}
+    (mapping,) = (n for n in stub.body if isinstance(n, ast.ClassDef) and n.name == "Mapping")
+    methods = {n.name for n in mapping.body if isinstance(n, ast.FunctionDef) and n.name != "__init__"}
+    assert methods == {name for name in dir(bridge.Mapping) if not name.startswith("_")}

@@ -25,7 +25,7 @@ import mlx.core as mx
 import numpy as np
 
 from . import _mlxfn, _native
-from ._dtypes import DTYPE_TABLE, NUMPY_DTYPES
+from ._dtypes import DTYPE_TABLE
 from ._mlx import byte_view
 from ._progress import progress
 
@@ -99,9 +99,9 @@ class Mapper:
         shape, dtype, nbytes = info
         if nbytes == 0:
             return mx.zeros(tuple(shape), dtype)
-        offset = self._offsets[index]
         if self._how == "unified":
-            return _adopt(self._file.constant(index), tuple(shape), dtype, offset)
+            return _adopt(self._file, index, tuple(shape), dtype)
+        offset = self._offsets[index]
         if self._mapping is None:
             from . import _bridge  # chosen only after _native.mapping() said "bridge"
 
@@ -129,17 +129,28 @@ class Mapper:
         return arrays
 
 
-def _adopt(view: _mlxfn.ConstantView, shape: tuple[int, ...], dtype: mx.Dtype, offset: int) -> mx.array | None:
-    """Unified memory: MLX adopts a page-aligned constant, or None (then it is copied)."""
-    if offset % _mlxfn.SEGMENT_ALIGNMENT != 0:
+def _adopt(file: _mlxfn.File, index: int, shape: tuple[int, ...], dtype: mx.Dtype) -> mx.array | None:
+    """Unified memory: MLX adopts a constant's whole-page region, or None (then it is copied).
+
+    Metal's no-copy buffers (``newBufferWithBytesNoCopy``, behind MLX's
+    ``mx.asarray(copy=False)``) want a page-aligned start and a length of
+    whole pages, as llama.cpp wraps its mapped file; so MLX adopts the
+    constant with what follows it up to the next 16 KiB boundary (padding,
+    at most the next constant's length prefix: read-only bytes nobody
+    writes), and the array is a view of its first bytes."""
+    pages = file.constant_pages(index)
+    if pages is None:
         return None
-    host: np.ndarray[Any, Any] = np.frombuffer(memoryview(view), dtype=NUMPY_DTYPES[dtype]).reshape(shape)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.size
+    region: np.ndarray[Any, Any] = np.frombuffer(memoryview(pages), dtype=np.uint8)
     try:
-        arr = mx.asarray(host, copy=False)
+        adopted = mx.asarray(region, copy=False)
     except (ValueError, TypeError) as err:
-        log.debug("constant at %d is copied: MLX did not adopt it: %s", offset, err)
+        log.debug("constant %d is copied: MLX did not adopt its pages: %s", index, err)
         return None
-    return arr.view(dtype) if dtype == mx.bfloat16 else arr
+    arr = adopted[:nbytes].view(dtype).reshape(shape)
+    mx.eval(arr)
+    return arr
 
 
 def load_constants(

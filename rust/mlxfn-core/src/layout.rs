@@ -76,13 +76,20 @@ pub fn place(lengths: &[u64], graph_end: u64) -> Layout {
         segments.push(SegmentEntry { offset: 0, size: used });
     }
     let mut end = segments_offset + segments.first().map_or(0, |s| s.size);
+    let mut any_large = false;
     for (i, &len) in lengths.iter().enumerate() {
         if !is_packed(len) {
             let at = align_up(end + LENGTH_PREFIX, SEGMENT_ALIGNMENT);
             places[i] = (segments.len() as u32, 0);
             segments.push(SegmentEntry { offset: at - segments_offset, size: len });
             end = at + len;
+            any_large = true;
         }
+    }
+    if any_large {
+        // The last large constant, as every other, owns whole pages up to the
+        // next page boundary: Metal adopts a no-copy buffer of whole pages only.
+        end = align_up(end, SEGMENT_ALIGNMENT);
     }
     Layout { segments_offset, segments_size: end - segments_offset, segments, places }
 }
@@ -110,7 +117,29 @@ mod tests {
             assert!(at % SMALL_CONSTANT_ALIGNMENT == 0 && at - LENGTH_PREFIX >= end, "{at} after {end}");
             end = at + len;
         }
-        assert_eq!(layout.segments_offset + layout.segments_size, end);
+        assert_eq!(layout.segments_offset + layout.segments_size, align_up(end, SEGMENT_ALIGNMENT));
+    }
+
+    #[test]
+    fn every_large_constant_owns_whole_pages() {
+        // Metal's no-copy buffers want a page-aligned start and a length of
+        // whole pages: from each large constant to the next page boundary
+        // there is nothing but padding, and the region lies inside the file.
+        let lengths = [ALIGNED_CONSTANT_MIN + 1, 7, 3 * SEGMENT_ALIGNMENT, ALIGNED_CONSTANT_MIN + 4095];
+        let layout = place(&lengths, 300);
+        let file_end = layout.segments_offset + layout.segments_size;
+        let mut regions: Vec<(u64, u64)> = (0..lengths.len())
+            .filter(|&i| !is_packed(lengths[i]))
+            .map(|i| (layout.offset_of(i), align_up(layout.offset_of(i) + lengths[i], SEGMENT_ALIGNMENT)))
+            .collect();
+        regions.sort();
+        for pair in regions.windows(2) {
+            assert!(pair[0].1 <= pair[1].0, "{pair:?}");
+        }
+        for (start, end) in regions {
+            assert!(start % SEGMENT_ALIGNMENT == 0 && end <= file_end, "{start}..{end} in a file of {file_end}");
+        }
+        assert_eq!(file_end % SEGMENT_ALIGNMENT, 0);
     }
 
     #[test]

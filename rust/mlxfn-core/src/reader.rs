@@ -17,7 +17,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::codec::{self, ConstantEntry, SegmentEntry};
 use crate::error::{Error, Result};
 use crate::header::{segments_alignment, Header, HeaderProblem, FORMAT_VERSION, HEADER_SIZE, MAGIC};
-use crate::layout::{LENGTH_PREFIX, SMALL_CONSTANT_ALIGNMENT};
+use crate::layout::{align_up, LENGTH_PREFIX, SEGMENT_ALIGNMENT, SMALL_CONSTANT_ALIGNMENT};
 use crate::model::Graph;
 use crate::parallel;
 
@@ -352,6 +352,20 @@ impl MlxfnFile {
     pub fn constant_bytes(&self, index: usize) -> &[u8] {
         let start = self.constant_offset(index) as usize;
         &self.map[start..start + self.constants[index].length as usize]
+    }
+
+    /// Constant `index` with the padding after it, up to the next multiple of
+    /// [`SEGMENT_ALIGNMENT`]: a whole-page region, as Metal's no-copy buffers
+    /// want (page-aligned start, whole pages).  None for a constant that does
+    /// not start on a page or whose padded end lies outside the file (files
+    /// written before format 2 padded the last constant).
+    pub fn constant_pages(&self, index: usize) -> Option<&[u8]> {
+        let start = self.constant_offset(index);
+        let end = align_up(start + self.constants[index].length, SEGMENT_ALIGNMENT);
+        if !start.is_multiple_of(SEGMENT_ALIGNMENT) || end > self.map.len() as u64 {
+            return None;
+        }
+        Some(&self.map[start as usize..end as usize])
     }
 
     /// The open file descriptor of the mapped file (None for `from_bytes`):

@@ -16,6 +16,19 @@ use pyo3::prelude::*;
 pub struct PyConstantView {
     pub(crate) file: Arc<MlxfnFile>,
     pub(crate) index: usize,
+    /// The constant's whole-page region (`MlxfnFile::constant_pages`), not its bytes.
+    pub(crate) pages: bool,
+}
+
+impl PyConstantView {
+    fn bytes(&self) -> &[u8] {
+        if self.pages {
+            // Checked to exist when the view was made (File.constant_pages).
+            self.file.constant_pages(self.index).unwrap_or_default()
+        } else {
+            self.file.constant_bytes(self.index)
+        }
+    }
 }
 
 static FORMAT_B: &CStr = c"B";
@@ -23,7 +36,7 @@ static FORMAT_B: &CStr = c"B";
 #[pymethods]
 impl PyConstantView {
     fn __len__(&self) -> usize {
-        self.file.constant_bytes(self.index).len()
+        self.bytes().len()
     }
 
     /// Export the bytes as a 1-D, read-only, C-contiguous buffer of format "B".
@@ -35,7 +48,7 @@ impl PyConstantView {
             return Err(PyBufferError::new_err("mlxfn constants are read-only"));
         }
         let this = slf.get();
-        let bytes = this.file.constant_bytes(this.index);
+        let bytes = this.bytes();
         // SAFETY: `view` is a valid Py_buffer given by the interpreter; the
         // bytes live in a mapping kept alive by `obj` (a reference to self,
         // which holds the Arc) until the buffer is released.

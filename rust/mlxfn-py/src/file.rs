@@ -169,7 +169,15 @@ impl PyFile {
                 self.inner.constants().len()
             )));
         }
-        Ok(PyConstantView { file: self.inner.clone(), index })
+        Ok(PyConstantView { file: self.inner.clone(), index, pages: false })
+    }
+
+    /// Constant `index` with its padding up to the next 16 KiB page boundary,
+    /// for unified-memory adoption; None where it does not start on a page or
+    /// its padded end lies outside the file.
+    fn constant_pages(&self, index: usize) -> PyResult<Option<PyConstantView>> {
+        self.constant(index)?;
+        Ok(self.inner.constant_pages(index).map(|_| PyConstantView { file: self.inner.clone(), index, pages: true }))
     }
 
     /// Raise FormatError if the file was truncated or written to in place
