@@ -49,16 +49,41 @@ class _Entry:
         return self.head.sizes_for(call)
 
 
-# Constants already in MLX memory, by content: every import of a file, and of
-# any file holding the same weights, shares one copy while any of them lives.
-# The key is the hash the file *stores*, so an array loaded from a damaged
-# copy (imported without verify) sits under the good hash.  Arrays whose bytes
-# were checked against it (loaded by a verify=True import) are also kept in
-# _VERIFIED, and verify=True imports take only from there.
+# Constants already in MLX memory, handed from one import to another only
+# where no one can tell (the README's "Loading: mapped or copied"):
+#
+# - _SHARED, by the scope they were loaded in: mode ("map" or "copy") and the
+#   identity of the file (device, inode, size, modification and change
+#   times).  Mapped imports of one unchanged file share arrays over its
+#   pages; copying imports of one unchanged file share copies.  A copying
+#   import never takes a mapped array (it asked for private memory: a
+#   rewrite or truncation of some other mapped file must not reach it), a
+#   rewritten file is a new identity, and a damaged file feeds only imports
+#   of the same bytes.
+# - _VERIFIED, by content: copies whose bytes a verify=True import checked
+#   against the hash its file stores.  Verified copying imports of any file
+#   share them; no other import takes from there.
+#
+# Both are keyed first by the stored hash (dtype and shape follow), and hold
+# weak references: an entry lives while some import holds the array.
 _Key = tuple[int, str, tuple[int, ...]]
-_SHARED: weakref.WeakValueDictionary[_Key, mx.array] = weakref.WeakValueDictionary()
+_Identity = tuple[int, int, int, int, int]
+_Scope = tuple[str, _Identity]
+_ScopedKey = tuple[int, str, tuple[int, ...], _Scope]
+_SHARED: weakref.WeakValueDictionary[_ScopedKey, mx.array] = weakref.WeakValueDictionary()
 _VERIFIED: weakref.WeakValueDictionary[_Key, mx.array] = weakref.WeakValueDictionary()
 _SHARED_LOCK = threading.Lock()
+
+
+def _identity(file: _mlxfn.File) -> _Identity | None:
+    """The open file's identity: what an import of the same, unchanged file
+    also finds (None for a file not read from disk: it shares nothing)."""
+    fd = file.fileno()
+    if fd < 0:
+        return None
+    st = os.fstat(fd)
+    file.check_unchanged()  # the stat describes the bytes the import validated
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class ImportedFunction:
@@ -66,8 +91,10 @@ class ImportedFunction:
 
     ``import_function`` only maps and validates the file.  The first call of a
     trace makes its constants into arrays once (shared by every trace of the
-    file, and by other imports of the same weights): mapped in place or
-    copied, as ``load_mode`` says.  Calls then run the rebuilt graph as
+    file, and with other imports where no one can tell: mapped imports of
+    the same unchanged file, copying imports of the same unchanged file,
+    copying imports whose files were verified): mapped in place or copied,
+    as ``load_mode`` says.  Calls then run the rebuilt graph as
     ``mlxfn._runner`` decides: compiled without fused kernels first (no
     kernel builds on a cold machine), fused once the trace has been called
     often.  A dynamic trace (exported with ``shapeless=True``) serves every
@@ -88,6 +115,8 @@ class ImportedFunction:
         self._constant_keys = [
             (h, str(dtype), tuple(shape)) for h, (shape, dtype, _) in zip(file.constant_hashes(), self._constant_infos)
         ]
+        identity = _identity(file)
+        self._scope: _Scope | None = None if identity is None else (self._load.mode, identity)
         self._constants: dict[int, mx.array] = {}
         self._checksum = f"{file.graph_checksum:08x}"
         self._lock = threading.Lock()
@@ -109,24 +138,36 @@ class ImportedFunction:
 
     def _materialize(self, indices: tuple[int, ...]) -> list[mx.array]:
         with _SHARED_LOCK:
-            source = _VERIFIED if self._verified else _SHARED
-            missing = []
-            for i in dict.fromkeys(indices):
-                if i in self._constants:
-                    continue
-                shared = source.get(self._constant_keys[i])
-                if shared is None:
-                    missing.append(i)
-                else:
-                    self._constants[i] = shared
-            if missing:
-                loaded = load_constants(self._file, self._load, self._mapper, self._constant_infos, missing)
-                for i, arr in loaded.items():
-                    _SHARED[self._constant_keys[i]] = arr
-                    if self._verified:
-                        _VERIFIED[self._constant_keys[i]] = arr
-                self._constants.update(loaded)
+            wanted = [i for i in dict.fromkeys(indices) if i not in self._constants]
+            if wanted:
+                # As an import that shares nothing: refuse a file rewritten in
+                # place since the import, even when every array is shared.
+                self._file.check_unchanged()
+                missing = []
+                for i in wanted:
+                    shared = self._shared(self._constant_keys[i])
+                    if shared is None:
+                        missing.append(i)
+                    else:
+                        self._constants[i] = shared
+                if missing:
+                    self._constants.update(
+                        load_constants(self._file, self._load, self._mapper, self._constant_infos, missing)
+                    )
+                for i in wanted:
+                    key = self._constant_keys[i]
+                    if self._scope is not None:
+                        _SHARED.setdefault((*key, self._scope), self._constants[i])
+                    if self._verified and self._load.mode == "copy":  # bytes verify() checked
+                        _VERIFIED.setdefault(key, self._constants[i])
         return [self._constants[i] for i in indices]
+
+    def _shared(self, key: _Key) -> mx.array | None:
+        """An array another import loaded that this one may use as its own."""
+        shared = None if self._scope is None else _SHARED.get((*key, self._scope))
+        if shared is None and self._verified and self._load.mode == "copy":
+            shared = _VERIFIED.get(key)
+        return shared
 
     def _runner(self, entry: _Entry, sizes: tuple[int, ...]) -> Runner:
         """The runner of ``entry`` at ``sizes``: built at the first call at them."""
