@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import weakref
 from collections.abc import Callable
 from dataclasses import replace
 from types import TracebackType
@@ -101,7 +103,10 @@ def write_traces(target: _mlxfn.AtomicFile, traces: list[Captured], shapeless: b
 
 def _open_target(path: str) -> _mlxfn.AtomicFile:
     """The locked temporary file an export writes; a RuntimeError naming the
-    path, as MLX's, when its directory is missing or not writable."""
+    path, as MLX's, when it is a directory or its directory is missing or not
+    writable."""
+    if os.path.isdir(path):
+        raise RuntimeError(f"[export_function] Failed to open {path}: it is a directory, not a file")
     try:
         return _mlxfn.AtomicFile(path)
     except OSError as err:
@@ -115,8 +120,10 @@ class FunctionExporter:
     unwritable directory raises there), and a ``with`` block left by an
     exception keeps the traces made before it.  Unlike MLX's, the file
     appears only when it is complete: traces go to a locked temporary file,
-    renamed over the path by :meth:`close` (or at the end of the block).  A
-    block that made no trace before its exception writes nothing.
+    renamed over the path by :meth:`close` (or at the end of the block; an
+    exporter never closed writes when it is collected or, at the latest, when
+    the interpreter exits).  A block that made no trace before its exception
+    writes nothing.
     """
 
     def __init__(self, file: PathLike, fun: Callable[..., Any], shapeless: bool, metadata: str) -> None:
@@ -128,6 +135,7 @@ class FunctionExporter:
         self._closed = True  # until the target is open
         self._target = _open_target(self._path)
         self._closed = False
+        _OPEN.add(self)
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
         if self._closed:
@@ -151,6 +159,7 @@ class FunctionExporter:
         if self._closed:
             return
         self._closed = True
+        _OPEN.discard(self)
         try:
             write_traces(self._target, self._traces, self._shapeless, self._metadata)
             self._target.commit()
@@ -159,6 +168,7 @@ class FunctionExporter:
 
     def _abandon(self) -> None:
         self._closed = True
+        _OPEN.discard(self)
         self._target.discard()
 
     def __enter__(self) -> FunctionExporter:
@@ -177,12 +187,34 @@ class FunctionExporter:
 
     def __del__(self) -> None:
         # MLX's exporter writes as it goes; an unclosed mlxfn exporter writes
-        # when it is collected, so code that never calls close() still works.
+        # when it is collected (or at exit, _close_open_exporters), so code
+        # that never calls close() still works.
         if not getattr(self, "_closed", True):
             try:
                 self.close()
             except Exception:  # noqa: BLE001 - nothing can be raised from __del__
                 pass
+
+
+# Exporters not yet closed.  One still open when the interpreter exits (a
+# script's module-level `e = mlxfn.exporter(...)`) is closed by an atexit
+# hook, while imports and MLX still work: collected later, during shutdown,
+# its close() could not write.
+_OPEN: weakref.WeakSet[FunctionExporter] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_exporters() -> None:
+    """Write every exporter left open; the first failure is raised (and
+    printed by Python) once every other exporter has been written."""
+    failure: BaseException | None = None
+    for open_exporter in list(_OPEN):
+        try:
+            open_exporter.close()
+        except Exception as err:  # noqa: BLE001 - the others are still written
+            failure = failure or err
+    if failure is not None:
+        raise failure
 
 
 def exporter(
