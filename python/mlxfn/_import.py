@@ -11,7 +11,7 @@ from typing import Any
 import mlx.core as mx
 
 from . import _mlxfn
-from ._load import LoadMode, Mapper, choose, load_constants
+from ._load import LOAD_MODES, LoadMode, Mapper, choose, load_constants
 from ._mlx import import_with_metadata
 from ._runner import Runner
 from ._signature import no_match_error, split_inputs
@@ -207,6 +207,29 @@ class ImportedFunction:
         raise no_match_error(_CALL, [e.head for e in self._entries], call)
 
 
+class MlxImportedFunction:
+    """A function from a file in MLX's own format, imported by MLX itself
+    (``mx.import_function``): calls go to MLX's function unchanged, so it
+    behaves exactly as MLX's import (keyword inputs, ``mx.grad``,
+    ``mx.vmap``).  MLX reads the constants from the file at the first call
+    into its own memory: ``load_mode`` says "copy"."""
+
+    def __init__(self, fn: Any, metadata: str) -> None:
+        self._fn = fn
+        self._metadata = metadata
+
+    @property
+    def metadata(self) -> str:
+        return self._metadata
+
+    @property
+    def load_mode(self) -> LoadMode:
+        return LoadMode("copy", "mlx", "a file in MLX's format is loaded by MLX itself")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._fn(*args, **kwargs)
+
+
 def import_function(file: PathLike, return_metadata: bool = False, *, verify: bool = False, load: str = "auto") -> Any:
     """Import a function exported by mlxfn (or by MLX's own exporter).
 
@@ -218,18 +241,42 @@ def import_function(file: PathLike, return_metadata: bool = False, *, verify: bo
     the C++ bridge, unified memory) and copies them elsewhere; ``"map"``
     raises ``ValueError`` where mapping is impossible; ``"copy"`` always
     copies (a mapped import reads the file for as long as it lives, so
-    choose it for files that may be rewritten in place).
+    choose it for files that may be rewritten in place).  Any other value is
+    a ``ValueError``, whatever the file.
+
+    A file in MLX's own format is handed to ``mx.import_function`` (an
+    :class:`MlxImportedFunction`, whose ``load_mode`` is a copy made by
+    MLX): ``load="map"`` raises ``ValueError`` (MLX's loader copies its
+    format), and so does ``verify=True`` (MLX's files store no hashes to
+    check; ``mlxfn convert`` writes a file that has them).
+
+    A path that cannot be read as a file (a directory) raises
+    ``RuntimeError``, as MLX; a missing file ``FileNotFoundError``.
     """
     path = os.fspath(file)
     if not isinstance(path, str):
         raise TypeError(f"file must be a str or os.PathLike[str], not {type(file).__name__}")
+    if load not in LOAD_MODES:
+        raise ValueError(f"load must be one of {', '.join(map(repr, LOAD_MODES))}, not {load!r}")
+    if os.path.isdir(path):
+        raise RuntimeError(f"[import_function] Unable to read {path}: it is a directory, not a file")
     kind, _ = _mlxfn.recognise(path)
+    fn: ImportedFunction | MlxImportedFunction
     if kind == "mlx":
-        fn, metadata = import_with_metadata(path)
+        if load == "map":
+            raise ValueError(
+                f"[import_function] load='map' is not possible for {path}: it is in MLX's format, "
+                "which MLX's own loader copies into memory (`mlxfn convert` writes an mlxfn file that maps)"
+            )
+        if verify:
+            raise ValueError(
+                f"[import_function] verify=True is not possible for {path}: it is in MLX's format, "
+                "whose files carry no hashes of their constants (`mlxfn convert` writes an mlxfn file that does)"
+            )
+        fn = MlxImportedFunction(*import_with_metadata(path))
     else:
         handle = _mlxfn.File.open(path)
         if verify:
             handle.verify()
         fn = ImportedFunction(handle, verified=verify, load=load)
-        metadata = handle.metadata
-    return (fn, metadata) if return_metadata else fn
+    return (fn, fn.metadata) if return_metadata else fn
