@@ -8,7 +8,9 @@ Every call's output is compared with the function's."""
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+import threading
+import weakref
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import mlx.core as mx
@@ -104,3 +106,108 @@ def test_with_compilation_disabled_every_call_replays() -> None:
         mx.enable_compile()
     assert states == ["replay"] * 5
     assert replay.runs == 5
+
+
+class Body:
+    """What one compile of the runner wraps, weakly referenced: it lives exactly
+    as long as the compiled function (and so its MLX compile-cache entries)."""
+
+    def __init__(self, replay: _runner.Replay) -> None:
+        self.replay = replay
+
+    def __call__(self, *xs: mx.array) -> tuple[mx.array, ...]:
+        return self.replay(*xs)
+
+
+@pytest.fixture
+def compiles(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, weakref.ref[Body]]]:
+    """Every compile the runner makes: (the thread that made it, its body)."""
+    made: list[tuple[str, weakref.ref[Body]]] = []
+
+    def compiled(replay: _runner.Replay, shapeless: bool = False) -> _runner.Replay:
+        body = Body(replay)
+        made.append((threading.current_thread().name, weakref.ref(body)))
+        fn: _runner.Replay = mx.compile(body, shapeless=shapeless)
+        return fn
+
+    monkeypatch.setattr(_runner, "_compiled", compiled)
+    return made
+
+
+def on_thread(work: Callable[[], list[str]]) -> list[str]:
+    """``work()`` on a new thread (named "worker") that has ended on return."""
+    result: list[list[str]] = []
+    thread = threading.Thread(target=lambda: result.append(work()), name="worker")
+    thread.start()
+    thread.join()
+    assert result, "the worker raised"
+    return result[0]
+
+
+def alive(made: list[tuple[str, weakref.ref[Body]]]) -> list[str]:
+    return [thread for thread, body in made if body() is not None]
+
+
+@needs_bridge
+def test_a_worker_thread_compiles_its_own_and_drops_it_when_it_ends(
+    compiles: list[tuple[str, weakref.ref[Body]]],
+) -> None:
+    replay = CountingReplay()
+    runner = Runner(replay, key=None)
+    assert call(runner, 3) == ["replay", "compiled", "compiled"]
+    assert replay.runs == 1 and alive(compiles) == ["MainThread"]
+    assert on_thread(lambda: call(runner, 4)) == ["compiled"] * 4
+    assert replay.runs == 2  # one trace on the worker, then its tape: no Python per call
+    assert [thread for thread, _ in compiles] == ["MainThread", "worker"]
+    assert alive(compiles) == ["MainThread"]  # the worker's went with the worker, before join() returned
+    assert call(runner, 2) == ["compiled"] * 2 and replay.runs == 2  # the main thread's is untouched
+
+
+@needs_bridge
+def test_fusion_reached_on_one_thread_is_what_a_new_thread_compiles(
+    compiles: list[tuple[str, weakref.ref[Body]]],
+) -> None:
+    replay = CountingReplay()
+    runner = Runner(replay, key=None)
+    states = call(runner, FUSE_AFTER_CALLS + 2)
+    assert states[FUSE_AFTER_CALLS + 1] == "fused"
+    assert len(compiles) == 2 and alive(compiles) == ["MainThread"]  # fusing dropped the unfused one
+    assert on_thread(lambda: call(runner, 3)) == ["fused"] * 3
+    assert replay.runs == 3 and alive(compiles) == ["MainThread"]
+
+
+def test_without_the_bridge_a_worker_thread_also_compiles_and_drops_its_own(
+    monkeypatch: pytest.MonkeyPatch, compiles: list[tuple[str, weakref.ref[Body]]]
+) -> None:
+    monkeypatch.setattr(_runner, "_bridge", lambda: None)
+    replay = CountingReplay()
+    runner = Runner(replay, key=None)
+    assert on_thread(lambda: call(runner, 4)) == ["replay", "replay", "fused", "fused"]
+    assert replay.runs == 2 and compiles[0][0] == "worker" and alive(compiles) == []
+    assert call(runner, 2) == ["fused", "fused"] and replay.runs == 3
+    assert alive(compiles) == ["MainThread"]
+
+
+@needs_bridge
+def test_dropping_a_runner_drops_what_every_thread_compiled(
+    compiles: list[tuple[str, weakref.ref[Body]]],
+) -> None:
+    held = [Runner(CountingReplay(), key=None)]  # the only reference to the runner
+    call(held[0], 2)
+    ready, done = threading.Event(), threading.Event()
+
+    def serve() -> None:  # a worker still alive when the runner goes
+        call(held[0], 2)
+        ready.set()
+        done.wait(timeout=60)
+
+    worker = threading.Thread(target=serve, name="worker")
+    worker.start()
+    try:
+        assert ready.wait(timeout=60)
+        assert sorted(alive(compiles)) == ["MainThread", "worker"]
+        held.clear()
+        assert alive(compiles) == []
+    finally:
+        done.set()
+        worker.join()
