@@ -211,3 +211,19 @@ def test_dropping_a_runner_drops_what_every_thread_compiled(
     finally:
         done.set()
         worker.join()
+
+
+def test_a_trace_holds_the_compile_mode_lock_and_later_calls_do_not() -> None:
+    """MLX's compile mode is process-wide: mlxfn's traces take turns, steady calls take no lock."""
+    held: list[bool] = []
+
+    def compiled(*xs: mx.array) -> tuple[mx.array, ...]:
+        held.append(_runner._TRACING.locked())
+        return xs
+
+    call = _runner._traced_alone(compiled, None)
+    x = mx.array(1.0)
+    call(x)
+    call(x)
+    call(x)
+    assert held == [True, False, False]

@@ -165,13 +165,13 @@ class Runner:
         # A thread's default stream is made at its first use; a compiled call
         # made before it exists traces twice (mlx 0.32.4): make it first.
         mx.default_stream(mx.default_device())
-        compiled = _compiled(self._replay, shapeless=self._legacy)
+        bridge = None
+        if not fused:
+            bridge = _bridge()
+            assert bridge is not None  # unfused compiles are chosen only with the bridge
+        compiled = _traced_alone(_compiled(self._replay, shapeless=self._legacy), bridge)
         self._threads.compiled = (fused, compiled)
-        if fused:
-            return compiled
-        bridge = _bridge()
-        assert bridge is not None  # unfused compiles are chosen only with the bridge
-        return lambda *xs: bridge.trace_without_fusion(compiled, *xs)
+        return compiled
 
     def _fuse(self) -> Replay:
         self._stage = "fused"
@@ -199,6 +199,29 @@ class Runner:
             return self._fuse()
         self._stage = "compiled"
         return self._on_this_thread(fused=False)
+
+
+# MLX's compile mode is one setting for the whole process: while one thread
+# traces without fusion, another thread's trace would be unfused too (or the
+# reverse).  mlxfn's traces take turns; calls after a trace take no lock.
+_TRACING = threading.Lock()
+
+
+def _traced_alone(compiled: Replay, bridge: Any | None) -> Replay:
+    """``compiled``, whose first call (the trace) holds ``_TRACING``, with
+    MLX's compile mode set to ``no_fuse`` through ``bridge`` when given."""
+    traced = False
+
+    def call(*xs: mx.array) -> tuple[mx.array, ...]:
+        nonlocal traced
+        if traced:
+            return compiled(*xs)
+        with _TRACING:
+            out: tuple[mx.array, ...] = bridge.trace_without_fusion(compiled, *xs) if bridge else compiled(*xs)
+        traced = True
+        return out
+
+    return call
 
 
 def _leave_marker(key: str) -> None:
