@@ -6,6 +6,8 @@
 //   Mapping.wrap(...)     an mx.array whose data *is* the mapped constant;
 //   empty(shape, dtype)   an evaluated array of uninitialised MLX memory,
 //                         for the copy path to fill without a zero pass;
+//   read_constants(...)   arrays read from the file into fresh MLX memory
+//                         as compute needs them (copies that overlap);
 //   trace_without_fusion  call a function with MLX's compile mode set to
 //                         no_fuse (tracing without JIT-built kernels);
 //   version_problem()     whether the loaded MLX is the one built against;
@@ -18,15 +20,21 @@
 // Python copies instead when anything fails (python/mlxfn/_native.py).
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <atomic>
-#include <cmath>
-#include <system_error>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <deque>
+#include <functional>
+#include <future>
 #include <memory>
+#include <mutex>
 #include <sstream>
 #include <string>
+#include <system_error>
+#include <thread>
 #include <vector>
 
 #include <nanobind/nanobind.h>
@@ -35,10 +43,13 @@
 
 #include "mlx/allocator.h"
 #include "mlx/array.h"
+#include "mlx/backend/cpu/encoder.h"
 #include "mlx/backend/gpu/device_info.h"
 #include "mlx/compile.h"
 #include "mlx/device.h"
 #include "mlx/ops.h"
+#include "mlx/primitives.h"
+#include "mlx/stream.h"
 #include "mlx/transforms.h"
 #include "mlx/version.h"
 
@@ -157,6 +168,189 @@ mx::array empty(const std::vector<int64_t>& dims, int dtype_code) {
   return mx::array(mx::allocator::malloc(elements * dtype.size()), std::move(shape), dtype);
 }
 
+// ---- Copies that overlap compute --------------------------------------------
+//
+// read_constants() returns arrays whose evaluation reads each constant from
+// the file into fresh MLX memory, as MLX's own Load primitive does for its
+// import: a few threads pread 32 MiB pieces, and compute waits for a
+// constant only where it first uses it.  The arrays are scheduled at once
+// on a stream of their own (one per thread, as MLX's streams are), each
+// with its own event, so the reads of later layers overlap the compute of
+// earlier ones; once scheduled they are plain arrays (no primitive), which
+// mx.compile treats as constants.
+
+constexpr size_t kReadPiece = size_t(32) << 20;  // MLX's loader reads 32 MiB at a time
+
+// A few threads that run read tasks in order.  Never destroyed: a process
+// that exits while reads are queued must not wait for them.
+class ReadPool {
+ public:
+  static ReadPool& get() {
+    static ReadPool* pool = new ReadPool(std::max(2u, std::min(4u, std::thread::hardware_concurrency())));
+    return *pool;
+  }
+
+  void submit(std::function<void()> task) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      tasks_.push_back(std::move(task));
+    }
+    ready_.notify_one();
+  }
+
+ private:
+  explicit ReadPool(unsigned threads) {
+    for (unsigned i = 0; i < threads; ++i) {
+      std::thread([this] { work(); }).detach();
+    }
+  }
+
+  void work() {
+    for (;;) {
+      std::function<void()> task;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        ready_.wait(lock, [this] { return !tasks_.empty(); });
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      }
+      task();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<std::function<void()>> tasks_;
+};
+
+// The file being read: its own descriptor (a dup of the validated one).
+struct Source {
+  Source(int fd_, std::string path_) : fd(fd_), path(std::move(path_)) {}
+  Source(const Source&) = delete;
+  Source& operator=(const Source&) = delete;
+  ~Source() { close(fd); }
+  int fd;
+  std::string path;
+};
+
+// One constant's read in progress: its pieces count down, the last one
+// fulfils `done` (with the first error, if any).
+struct PendingRead {
+  std::shared_ptr<Source> source;
+  std::shared_ptr<mx::array::Data> keep;  // the destination buffer, alive until read
+  std::atomic<size_t> pieces_left{0};
+  std::mutex error_mutex;
+  std::string error;
+  std::promise<void> promise;
+  std::shared_future<void> done = promise.get_future().share();
+
+  void piece_done() {
+    if (pieces_left.fetch_sub(1) == 1) {
+      if (error.empty()) {
+        promise.set_value();
+      } else {
+        promise.set_exception(std::make_exception_ptr(std::runtime_error(error)));
+      }
+    }
+  }
+};
+
+void read_piece(PendingRead& pending, char* dst, size_t n, size_t offset) {
+  while (n > 0) {
+    ssize_t got = pread(pending.source->fd, dst, n, static_cast<off_t>(offset));
+    if (got <= 0) {
+      if (got < 0 && errno == EINTR) {
+        continue;
+      }
+      std::lock_guard<std::mutex> lock(pending.error_mutex);
+      if (pending.error.empty()) {
+        pending.error = "[mlxfn] reading " + pending.source->path + " at offset " +
+                        std::to_string(offset) + ": " +
+                        (got == 0 ? std::string("the file ends there (was it cut short?)")
+                                  : std::system_category().message(errno));
+      }
+      return;
+    }
+    dst += got;
+    n -= size_t(got);
+    offset += size_t(got);
+  }
+}
+
+class ReadConstant : public mx::UnaryPrimitive {
+ public:
+  ReadConstant(mx::Stream stream, std::shared_ptr<Source> source, size_t offset)
+      : mx::UnaryPrimitive(stream), source_(std::move(source)), offset_(offset) {}
+
+  void eval_cpu(const std::vector<mx::array>&, mx::array& out) override {
+    out.set_data(mx::allocator::malloc(out.nbytes()));
+    auto pending = std::make_shared<PendingRead>();
+    pending->source = source_;
+    pending->keep = out.data_shared_ptr();
+    char* dst = out.data<char>();
+    size_t nbytes = out.nbytes();
+    size_t pieces = (nbytes + kReadPiece - 1) / kReadPiece;
+    pending->pieces_left = pieces;
+    for (size_t i = 0; i < pieces; ++i) {
+      size_t at = i * kReadPiece;
+      size_t n = std::min(kReadPiece, nbytes - at);
+      ReadPool::get().submit([pending, dst, at, n, offset = offset_] {
+        read_piece(*pending, dst + at, n, offset + at);
+        pending->piece_done();
+      });
+    }
+    auto& encoder = mx::cpu::get_command_encoder(stream());
+    encoder.set_output_array(out);
+    encoder.dispatch([done = pending->done]() { done.get(); });
+  }
+
+  void eval_gpu(const std::vector<mx::array>&, mx::array&) override {
+    throw std::runtime_error("[mlxfn] ReadConstant runs on the CPU only");
+  }
+
+  const char* name() const override { return "MlxfnReadConstant"; }
+
+ private:
+  std::shared_ptr<Source> source_;
+  size_t offset_;
+};
+
+// This thread's stream for reads (MLX's streams belong to the thread that made them).
+mx::Stream read_stream() {
+  thread_local mx::Stream stream = mx::new_stream(mx::Device::cpu);
+  return stream;
+}
+
+// Each (offset, shape, dtype code) of the open file `fd` as an array being
+// read into fresh MLX memory (see above); `path` names the file in errors.
+std::vector<mx::array> read_constants(int fd, const std::string& path,
+                                      const std::vector<size_t>& offsets,
+                                      const std::vector<std::vector<int64_t>>& shapes,
+                                      const std::vector<int>& dtype_codes) {
+  if (offsets.size() != shapes.size() || offsets.size() != dtype_codes.size()) {
+    throw nb::value_error("offsets, shapes and dtype codes differ in length");
+  }
+  int own = dup(fd);
+  if (own < 0) {
+    throw std::system_error(errno, std::generic_category(), "dup");
+  }
+  auto source = std::make_shared<Source>(own, path);
+  mx::Stream stream = read_stream();
+  std::vector<mx::array> arrays;
+  arrays.reserve(offsets.size());
+  for (size_t i = 0; i < offsets.size(); ++i) {
+    size_t elements = 0;
+    mx::Shape shape = shape_of(shapes[i], &elements);
+    mx::array arr(std::move(shape), dtype_of(dtype_codes[i]),
+                  std::make_shared<ReadConstant>(stream, source, offsets[i]), {});
+    // One eval per constant: one event each, so compute waits for each
+    // constant alone, not for all of them.
+    mx::async_eval({arr});
+    arrays.push_back(std::move(arr));
+  }
+  return arrays;
+}
+
 // Why this module cannot be used with the MLX loaded in this process, or "":
 // it is compiled against one MLX release's headers and internals.
 std::string version_problem() {
@@ -257,6 +451,9 @@ NB_MODULE(_bridge, m) {
         "Why mapped arrays are unsafe in this process, or '' when every check passes.");
   m.def("empty", &empty, nb::arg("shape"), nb::arg("dtype_code"),
         "An evaluated array over uninitialised MLX memory.");
+  m.def("read_constants", &read_constants, nb::arg("fd"), nb::arg("path"), nb::arg("offsets"),
+        nb::arg("shapes"), nb::arg("dtype_codes"),
+        "Arrays being read from the file into fresh MLX memory, overlapping later compute.");
   m.def("trace_without_fusion", &trace_without_fusion,
         "trace_without_fusion(fn, *args): call fn(*args) with MLX's compile mode set to no_fuse.");
   nb::class_<Mapping>(m, "Mapping")

@@ -233,3 +233,52 @@ def test_the_stub_names_exactly_what_the_module_has() -> None:
     (mapping,) = (n for n in stub.body if isinstance(n, ast.ClassDef) and n.name == "Mapping")
     methods = {n.name for n in mapping.body if isinstance(n, ast.FunctionDef) and n.name != "__init__"}
     assert methods == {name for name in dir(bridge.Mapping) if not name.startswith("_")}
+
+
+def test_copies_are_read_as_compute_needs_them_and_equal_the_file(tmp_path: Path) -> None:
+    """load="copy" with the bridge: constants read by MLX's scheduler (a piece
+    pool, one event each), equal to the file's bytes in every dtype, a
+    constant of several 32 MiB pieces included."""
+    consts = [
+        mx.random.normal((3, 40 << 18), key=mx.random.key(0)),  # 120 MiB: 4 pieces
+        mx.random.normal((257, 129), key=mx.random.key(1)).astype(mx.bfloat16),
+        mx.arange(7, dtype=mx.int8),
+        mx.array([True, False, True]),
+    ]
+    mx.eval(consts)
+    path = tmp_path / "c.mlxfn"
+    mlxfn.export_function(path, lambda x: [c * x.astype(c.dtype) for c in consts], mx.ones((1,), mx.int32))
+    f = _mlxfn.File.open(str(path))
+    infos = f.constant_infos()
+    arrays = _load.copy_constants(f, infos, list(range(len(infos))))
+    for i, (shape, dtype, _) in enumerate(infos):
+        arr = arrays[i]
+        assert arr.shape == tuple(shape) and arr.dtype == dtype
+        assert bytes(memoryview(f.constant(i))) == bytes(_load.byte_view(arr)), i
+    fn = mlxfn.import_function(path, load="copy")
+    for out, c in zip(fn(mx.ones((1,), mx.int32)), consts):
+        assert mx.array_equal(out, c).item()
+
+
+def test_a_failed_read_is_an_error_naming_the_file_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "short.bin"
+    path.write_bytes(b"\0" * 4096)
+    with open(path, "rb") as handle:
+        (arr,) = bridge.read_constants(handle.fileno(), str(path), [2048], [[1024]], [10])  # 4096 bytes from 2048
+        with pytest.raises(RuntimeError, match=r"reading .*short.bin at offset 4096: the file ends there"):
+            mx.eval(arr)
+
+
+def test_a_copy_is_read_once_and_compiled_calls_never_read_again(tmp_path: Path) -> None:
+    """The scheduled reads leave plain arrays: a compiled trace holds them as
+    constants, so cutting the file short after the first call changes nothing."""
+    w = mx.random.normal((512, 512), key=mx.random.key(5))
+    mx.eval(w)
+    path = tmp_path / "once.mlxfn"
+    mlxfn.export_function(path, lambda x: x @ w, mx.ones((2, 512)))
+    fn = mlxfn.import_function(path, load="copy")
+    first = fn(mx.ones((2, 512)))[0]
+    mx.eval(first)
+    os.truncate(path, 4096)
+    for _ in range(5):  # compiled without fusion, then replayed
+        assert mx.array_equal(fn(mx.ones((2, 512)))[0], first).item()

@@ -79,10 +79,29 @@ def _allocate(shape: tuple[int, ...], dtype: mx.Dtype) -> mx.array:
 
 
 def copy_constants(file: _mlxfn.File, infos: Sequence[ConstantInfo], indices: Sequence[int]) -> dict[int, mx.array]:
-    """Copy constants into fresh MLX memory, in parallel, without the GIL."""
-    arrays = {i: _allocate(tuple(infos[i][0]), infos[i][1]) for i in indices}
+    """Copy constants into fresh MLX memory, read in parallel, without the GIL.
+
+    With the bridge the arrays come back at once, their reads scheduled:
+    compute waits for each constant where it first uses it, so a first call
+    overlaps reading with computing, as MLX's own import does.  Without it,
+    every constant is read before this returns."""
     filled = [i for i in indices if infos[i][2] > 0]
-    file.copy_into(filled, [byte_view(arrays[i]) for i in filled])
+    arrays = {i: mx.zeros(tuple(infos[i][0]), infos[i][1]) for i in indices if infos[i][2] == 0}
+    file.check_unchanged()
+    offsets = file.constant_offsets()
+    reading = _native.read_constants(
+        file.fileno(),
+        file.path,
+        [offsets[i] for i in filled],
+        [list(infos[i][0]) for i in filled],
+        [DTYPE_TABLE.index(infos[i][1]) for i in filled],
+    )
+    if reading is not None:
+        arrays.update(zip(filled, reading))
+        return arrays
+    arrays.update((i, _allocate(tuple(infos[i][0]), infos[i][1])) for i in filled)
+    with progress(f"loading {file.path}:", sum(infos[i][2] for i in filled)):
+        file.copy_into(filled, [byte_view(arrays[i]) for i in filled])
     return arrays
 
 
@@ -162,5 +181,4 @@ def load_constants(
         log.debug("%s: mapping %d constants (%d bytes) by %s", file.path, len(indices), nbytes, mode.how)
         return mapper.map_constants(infos, indices)
     log.debug("%s: copying %d constants (%d bytes): %s", file.path, len(indices), nbytes, mode.reason)
-    with progress(f"loading {file.path}:", nbytes):
-        return copy_constants(file, infos, indices)
+    return copy_constants(file, infos, indices)

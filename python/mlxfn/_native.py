@@ -10,7 +10,8 @@ each question gets an answer with its reason:
   silicon) through MLX's own ``mx.asarray(copy=False)``.
 - :func:`no_fuse` -- can a trace be compiled without fused kernels?  Needs
   only a bridge built for the loaded mlx (MLX's compile mode is C++ only).
-- :func:`empty` -- fresh, uninitialised MLX memory for the copy path.
+- :func:`read_constants` -- copies that overlap compute, for the copy path;
+  :func:`empty` -- fresh, uninitialised MLX memory where the copy is eager.
 
 The self-check builds its own probe buffers, so its answer does not depend
 on what MLX did before it in the process (allocations, frees, threads).
@@ -92,6 +93,20 @@ def empty(shape: tuple[int, ...], dtype_code: int) -> mx.array | None:
         return None
     arr: mx.array = module.empty(list(shape), dtype_code)
     return arr
+
+
+def read_constants(
+    fd: int, path: str, offsets: list[int], shapes: list[list[int]], dtype_codes: list[int]
+) -> list[mx.array] | None:
+    """Arrays being read from an open file into fresh MLX memory, each waited
+    for only where compute first uses it; None where the bridge cannot map
+    (then the caller reads them itself)."""
+    module, _ = bridge()
+    how, _ = mapping()
+    if module is None or how != "bridge":
+        return None
+    arrays: list[mx.array] = module.read_constants(fd, path, offsets, shapes, dtype_codes)
+    return arrays
 
 
 def describe() -> dict[str, str]:
