@@ -276,6 +276,16 @@ class Node:
         )
 
 
+class NodesAtOtherSizes(tuple[Node, ...]):
+    """The nodes of a dynamic trace made concrete at sizes other than those
+    it was traced at (``Trace.concrete``).  The replay tells by this type
+    who is at fault when an MLX op refuses its inputs: at the traced sizes
+    every op accepted them at export (a refusal there means a damaged file),
+    at other sizes the inputs may be ones the function itself refuses."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True)
 class Trace:
     """One traced signature of a function, as written and as replayed.
@@ -336,7 +346,8 @@ class Trace:
         nodes = list(self.nodes)
         for index in self._nodes_following_sizes:
             nodes[index] = nodes[index].concrete(sizes)
-        return replace(self, signature=signature, nodes=tuple(nodes), dims=(), constant_exprs=())
+        concrete = tuple(nodes) if tuple(sizes) == self.base_sizes else NodesAtOtherSizes(nodes)
+        return replace(self, signature=signature, nodes=concrete, dims=(), constant_exprs=())
 
     @cached_property
     def _nodes_following_sizes(self) -> tuple[int, ...]:

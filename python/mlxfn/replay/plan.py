@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 
 import mlx.core as mx
 
-from ..errors import FormatError, ReplayError
-from ..ir import Node
+from ..errors import FormatError, MlxfnError, ReplayError
+from ..ir import Node, NodesAtOtherSizes
 from .registry import handler_for
 
 
@@ -31,6 +31,7 @@ def build_replay(
     outputs: Sequence[int],
     where: str = "trace",
     check_shapes: bool = False,
+    other_sizes: bool | None = None,
 ) -> Callable[..., tuple[mx.array, ...]]:
     """Return ``replay(*inputs) -> tuple of outputs`` for one trace.
 
@@ -39,12 +40,23 @@ def build_replay(
     traces) produces another shape or dtype than the file recorded, raises
     :class:`ReplayError` naming ``where``, the node and its primitive: a file
     whose graph disagrees with itself never gives a silent wrong answer.
+
+    ``other_sizes``: the nodes are a dynamic trace made concrete at sizes
+    other than those it was traced at.  There an MLX op that refuses its
+    inputs with a ``ValueError`` (``reshape(-1, 2)`` of an odd size) means
+    inputs the function itself refuses, not a damaged file: it is raised as
+    a plain ``ValueError`` naming ``where``, the node and MLX's message, as
+    the original function raises MLX's.  At the traced sizes (where the
+    function was traced, so every op accepted its inputs) it is a
+    :class:`ReplayError`.  ``None`` (the default): whether ``nodes`` come
+    from ``Trace.concrete`` at other sizes (``ir.NodesAtOtherSizes``).
     """
     steps = [(handler_for(node.op), node) for node in nodes]
     if any(handler is None for handler, _ in steps):
         check_handlers([n.op for n in nodes], where)
     consts = list(constants)
     out_ids = list(outputs)
+    refusals = isinstance(nodes, NodesAtOtherSizes) if other_sizes is None else other_sizes
 
     def fail(index: int, node: Node, problem: str) -> ReplayError:
         return ReplayError(f"{where}: node {index} ({node.op}) {problem}")
@@ -56,6 +68,12 @@ def build_replay(
                 result = handler(node, [env[i] for i in node.inputs])  # type: ignore[misc]
             except ReplayError:
                 raise
+            except ValueError as err:
+                if refusals and not isinstance(err, MlxfnError):
+                    raise ValueError(
+                        f"{where}: node {index} ({node.op}) refuses these inputs, as the original function would: {err}"
+                    ) from err
+                raise fail(index, node, f"does not replay: {err}") from err
             except Exception as err:  # noqa: BLE001 - reported with the node that failed
                 raise fail(index, node, f"does not replay: {err}") from err
             results = [result] if isinstance(result, mx.array) else list(result)
