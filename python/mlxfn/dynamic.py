@@ -10,26 +10,34 @@ function again at other sizes instead, and keeps what it can prove:
    position counted from the end.  Tracing with some axes one larger must
    give the same graph: the same primitives, wiring, dtypes and non-numeric
    state.  The groups of one size vary apart when each can; together when
-   only all of them can; else the groups, then single axes, that can.  So
-   axes of equal example size at the same position from the end share one
-   size (give the example different sizes to keep them apart).  Axes of size
-   1 are candidates too (a batch of one), and stay fixed where their size
-   changes the graph (a decode step's one token); axes of size 0 stay fixed.
+   only all of them can; else the groups, then single axes, that can, and
+   the unions of groups that can only together (a batch of one in the
+   tokens and in a KV cache, at other positions from the end).  So axes of
+   equal example size at the same position from the end share one size
+   (give the example different sizes to keep them apart).  Axes of size 1
+   are candidates too (a batch of one), and stay fixed where their size
+   changes the graph (a decode step's one token) or where they broadcast
+   against another input's size; axes of size 0 stay fixed.  Axes that
+   each move alone but whose sizes no joint fit follows share one size
+   again (two inputs of size 1 added: each broadcasts against the other
+   alone, and the sum's size is the larger one).
 2. **Fit.** Every number of the graph (argument leaves, int or float; output
    sizes; the values of scalar constants) becomes ``c0 + sum(ci * si)`` from
    unit steps of each size, with ``cij * si * sj`` terms when a joint check
    needs them, and must match exactly at other sizes.  A constant array that
    changes with a size makes that size fixed.
-3. **Range.** Sizes below and above the traced one are probed (1 to 4, 8,
+3. **Range.** Sizes below and above the traced one are probed (0 to 4, 8,
    half the size, powers of two up to ``MAX_SIZE``, bisection at a change):
    the trace serves the sizes around its own where the graph keeps its
-   structure and every number its predicted value.
+   structure and every number its predicted value.  Empty inputs (size 0)
+   are served where the graph holds there too; where it changes or the
+   function fails at 0, the range starts at 1 and 0 is refused.
 4. **Segments.** The sizes outside a range are traced again where the
    first change is (the other sizes at their example values), as many
    times as needed (up to ``MAX_SEGMENTS`` traces in all): one file serves
    every size from 1 to ``MAX_SIZE`` (a sliding window, a mixture-of-experts
    sort switching on, a one-token prompt without a mask: each gets its own
-   trace).
+   trace), and 0 where a trace's graph holds at 0.
 
 Probing costs about one trace (microseconds per primitive) per probe, no
 computation.  What it cannot see: a function whose graph changes at a size
@@ -38,6 +46,7 @@ between probes without changing its structure or numbers at the probes.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -371,8 +380,15 @@ def _matches(shot: Shot | None, base: Shot, result: Fit, sizes: Sequence[int]) -
 MAX_SYMBOLS = 4  # dynamic sizes split apart at most (each costs its own probes)
 
 
-def _groups(prober: Prober, base: Shot, specs: Sequence[TensorSpec]) -> list[list[Axis]]:
-    """The groups of input axes that change size together (step 1 of the module doc)."""
+Split = tuple[list[Axis], list[list[Axis]]]  # a group, and the parts it was split into
+MAX_UNION_PROBES = 32  # probes spent on finding which stuck axes move together
+
+
+def _groups(prober: Prober, base: Shot, specs: Sequence[TensorSpec]) -> tuple[list[list[Axis]], list[Split]]:
+    """The groups of input axes that change size together (step 1 of the
+    module doc), and the groups split into parts that each move alone (the
+    parts may still need one size: two inputs of size 1 that each broadcast
+    against the other move alone, but their sum's size is the larger one)."""
     by_size: dict[int, list[Axis]] = {}
     for i, spec in enumerate(specs):
         for axis, size in enumerate(spec.shape):
@@ -391,26 +407,75 @@ def _groups(prober: Prober, base: Shot, specs: Sequence[TensorSpec]) -> list[lis
         for i, axis in group:
             by_end.setdefault(axis - len(specs[i].shape), []).append((i, axis))
         subs = list(by_end.values())
-        if len(subs) > 1 and not all(moves(sub, size) for sub in subs):
-            if moves(group, size):  # only all of them together, e.g. a square matrix's rows and columns
-                tied.append((group, None))
-                continue
+        stuck = [sub for sub in subs if not moves(sub, size)]
+        # Stuck parts none of whose axes moves alone, and their unions that
+        # move: axes at other positions from the end whose sizes must agree,
+        # as a batch of one in the tokens (axis 0 of 2) and in a KV cache
+        # (axis 0 of 4), concatenated with the new keys.
+        singles = {id(sub): _singles(sub, size, moves) for sub in stuck}
+        apart = [sub for sub in stuck if not singles[id(sub)]]
+        unions = _unions(apart, functools.partial(moves, size=size)) if len(apart) > 1 else []
+        joined = {axis for union in unions for axis in union}
+        if len(subs) > 1 and any(axis not in joined for sub in stuck for axis in sub) and moves(group, size):
+            tied.append((group, None))  # only all of them together, e.g. a square matrix's rows and columns
+            continue
+        tied += [(union, None) for union in unions]
         for sub in subs:
-            if len(sub) > 1 and moves(sub, size):
-                # Split only what could stay within MAX_SYMBOLS (each costs probes).
-                singles = [[one] for one in sub if moves([one], size)] if len(sub) <= MAX_SYMBOLS else []
-                tied.append((sub, singles if len(singles) == len(sub) else None))
-            elif len(sub) <= MAX_SYMBOLS:  # more single sizes could not be kept anyway
-                tied += [([one], None) for one in sub if moves([one], size)]
+            if any(sub is s for s in stuck):
+                tied += [(one, None) for one in singles[id(sub)]]  # more single sizes could not be kept anyway
+            else:
+                alone = _singles(sub, size, moves)
+                tied.append((sub, alone if len(alone) == len(sub) > 1 else None))
     # Split the smallest groups first while the count stays small: two
     # inputs of one example length may vary apart, a KV cache's many arrays
     # keep one length (and one set of probes).
     groups = [group for group, _ in tied]
+    splits: list[Split] = []
     for k in sorted(range(len(tied)), key=lambda k: len(tied[k][0])):
         group, split = tied[k]
         if split is not None and len(groups) - 1 + len(split) <= MAX_SYMBOLS:
             groups.remove(group)
             groups += split
+            splits.append((group, split))
+    return _by_size(groups, specs), splits
+
+
+def _singles(sub: list[Axis], size: int, moves: Callable[[list[Axis], int], bool]) -> list[list[Axis]]:
+    """The axes of ``sub`` that move alone (none for one axis; only what
+    could stay within MAX_SYMBOLS, as each costs probes)."""
+    return [[one] for one in sub if moves([one], size)] if 1 < len(sub) <= MAX_SYMBOLS else []
+
+
+def _unions(stuck: list[list[Axis]], moves: Callable[[list[Axis]], bool]) -> list[list[Axis]]:
+    """Unions of the ``stuck`` parts (none moves alone) that move together:
+    each part with the fewest others that let it move (at most
+    ``MAX_UNION_PROBES`` probes in all)."""
+    found: list[list[Axis]] = []
+    pending = list(stuck)
+    budget = MAX_UNION_PROBES
+    while len(pending) > 1 and budget > 0:
+        first, rest = pending[0], pending[1:]
+        taken: tuple[list[Axis], ...] | None = None
+        for r in range(1, len(rest) + 1):
+            for others in itertools.combinations(rest, r):
+                if budget <= 0:
+                    break
+                budget -= 1
+                if moves([axis for part in (first, *others) for axis in part]):
+                    taken = others
+                    break
+            if taken is not None or budget <= 0:
+                break
+        if taken is None:
+            pending = rest
+            continue
+        found.append([axis for part in (first, *taken) for axis in part])
+        pending = [part for part in rest if not any(part is t for t in taken)]
+    return found
+
+
+def _by_size(groups: Iterable[list[Axis]], specs: Sequence[TensorSpec]) -> list[list[Axis]]:
+    """Largest example size first (the order in which symbols are dropped)."""
     return sorted(groups, key=lambda g: -specs[g[0][0]].shape[g[0][1]])
 
 
@@ -439,8 +504,10 @@ def _extent(ok: Callable[[int], bool], base: int, probes: Iterable[int]) -> tupl
 
 def _below(base: int) -> list[int]:
     """Sizes probed below the base, nearest first: small sizes are where
-    graphs change (no mask at one token, windows, top-k), each probed."""
-    return sorted({s for s in (base - 1, base // 2, 8, 4, 3, 2, 1) if 1 <= s < base}, reverse=True)
+    graphs change (no mask at one token, windows, top-k), each probed, down
+    to 0 (empty inputs: served where the graph holds there too, as MLX's
+    shapeless import serves them)."""
+    return sorted({s for s in (base - 1, base // 2, 8, 4, 3, 2, 1, 0) if 0 <= s < base}, reverse=True)
 
 
 def _above(base: int) -> list[int]:
@@ -505,14 +572,27 @@ def _dynamic(prober: Prober, base: Shot, specs: Sequence[TensorSpec]) -> tuple[T
     def size_of(group: list[Axis]) -> int:
         return specs[group[0][0]].shape[group[0][1]]
 
-    # Each size must follow on its own; then all of them together, dropping
-    # the smallest while the joint fit fails (the groups are sorted by size).
-    symbols = [g for g in _groups(prober, base, specs) if fit(prober, base, [g], [size_of(g)]) is not None]
+    # Each size must follow on its own; then all of them together.  While the
+    # joint fit fails, the parts of a split group share one size again (two
+    # inputs of size 1 added: each broadcasts alone, but the sum's size is
+    # the larger one, which no polynomial follows); else the smallest size
+    # is dropped (the groups are sorted by size).
+    def alone(group: list[Axis]) -> bool:
+        return fit(prober, base, [group], [size_of(group)]) is not None
+
+    groups, splits = _groups(prober, base, specs)
+    symbols = [g for g in groups if alone(g)]
     while symbols:
         result = fit(prober, base, symbols, [size_of(g) for g in symbols])
         if result is not None:
             break
-        symbols = symbols[:-1]
+        for whole, parts in splits:
+            if all(part in symbols for part in parts) and alone(whole):
+                symbols = _by_size([g for g in symbols if g not in parts] + [whole], specs)
+                splits.remove((whole, parts))
+                break
+        else:
+            symbols = symbols[:-1]
     else:
         return None
     dims = []
@@ -596,7 +676,7 @@ def _segment(
         return base.captured  # served at these sizes only
     trace, dims = found  # the segment's axes among them, or fixed at ``size``
     above = min((lo for lo, _ in covered if lo > size), default=MAX_SIZE + 1)
-    below = max((hi for _, hi in covered if hi < size), default=0)
+    below = max((hi for _, hi in covered if hi < size), default=-1)  # 0 too, where the graph holds there
     clamped = tuple(
         Dim(d.axes, max(d.lo, below + 1), min(d.hi, above - 1)) if d.axes == tuple(axes) else d for d in dims
     )

@@ -175,7 +175,9 @@ def number_of_elements(node: Node, xs: list[mx.array]) -> mx.array:
     (x,) = xs
     if not node.shapeless:
         count = math.prod(x.shape[a] for a in axes)
-        return mx.array(1.0 / count if inverted else count, dtype=dtype)
+        if inverted:  # in double, as MLX: the inverse of no elements is inf (a mean of nothing is nan)
+            return mx.array(1.0 / count if count else math.inf, dtype=dtype)
+        return mx.array(count, dtype=dtype)
     ones = _all_true(x).astype(mx.int32)
     count = mx.array(1, mx.int32)
     for ax in axes:
