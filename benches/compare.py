@@ -36,12 +36,10 @@ from typing import Any
 
 import mlx.core as mx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import mlxfn
+from mlxfn.bench import SIDES, Sides, load_rows, median, pair_pss_mb, same_outputs, save_inputs, table, time_loads
 
-import mlxfn  # noqa: E402
-from mlxfn.bench import SIDES, Sides, load_rows, median, pair_pss_mb, same_outputs, save_inputs, table, time_loads  # noqa: E402
-
-from zoo import MLX_LM, MODELS, build, describe  # noqa: E402
+from zoo import MLX_LM, MODELS, build, describe
 
 EXPORTERS = ("mlxfn", "mlx")
 SETTLE_S = 2.0  # this VM hands freed memory back to its host ~2 s late (DESIGN.md)

@@ -28,15 +28,13 @@ from pathlib import Path
 
 import mlx.core as mx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benches"))
-sys.path.insert(0, str(ROOT / "examples"))
+import mlxfn
+from mlxfn.bench import median, table
 
-import mlxfn  # noqa: E402
-from mlxfn.bench import median, table  # noqa: E402
+from repo import example
+from zoo import MLX_LM, build, describe
 
-import llm_one_file  # noqa: E402
-from zoo import MLX_LM, build, describe  # noqa: E402
+llm_one_file = example("llm_one_file")
 
 
 def timed_generation(generate: Callable[[], list[int]]) -> tuple[float, list[int]]:

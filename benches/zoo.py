@@ -8,9 +8,7 @@ the same function.  ``MODELS`` names the benchmark sizes.
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import mlx.core as mx
@@ -125,10 +123,9 @@ def build(name: str) -> nn.Module:
 
         module_name, config, _ = MLX_LM[name]
         if name == "mlxlm-tiny":
-            sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
-            from llm_one_file import TINY
+            from repo import example
 
-            config = TINY
+            config = example("llm_one_file").TINY
         module = importlib.import_module(f"mlx_lm.models.{module_name}")
         return seeded(module.Model(module.ModelArgs(model_type=module_name, **config)), seed=0)
     overrides, _ = MODELS[name]

@@ -15,13 +15,12 @@ The same comparison for other models and options: ``python benches/compare.py --
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benches"))
-
-import compare  # noqa: E402
+COMPARE = ROOT / "benches" / "compare.py"
 
 
 def main() -> int:
@@ -29,7 +28,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="fresh-process rounds per side")
     parser.add_argument("--out", type=Path, default=ROOT / "demo-out")
     args = parser.parse_args()
-    return compare.main(["--model", "llama-1g", "--pss", "--rounds", str(args.rounds), "--out", str(args.out)])
+    options = ["--model", "llama-1g", "--pss", "--rounds", str(args.rounds), "--out", str(args.out)]
+    return subprocess.call([sys.executable, str(COMPARE), *options])
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -10,10 +9,7 @@ from typing import Any
 import mlx.core as mx
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parent.parent / "benches"))  # zoo.py: the seeded Llama
-
-import mlxfn  # noqa: E402
+import mlxfn
 
 
 def as_tuple(out: Any) -> tuple[mx.array, ...]:

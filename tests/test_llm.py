@@ -9,7 +9,6 @@ mixture of experts (Mixtral) and 4-bit quantized weights.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import mlx.core as mx
@@ -19,8 +18,7 @@ import mlxfn
 import mlxfn.ir
 from mlxfn.dynamic import MAX_SIZE
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
-import llm_one_file as llm  # noqa: E402  (needs mlx-lm: the test extra installs it)
+import llm_one_file as llm  # examples/ (pyproject's pythonpath); needs mlx-lm: the test extra installs it
 
 PROMPTS = (3, 17, 40)
 
