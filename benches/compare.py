@@ -5,10 +5,11 @@
 
 Exports the seeded model (benches/zoo.py) with mlxfn and with
 ``mx.export_function``, rounds alternating the sides after an untimed one,
-then imports each file in fresh processes (``mlxfn.bench``): mlxfn mapping
-its constants, mlxfn copying them, and MLX.  Every figure is a median, next
-to MLX's with the ratio (below 1 is better); every import must reproduce the
-original output exactly.
+then imports each file in fresh processes (benches/harness.py) that have
+used MLX before they import, as programs do: mlxfn mapping its constants,
+mlxfn copying them, and MLX.  Every figure is a median, next to MLX's with
+the ratio (below 1 is better); every import must reproduce the original
+output exactly.
 
   --durable  also time exports with fsync on both sides
   --multi    also compare the size of an 8-trace file (8 sequence lengths)
@@ -37,18 +38,11 @@ from typing import Any
 import mlx.core as mx
 
 import mlxfn
-from mlxfn.bench import SIDES, Sides, load_rows, median, pair_pss_mb, same_outputs, save_inputs, table, time_loads
 
+from harness import SIDES, Sides, load_rows, median, pair_pss_mb, same_outputs, save_inputs, settle, table, time_loads
 from zoo import MLX_LM, MODELS, build, describe
 
 EXPORTERS = ("mlxfn", "mlx")
-SETTLE_S = 2.0  # this VM hands freed memory back to its host ~2 s late (DESIGN.md)
-
-
-def settle() -> None:
-    """Wait until memory freed just before is really free: whichever side
-    runs right after a large free pays for it otherwise."""
-    time.sleep(SETTLE_S)
 
 
 def export(side: str, path: Path, fun: Callable[..., Any], args: Sequence[mx.array]) -> None:
@@ -141,9 +135,8 @@ def run_model(name: str, out: Path, options: argparse.Namespace) -> str:
 
     sides_used = (*SIDES, "mlxfn:dynamic") if options.dynamic else SIDES
     loaded = {"mlx": files["mlx"], "mlxfn:dynamic": files.get("dynamic")}
-    sides = Sides({side: loaded.get(side) or files["mlxfn"] for side in sides_used}, inputs, settle=settle)
-    if options.long:
-        os.environ["MLXFN_BENCH_LONG"] = str(options.long)
+    files_used = {side: loaded.get(side) or files["mlxfn"] for side in sides_used}
+    sides = Sides(files_used, inputs, settle=settle, long=options.long)
     loads = time_loads(sides, options.rounds)
     if not same_outputs(out, sides_used, expected):
         raise SystemExit(f"{name}: an imported function's output differs from the original's")

@@ -29,8 +29,8 @@ from pathlib import Path
 import mlx.core as mx
 
 import mlxfn
-from mlxfn.bench import median, table
 
+from harness import median, table
 from repo import example
 from zoo import MLX_LM, build, describe
 

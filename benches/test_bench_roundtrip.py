@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,8 @@ import mlx.core as mx
 import pytest
 
 import mlxfn
-from mlxfn.bench import import_side, save_inputs
 
+from harness import child_command, import_side, save_inputs
 from zoo import build
 
 MODEL = os.environ.get("MLXFN_BENCH_MODEL", "medium")
@@ -76,12 +75,12 @@ def test_import_to_first_output(benchmark, side: str, files: dict[str, Path]) ->
 
 @pytest.mark.parametrize("side", LOADS)
 def test_fresh_process_to_first_output(benchmark, side: str, files: dict[str, Path]) -> None:
-    """A fresh process that imports and computes the first output (Python
-    and MLX start-up included, the same for every side)."""
-    benchmark.group = f"{MODEL}: fresh process to first output"
+    """A fresh process that uses MLX, imports and computes the first output
+    and 10 more (Python and MLX start-up included, the same for every side)."""
+    benchmark.group = f"{MODEL}: fresh process to 11 outputs"
     inputs = files["mlx"].parent / "inputs.npz"
     out = files["mlx"].parent / f"out-{side.replace(':', '-')}.npz"
-    cmd = [sys.executable, "-m", "mlxfn.bench", "--child", side, str(files[side]), str(inputs), str(out)]
+    cmd = child_command(side, files[side], inputs, out)
     benchmark.pedantic(
         subprocess.run, args=(cmd,), kwargs={"check": True, "capture_output": True}, rounds=3, iterations=1
     )

@@ -247,9 +247,49 @@ def test_graph_trace_out_of_range(two_traces: tuple[Path, Path]) -> None:
 
 def test_bench_on_a_users_file(two_traces: tuple[Path, Path], tmp_path: Path) -> None:
     proc = mlxfn_command("bench", "--file", str(two_traces[0]), "--rounds", "1", "--out", str(tmp_path / "scratch"))
-    assert "both imports give the same output" in proc.stdout
+    assert "every import gives the same output" in proc.stdout
+    # Its load processes have used MLX before they import: mapping must still work there.
     assert "mlxfn loads: map (C++ bridge)" in proc.stdout
     for row in ("import_function call", "import to first output", "steady call", "peak RSS", "anonymous RSS"):
         assert row in proc.stdout
     assert "mlxfn:map/mlx" in proc.stdout and "mlxfn:copy/mlx" in proc.stdout
     assert not list((tmp_path / "scratch").iterdir())  # scratch files removed
+
+
+def test_bench_where_mapping_is_not_possible_says_so(two_traces: tuple[Path, Path], tmp_path: Path) -> None:
+    no_bridge = tmp_path / "no_bridge"
+    no_bridge.mkdir()
+    (no_bridge / "sitecustomize.py").write_text("import sys\nsys.modules['mlxfn._bridge'] = None\n")
+    env = dict(os.environ, PYTHONPATH=str(no_bridge))
+    proc = mlxfn_command("bench", "--file", str(two_traces[0]), "--rounds", "1", env=env)
+    assert "mlxfn:map: not possible here: [import_function] load='map' is not possible here" in proc.stdout
+    assert "mlxfn loads: copy (load='copy' was requested)" in proc.stdout
+    assert "mlxfn:copy/mlx" in proc.stdout and "mlxfn:map" not in proc.stdout.split("not possible here")[-1]
+    assert "every import gives the same output" in proc.stdout
+
+
+def test_bench_on_mlx_format_file(two_traces: tuple[Path, Path], tmp_path: Path) -> None:
+    proc = mlxfn_command("bench", "--file", str(two_traces[1]), "--rounds", "1")
+    assert "(mlx format; the mlxfn side converted from it)" in proc.stdout
+    assert "every import gives the same output" in proc.stdout
+
+
+def test_bench_errors_give_one_line_and_create_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    missing = tmp_path / "missing.mlxfn"
+    proc = mlxfn_command("bench", "--file", str(missing), "--out", str(out), check=False)
+    assert_one_line_error(proc, str(missing), "no such file")
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"not a model at all" * 10)
+    assert_one_line_error(mlxfn_command("bench", "--file", str(junk), "--out", str(out), check=False), "not an mlxfn")
+    # A shapeless export whose sizes flow into its primitives' state: MLX's
+    # format cannot hold it, so there is nothing to compare with.
+    sliced = tmp_path / "sliced.mlxfn"
+    mlxfn.export_function(sliced, lambda x: x[: x.shape[0] - 1], mx.ones((4,)), shapeless=True)
+    proc = mlxfn_command("bench", "--file", str(sliced), "--out", str(out), check=False)
+    assert_one_line_error(proc, str(sliced), "converting it to MLX's format is refused", "trace 0 is dynamic")
+    for rounds in ("0", "-1", "two"):
+        proc = mlxfn_command("bench", "--file", str(sliced), "--rounds", rounds, "--out", str(out), check=False)
+        assert_one_line_error(proc, "--rounds", status=2)
+    assert_one_line_error(mlxfn_command("bench", check=False), "--file", status=2)
+    assert not out.exists()

@@ -237,6 +237,28 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------
+# bench
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """``mlxfn bench``: load figures of the user's own files (``mlxfn.bench``)."""
+    from .bench import run
+
+    print(run(args.file, args.rounds, args.out), flush=True)
+    return 0
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+# ----------------------------------------------------------------------------
 
 
 class _Parser(argparse.ArgumentParser):
@@ -267,19 +289,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="-", help="OUT.dot, OUT.svg, or - for DOT on stdout (default)")
     p.set_defaults(run=cmd_graph)
 
-    # Parsed by mlxfn.bench itself (see `mlxfn bench --help`); listed here for --help.
-    sub.add_parser("bench", add_help=False, help="time loading your own file with mlxfn against MLX's own import")
+    from . import bench
+
+    p = sub.add_parser(
+        "bench",
+        help="time loading your own file with mlxfn against MLX's own import",
+        description=bench.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--file", required=True, action="append", help="an exported file, mlxfn or MLX format (repeatable)")
+    p.add_argument("--rounds", type=_at_least_one, default=3, help="fresh processes per side (default 3)")
+    p.add_argument("--out", help="where the scratch directory goes (default: the system's temporary directory)")
+    p.set_defaults(run=cmd_bench)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mlxfn`` console script; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"]:
-        from .bench import main as bench_main
-
-        return bench_main(argv[1:])
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         status: int = args.run(args)
         return status
