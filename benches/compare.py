@@ -9,7 +9,8 @@ then imports each file in fresh processes (benches/harness.py) that have
 used MLX before they import, as programs do: mlxfn mapping its constants,
 mlxfn copying them, and MLX.  Every figure is a median, next to MLX's with
 the ratio (below 1 is better); every import must reproduce the original
-output exactly.
+output exactly.  Models include bfloat16 and 4-bit (``nn.quantize``) ones:
+``--model small-bf16``, ``--model small-q4``, ``llama-1g-bf16``, ``llama-1g-q4``.
 
   --durable  also time exports with fsync on both sides
   --multi    also compare the size of an 8-trace file (8 sequence lengths)

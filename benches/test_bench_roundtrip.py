@@ -94,3 +94,17 @@ def test_steady_call(benchmark, side: str, files: dict[str, Path]) -> None:
     for _ in range(3):
         mx.eval(fn(TOKENS))
     benchmark.pedantic(lambda: mx.eval(fn(TOKENS)), rounds=20, iterations=1)
+
+
+@pytest.mark.parametrize("name", ["small-bf16", "small-q4", "small-q4-bf16"])
+def test_bfloat16_and_4bit_models_import_exactly(name: str, tmp_path: Path) -> None:
+    """The zoo's bfloat16 and nn.quantize'd models: every import gives the model's own output, bit for bit."""
+    model = build(name)
+    tokens = mx.array([[3, 7, 11]])
+    expected = model(tokens)
+    for side, export in EXPORTS.items():
+        export(tmp_path / side, model, tokens)
+    for load in LOADS:
+        (got,) = import_side(load, str(tmp_path / ("mlx" if load == "mlx" else "mlxfn")))(tokens)
+        assert got.dtype == expected.dtype == (mx.float32 if name == "small-q4" else mx.bfloat16)
+        assert mx.array_equal(got, expected).item(), load

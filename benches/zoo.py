@@ -13,7 +13,7 @@ from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
-from mlx.utils import tree_map_with_path
+from mlx.utils import tree_flatten, tree_map_with_path
 
 
 @dataclass
@@ -85,13 +85,41 @@ class Llama(nn.Module):
         return self.head(self.norm(x))
 
 
-# name: (LlamaConfig overrides, description)
-MODELS: dict[str, tuple[dict[str, int], str]] = {
+# name: (LlamaConfig overrides, description).  Two keys are not LlamaConfig's:
+# "dtype" (the parameters' dtype, default float32) and "bits" (the model is
+# then nn.quantize'd from that dtype: that many bits, groups of QUANT_GROUP).
+MODELS: dict[str, tuple[dict[str, Any], str]] = {
     "llama-1g": (dict(vocab=32000, dims=2048, hidden=5632, heads=16, kv_heads=4, layers=3), "~1 GB float32"),
     "llama-4g": (dict(vocab=32000, dims=2048, hidden=5632, heads=16, kv_heads=4, layers=20), "~4 GB float32"),
     "medium": (dict(vocab=4096, dims=512, hidden=1408, heads=8, kv_heads=2, layers=4), "~30 MB float32"),
     "small": (dict(vocab=256, dims=64, hidden=128, heads=4, kv_heads=2, layers=16), "~2,000 primitives"),
+    # What users load: bfloat16 checkpoints, and 4-bit ones.  The 4-bit models
+    # are quantized from float32 (float32 scales, biases and norms): on CPU a
+    # 4-bit matmul with bfloat16 scales is ~8x slower (11 s a call at 1 GB),
+    # which would bury the load figures; small-q4-bf16 has mlx-lm's usual
+    # bfloat16 scales, at a size where that costs nothing.
+    "llama-1g-bf16": (
+        dict(vocab=32000, dims=2048, hidden=5632, heads=16, kv_heads=4, layers=8, dtype="bfloat16"),
+        "~1 GB bfloat16, 8 layers",
+    ),
+    "llama-1g-q4": (
+        dict(vocab=32000, dims=4096, hidden=11008, heads=32, kv_heads=8, layers=8, bits=4),
+        "~1 GB 4-bit (nn.quantize, groups of 64, float32 scales), 8 Llama-7B-sized layers",
+    ),
+    "small-bf16": (
+        dict(vocab=256, dims=64, hidden=128, heads=4, kv_heads=2, layers=16, dtype="bfloat16"),
+        "small in bfloat16",
+    ),
+    "small-q4": (
+        dict(vocab=256, dims=64, hidden=128, heads=4, kv_heads=2, layers=16, bits=4),
+        "small, 4-bit (nn.quantize, groups of 64, float32 scales)",
+    ),
+    "small-q4-bf16": (
+        dict(vocab=256, dims=64, hidden=128, heads=4, kv_heads=2, layers=16, dtype="bfloat16", bits=4),
+        "small, 4-bit (nn.quantize, groups of 64, bfloat16 scales)",
+    ),
 }
+QUANT_GROUP = 64
 
 
 # mlx-lm's own model classes (mlx_lm.models.<module>), from a small config.
@@ -128,8 +156,35 @@ def build(name: str) -> nn.Module:
             config = example("llm_one_file").TINY
         module = importlib.import_module(f"mlx_lm.models.{module_name}")
         return seeded(module.Model(module.ModelArgs(model_type=module_name, **config)), seed=0)
-    overrides, _ = MODELS[name]
-    return seeded(Llama(LlamaConfig(**overrides)), seed=0)
+    overrides = dict(MODELS[name][0])
+    dtype = getattr(mx, overrides.pop("dtype", "float32"))
+    bits = overrides.pop("bits", None)
+    model = Llama(LlamaConfig(**overrides))
+    if dtype != mx.float32:
+        model.set_dtype(dtype)
+    if bits is None:
+        return seeded(model, seed=0)
+    return seeded_quantized(model, bits, seed=0)
+
+
+def seeded_quantized(model: Llama, bits: int, seed: int = 0) -> nn.Module:
+    """``seeded``, then ``nn.quantize(model, QUANT_GROUP, bits)``, one part of
+    the model at a time: a ~1 GB 4-bit model never holds its ~6.7 GB of
+    float32 weights at once."""
+    mx.random.seed(seed)
+    parts = ["embed", *(f"blocks.{i}." for i in range(len(model.blocks))), "norm", "head"]
+    for part in parts:
+
+        def fill(path: str, p: mx.array, part: str = part) -> mx.array:
+            return _random_like(p) if path.startswith(part) else p
+
+        def chosen(path: str, m: nn.Module, part: str = part) -> bool:
+            return path.startswith(part) and hasattr(m, "to_quantized")
+
+        model.update(tree_map_with_path(fill, model.parameters()))
+        nn.quantize(model, QUANT_GROUP, bits, class_predicate=chosen)
+        mx.eval([p for path, p in tree_flatten(model.parameters()) if path.startswith(part)])
+    return model
 
 
 def describe(name: str) -> str:
@@ -148,9 +203,17 @@ def seeded(model: nn.Module, seed: int = 0) -> nn.Module:
     def fill(path: str, p: mx.array) -> mx.array:
         if not mx.issubdtype(p.dtype, mx.floating):
             return p
-        value = mx.random.normal(p.shape).astype(p.dtype) * 0.2
+        value = _random_like(p)
         return mx.abs(value) + 0.5 if path.endswith("running_var") else value
 
     model.update(tree_map_with_path(fill, model.parameters()))
     mx.eval(model.parameters())
     return model
+
+
+def _random_like(p: mx.array) -> mx.array:
+    """Random values of ``p``'s shape and dtype; an integer array (quantized
+    weights) is left alone."""
+    if not mx.issubdtype(p.dtype, mx.floating):
+        return p
+    return mx.random.normal(p.shape).astype(p.dtype) * 0.2
