@@ -4,7 +4,7 @@
 processes of this script (``python benches/harness.py SIDE FILE INPUTS
 OUTPUT [--long N] [--hold]``); each uses MLX before it imports, as a program
 that loads a model does (``mlxfn.bench.first_calls``, the same measurement as
-``mlxfn bench``).  On top of ``mlxfn bench``, what docs/DESIGN's notes on
+``mlxfn bench``).  On top of ``mlxfn bench``, what the design notes on
 benchmarking found necessary on a 2-core VM, and what whole-model runs add:
 
 - ``settle``: wait after a large free before the next timed process (this VM
