@@ -5,7 +5,9 @@ use flatbuffers::{FlatBufferBuilder, ForwardsUOffset, Vector, VerifierOptions, W
 
 use crate::dtype::DType;
 use crate::generated as fb;
-use crate::model::{Arg, ConstantExpr, Dim, Expr, Graph, Node, OutputExpr, TensorInfo, Term, Trace};
+use crate::model::{
+    Arg, ConstantExpr, Dim, Expr, ExprOp, Graph, Node, OutputExpr, Step, TensorInfo, Term, Trace, MAX_EXPR_STEPS,
+};
 
 /// Where one constant's bytes live, as stored in the graph.
 #[derive(Clone, Debug, PartialEq)]
@@ -60,16 +62,39 @@ fn tensors<'a>(fbb: &mut Fbb<'a>, ts: &[TensorInfo]) -> WIPOffset<Vector<'a, For
     fbb.create_vector(&items)
 }
 
-fn expr<'a>(fbb: &mut Fbb<'a>, e: &Expr) -> WIPOffset<fb::Expr<'a>> {
-    let terms: Vec<_> = e
-        .terms
+fn terms<'a>(fbb: &mut Fbb<'a>, terms: &[Term]) -> WIPOffset<Vector<'a, ForwardsUOffset<fb::Term<'a>>>> {
+    let terms: Vec<_> = terms
         .iter()
         .map(|t| {
             let dims = fbb.create_vector(&t.dims);
             fb::Term::create(fbb, &fb::TermArgs { coeff_num: t.coeff.0, coeff_den: t.coeff.1, dims: Some(dims) })
         })
         .collect();
-    let terms = fbb.create_vector(&terms);
+    fbb.create_vector(&terms)
+}
+
+fn expr<'a>(fbb: &mut Fbb<'a>, e: &Expr) -> WIPOffset<fb::Expr<'a>> {
+    let steps: Vec<_> = e
+        .program
+        .iter()
+        .map(|step| {
+            let terms = (!step.terms.is_empty()).then(|| terms(fbb, &step.terms));
+            fb::ExprStep::create(
+                fbb,
+                &fb::ExprStepArgs {
+                    op: fb::ExprOp(step.op.code()),
+                    constant_num: step.constant.0,
+                    constant_den: step.constant.1,
+                    terms,
+                    a: step.a,
+                    b: step.b,
+                },
+            )
+        })
+        .collect();
+    // Absent in a polynomial: the bytes of a format-2 expression are unchanged.
+    let program = (!steps.is_empty()).then(|| fbb.create_vector(&steps));
+    let terms = terms(fbb, &e.terms);
     fb::Expr::create(
         fbb,
         &fb::ExprArgs {
@@ -77,6 +102,7 @@ fn expr<'a>(fbb: &mut Fbb<'a>, e: &Expr) -> WIPOffset<fb::Expr<'a>> {
             constant_den: e.constant.1,
             terms: Some(terms),
             integer: e.integer,
+            program,
         },
     )
 }
@@ -249,20 +275,45 @@ fn decode_tensors(
         .collect()
 }
 
+fn decode_terms(terms: Option<Vector<'_, ForwardsUOffset<fb::Term<'_>>>>) -> Vec<Term> {
+    terms
+        .iter()
+        .flatten()
+        .map(|t| Term {
+            coeff: (t.coeff_num(), t.coeff_den()),
+            dims: t.dims().map(|d| d.iter().collect()).unwrap_or_default(),
+        })
+        .collect()
+}
+
 fn decode_expr(e: Option<fb::Expr<'_>>, what: &dyn Fn() -> String) -> Result<Expr, String> {
     let e = e.ok_or_else(|| format!("{}: an expression is missing", what()))?;
+    let steps = e.program().map_or(0, |p| p.len());
+    if steps > MAX_EXPR_STEPS {
+        return Err(format!("{}: an expression has {steps} steps (at most {MAX_EXPR_STEPS})", what()));
+    }
+    let program = e
+        .program()
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, step)| {
+            let op = ExprOp::from_code(step.op().0)
+                .ok_or_else(|| format!("{}: expression step {i} has an unknown op {}", what(), step.op().0))?;
+            Ok(Step {
+                op,
+                constant: (step.constant_num(), step.constant_den()),
+                terms: decode_terms(step.terms()),
+                a: step.a(),
+                b: step.b(),
+            })
+        })
+        .collect::<Result<_, String>>()?;
     Ok(Expr {
         constant: (e.constant_num(), e.constant_den()),
-        terms: e
-            .terms()
-            .iter()
-            .flatten()
-            .map(|t| Term {
-                coeff: (t.coeff_num(), t.coeff_den()),
-                dims: t.dims().map(|d| d.iter().collect()).unwrap_or_default(),
-            })
-            .collect(),
+        terms: decode_terms(e.terms()),
         integer: e.integer(),
+        program,
     })
 }
 

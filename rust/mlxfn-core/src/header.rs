@@ -19,8 +19,9 @@ use crate::layout::{SEGMENT_ALIGNMENT, SMALL_CONSTANT_ALIGNMENT};
 /// The first eight bytes of every mlxfn file. The high first byte keeps it
 /// from being text; `\r\n` catches line-ending conversion.
 pub const MAGIC: [u8; 8] = *b"\x89MLXFN\r\n";
-/// The format version this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 2;
+/// The newest format version this build reads and writes (a graph with no
+/// expression program is written as version 2: `Graph::format_version`).
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest format version this build reads.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Size of the header in bytes.

@@ -26,6 +26,8 @@ pub use dtype::DType;
 pub use error::{Error, Result};
 pub use header::{FORMAT_VERSION, OLDEST_FORMAT_VERSION};
 pub use layout::{ALIGNED_CONSTANT_MIN, LENGTH_PREFIX, SEGMENT_ALIGNMENT, SMALL_CONSTANT_ALIGNMENT};
-pub use model::{Arg, ConstantExpr, Dim, Expr, Graph, Node, OutputExpr, TensorInfo, Term, Trace};
+pub use model::{
+    Arg, ConstantExpr, Dim, Expr, ExprOp, Graph, Node, OutputExpr, Step, TensorInfo, Term, Trace, MAX_EXPR_STEPS,
+};
 pub use reader::{recognise, sniff, sniff_bytes, FileKind, MlxfnFile};
 pub use writer::{write_file, write_into, ConstantData, WriteOptions, WriteSummary};

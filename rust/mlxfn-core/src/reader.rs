@@ -274,6 +274,12 @@ impl MlxfnFile {
         }
         for (t, trace) in self.graph.traces.iter().enumerate() {
             trace.check_ids(self.constants.len()).map_err(|what| invalid(format!("trace {t}: {what}")))?;
+            if self.format_version < 3 && trace.has_programs() {
+                return Err(invalid(format!(
+                    "trace {t}: an expression program in a file of format version {} (programs need version 3)",
+                    self.format_version
+                )));
+            }
             for ce in &trace.constant_exprs {
                 let c = &self.constants[trace.constants[ce.position as usize] as usize];
                 if c.length != c.dtype.itemsize() {

@@ -19,7 +19,7 @@ use crate::atomic::AtomicFile;
 use crate::codec::{self, ConstantEntry};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::header::{Header, FORMAT_VERSION, HEADER_SIZE};
+use crate::header::{Header, HEADER_SIZE};
 use crate::layout::{self, Layout, LENGTH_PREFIX};
 use crate::model::Graph;
 use crate::parallel;
@@ -205,6 +205,7 @@ pub fn write_into(out: &AtomicFile, graph: &Graph, constants: &[ConstantData<'_>
         }
     }
     let mlxfn_version = env!("CARGO_PKG_VERSION");
+    let format_version = graph.format_version();
     let lengths: Vec<u64> = deduped.unique.iter().map(|&i| constants[i].bytes.len() as u64).collect();
     // The graph holds the layout and the layout starts after the graph: size
     // the graph with every offset and hash set to a placeholder that no real
@@ -216,7 +217,7 @@ pub fn write_into(out: &AtomicFile, graph: &Graph, constants: &[ConstantData<'_>
     draft.places.iter_mut().for_each(|p| p.1 = u64::MAX);
     let placeholders = vec![u64::MAX; lengths.len()];
     let draft_table = table(constants, &deduped, &draft, &placeholders);
-    let sized = codec::encode(&graph, FORMAT_VERSION, mlxfn_version, &draft_table, &draft.segments);
+    let sized = codec::encode(&graph, format_version, mlxfn_version, &draft_table, &draft.segments);
     let layout = layout::place(&lengths, (HEADER_SIZE + sized.len()) as u64);
 
     let io = |e: std::io::Error| Error::io(&shown, e);
@@ -226,10 +227,10 @@ pub fn write_into(out: &AtomicFile, graph: &Graph, constants: &[ConstantData<'_>
     let hashes = write_constants(file, constants, &deduped, &layout).map_err(io)?;
     crate::atomic::checkpoint("constants");
     let entries = table(constants, &deduped, &layout, &hashes);
-    let flatbuffer = codec::encode(&graph, FORMAT_VERSION, mlxfn_version, &entries, &layout.segments);
+    let flatbuffer = codec::encode(&graph, format_version, mlxfn_version, &entries, &layout.segments);
     debug_assert!(flatbuffer.len() <= sized.len(), "the sized graph must be the larger");
     let header = Header {
-        format_version: FORMAT_VERSION,
+        format_version,
         flatbuffer_offset: HEADER_SIZE as u64,
         flatbuffer_size: flatbuffer.len() as u64,
         segments_offset: layout.segments_offset,

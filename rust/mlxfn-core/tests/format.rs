@@ -4,13 +4,13 @@ use std::path::{Path, PathBuf};
 
 mod fixtures;
 
-use fixtures::{consts, data, info, sample_graph};
+use fixtures::{consts, data, info, node, round_up, sample_graph};
 use mlxfn_core::codec::{self, ConstantEntry, SegmentEntry};
 use mlxfn_core::dtype::ALL_DTYPES;
 use mlxfn_core::header::{Header, HEADER_SIZE};
 use mlxfn_core::{
-    write_file, ConstantData, DType, Error, FileKind, Graph, MlxfnFile, Trace, WriteOptions, ALIGNED_CONSTANT_MIN,
-    FORMAT_VERSION, LENGTH_PREFIX, SEGMENT_ALIGNMENT, SMALL_CONSTANT_ALIGNMENT,
+    write_file, Arg, ConstantData, DType, Dim, Error, FileKind, Graph, MlxfnFile, Trace, WriteOptions,
+    ALIGNED_CONSTANT_MIN, FORMAT_VERSION, LENGTH_PREFIX, SEGMENT_ALIGNMENT, SMALL_CONSTANT_ALIGNMENT,
 };
 
 fn tmpdir() -> tempfile::TempDir {
@@ -524,4 +524,64 @@ fn dynamic_traces_round_trip_and_inconsistent_ones_are_refused() {
         err.to_string().contains("trace 0: constant 0 has a value that follows the sizes but shape [2, 3]"),
         "{err}"
     );
+}
+
+/// A dynamic trace of one (4,) input whose one node takes `arg`.
+fn one_node_graph(arg: Arg) -> Graph {
+    let trace = Trace {
+        inputs: vec![info(&[4], DType::Float32)],
+        nodes: vec![node("Reshape", vec![arg], vec![0])],
+        outputs: vec![1],
+        dims: vec![Dim { axes: vec![(0, 0)], min: 1, max: 64 }],
+        ..Trace::default()
+    };
+    Graph { traces: vec![trace], ..Graph::default() }
+}
+
+#[test]
+fn expression_programs_need_format_3_and_files_without_them_stay_format_2() {
+    let dir = tmpdir();
+    let program = one_node_graph(Arg::Expr(round_up(256)));
+    let polynomial = one_node_graph(Arg::Expr(fixtures::affine(1, 2)));
+    let c = consts();
+    let (sample, sample_constants) = (sample_graph(), data(&c));
+    for (graph, constants, version) in [(&program, &[][..], 3), (&polynomial, &[], 2), (&sample, &sample_constants, 3)]
+    {
+        let path = dir.path().join(format!("v{version}.mlxfn"));
+        write_file(&path, graph, constants, WriteOptions::default()).unwrap();
+        let file = MlxfnFile::open(&path).unwrap();
+        assert_eq!((file.header().format_version, file.graph()), (version, graph));
+    }
+    let Arg::Expr(e) = &program.traces[0].nodes[0].args[0] else { unreachable!() };
+    assert_eq!([1, 256, 257].map(|n| e.value(&[n]).unwrap()), [(256, 1), (256, 1), (512, 1)]);
+}
+
+#[test]
+fn bad_expression_programs_are_refused() {
+    let dir = tmpdir();
+    // A version-2 reader would take a program for its empty polynomial: a
+    // version-2 file holding one is refused.
+    let path = dir.path().join("v3.mlxfn");
+    std::fs::write(&path, crafted(3, &one_node_graph(Arg::Expr(round_up(256))), &[], &[], 0, &[])).unwrap();
+    MlxfnFile::open(&path).expect("the same graph as version 3 opens");
+    let err = open_bytes(dir.path(), &crafted(2, &one_node_graph(Arg::Expr(round_up(256))), &[], &[], 0, &[]));
+    assert!(
+        err.to_string().contains("an expression program in a file of format version 2 (programs need version 3)"),
+        "{err}"
+    );
+    type Edit<'a> = &'a dyn Fn(&mut mlxfn_core::Expr);
+    let cases: Vec<(Edit<'_>, &str)> = vec![
+        (&|e| e.program[1].constant = (0, 1), "step 2 divides by zero"),
+        (&|e| e.program[3].a = 3, "step 3 uses steps 3 and 1, not both before it"),
+        (&|e| e.program[0].constant = (1, -1), "step 0: an expression has a denominator that is not positive"),
+        (&|e| e.terms = e.program[0].terms.clone(), "both a program and a polynomial"),
+        (&|e| e.program = vec![e.program[0].clone(); 65], "65 steps (at most 64)"),
+    ];
+    for (edit, expected) in cases {
+        let mut e = round_up(256);
+        edit(&mut e);
+        let bytes = crafted(3, &one_node_graph(Arg::Expr(e)), &[], &[], 0, &[]);
+        let err = open_bytes(dir.path(), &bytes);
+        assert!(err.to_string().contains(expected), "{err} lacks {expected:?}");
+    }
 }

@@ -3,7 +3,7 @@
 //! crate never imports MLX.
 
 use mlxfn_core::dtype::ALL_DTYPES;
-use mlxfn_core::{Arg, ConstantExpr, DType, Dim, Expr, Graph, Node, OutputExpr, TensorInfo, Term, Trace};
+use mlxfn_core::{Arg, ConstantExpr, DType, Dim, Expr, ExprOp, Graph, Node, OutputExpr, Step, TensorInfo, Term, Trace};
 use pyo3::conversion::FromPyObjectOwned;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -50,25 +50,46 @@ impl<'py> DtypeTable<'py> {
     }
 }
 
+/// A program step as Python sees it: `(op code, (num, den), terms, a, b)`.
+type StepRecord = (u8, (i64, i64), Vec<((i64, i64), Vec<u32>)>, u32, u32);
+
 /// An expression from its record: `{"constant": (num, den), "terms":
-/// [((num, den), [dim, ...]), ...], "integer": bool}` (mlxfn.ir.Expr).
+/// [((num, den), [dim, ...]), ...], "integer": bool}` (mlxfn.ir.Expr), and
+/// for a program (mlxfn.ir.Op) a `"program"` of step records.
 fn expr_from_py(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Expr> {
     let dict =
         obj.cast::<PyDict>().map_err(|_| PyTypeError::new_err(format!("{what}: an expression must be a dict")))?;
     let terms: Vec<((i64, i64), Vec<u32>)> = item(dict, "terms")?;
+    let to_terms = |terms: Vec<((i64, i64), Vec<u32>)>| terms.into_iter().map(|(coeff, dims)| Term { coeff, dims });
+    let steps: Vec<StepRecord> = if dict.contains("program")? { item(dict, "program")? } else { Vec::new() };
+    let program = steps
+        .into_iter()
+        .map(|(op, constant, terms, a, b)| {
+            let op = ExprOp::from_code(op)
+                .ok_or_else(|| PyValueError::new_err(format!("{what}: unknown expression op {op}")))?;
+            Ok(Step { op, constant, terms: to_terms(terms).collect(), a, b })
+        })
+        .collect::<PyResult<_>>()?;
     Ok(Expr {
         constant: item(dict, "constant")?,
-        terms: terms.into_iter().map(|(coeff, dims)| Term { coeff, dims }).collect(),
+        terms: to_terms(terms).collect(),
         integer: item(dict, "integer")?,
+        program,
     })
 }
 
 fn expr_to_py<'py>(py: Python<'py>, e: &Expr) -> PyResult<Bound<'py, PyAny>> {
     let dict = PyDict::new(py);
     dict.set_item("constant", e.constant)?;
-    let terms: Vec<((i64, i64), Vec<u32>)> = e.terms.iter().map(|t| (t.coeff, t.dims.clone())).collect();
-    dict.set_item("terms", terms)?;
+    let to_terms =
+        |terms: &[Term]| -> Vec<((i64, i64), Vec<u32>)> { terms.iter().map(|t| (t.coeff, t.dims.clone())).collect() };
+    dict.set_item("terms", to_terms(&e.terms))?;
     dict.set_item("integer", e.integer)?;
+    if !e.program.is_empty() {
+        let steps: Vec<StepRecord> =
+            e.program.iter().map(|s| (s.op.code(), s.constant, to_terms(&s.terms), s.a, s.b)).collect();
+        dict.set_item("program", steps)?;
+    }
     Ok(dict.into_any())
 }
 

@@ -37,7 +37,12 @@ fn walk(arg: &Arg) -> usize {
         Arg::Ints { values, tuple } => values.len() + usize::from(*tuple),
         Arg::List { items, .. } => items.iter().map(walk).fold(0, usize::wrapping_add),
         // The constant is any i64 the file holds: wrapping, as the sum is only for black_box.
-        Arg::Expr(e) => e.terms.len().wrapping_add(e.constant.0 as usize).wrapping_add(usize::from(e.integer)),
+        Arg::Expr(e) => e
+            .terms
+            .len()
+            .wrapping_add(e.constant.0 as usize)
+            .wrapping_add(usize::from(e.integer))
+            .wrapping_add(e.program.iter().map(|s| s.a as usize ^ s.b as usize ^ s.terms.len()).sum::<usize>()),
     }
 }
 
@@ -56,6 +61,11 @@ fuzz_target!(|data: &[u8]| {
         for node in &trace.nodes {
             for oe in node.output_exprs.iter().filter_map(|oe| oe.expr.as_ref()) {
                 std::hint::black_box(oe.value(&sizes));
+            }
+            for arg in &node.args {
+                if let Arg::Expr(e) = arg {
+                    std::hint::black_box(e.value(&sizes)); // a program may divide by a size: None
+                }
             }
         }
         seen += trace.value_count() + trace.keyword_names.iter().map(String::len).sum::<usize>();

@@ -258,6 +258,120 @@ impl<'a> ::flatbuffers::Verifiable for ArgKind {
 }
 
 impl ::flatbuffers::SimpleToVerifyInSlice for ArgKind {}
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MIN_EXPR_OP: u8 = 0;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MAX_EXPR_OP: u8 = 8;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[allow(non_camel_case_types)]
+pub const ENUM_VALUES_EXPR_OP: [ExprOp; 9] = [
+  ExprOp::Poly,
+  ExprOp::Add,
+  ExprOp::Sub,
+  ExprOp::Mul,
+  ExprOp::FloorDiv,
+  ExprOp::CeilDiv,
+  ExprOp::Mod,
+  ExprOp::Min,
+  ExprOp::Max,
+];
+
+/// What one step of an expression program computes (format 3).  Values
+/// are exact fractions; a, b: the values of earlier steps.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct ExprOp(pub u8);
+#[allow(non_upper_case_globals)]
+impl ExprOp {
+  pub const Poly: Self = Self(0);
+  pub const Add: Self = Self(1);
+  pub const Sub: Self = Self(2);
+  pub const Mul: Self = Self(3);
+  pub const FloorDiv: Self = Self(4);
+  pub const CeilDiv: Self = Self(5);
+  pub const Mod: Self = Self(6);
+  pub const Min: Self = Self(7);
+  pub const Max: Self = Self(8);
+
+  pub const ENUM_MIN: u8 = 0;
+  pub const ENUM_MAX: u8 = 8;
+  pub const ENUM_VALUES: &'static [Self] = &[
+    Self::Poly,
+    Self::Add,
+    Self::Sub,
+    Self::Mul,
+    Self::FloorDiv,
+    Self::CeilDiv,
+    Self::Mod,
+    Self::Min,
+    Self::Max,
+  ];
+  /// Returns the variant's name or "" if unknown.
+  pub fn variant_name(self) -> Option<&'static str> {
+    match self {
+      Self::Poly => Some("Poly"),
+      Self::Add => Some("Add"),
+      Self::Sub => Some("Sub"),
+      Self::Mul => Some("Mul"),
+      Self::FloorDiv => Some("FloorDiv"),
+      Self::CeilDiv => Some("CeilDiv"),
+      Self::Mod => Some("Mod"),
+      Self::Min => Some("Min"),
+      Self::Max => Some("Max"),
+      _ => None,
+    }
+  }
+}
+impl ::core::fmt::Debug for ExprOp {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    if let Some(name) = self.variant_name() {
+      f.write_str(name)
+    } else {
+      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for ExprOp {
+  type Inner = Self;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
+    Self(b)
+  }
+}
+
+impl ::flatbuffers::Push for ExprOp {
+    type Output = ExprOp;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        unsafe { ::flatbuffers::emplace_scalar::<u8>(dst, self.0) };
+    }
+}
+
+impl ::flatbuffers::EndianScalar for ExprOp {
+  type Scalar = u8;
+  #[inline]
+  fn to_little_endian(self) -> u8 {
+    self.0.to_le()
+  }
+  #[inline]
+  #[allow(clippy::wrong_self_convention)]
+  fn from_little_endian(v: u8) -> Self {
+    let b = u8::from_le(v);
+    Self(b)
+  }
+}
+
+impl<'a> ::flatbuffers::Verifiable for ExprOp {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    u8::run_verifier(v, pos)
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for ExprOp {}
 pub enum TermOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -390,11 +504,196 @@ impl ::core::fmt::Debug for Term<'_> {
       ds.finish()
   }
 }
+pub enum ExprStepOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// One step of an expression program: a polynomial (`Poly`) or an
+/// operation on two earlier steps (`a`, `b`: indices below this step's).
+pub struct ExprStep<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ExprStep<'a> {
+  type Inner = ExprStep<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ExprStep<'a> {
+  pub const VT_OP: ::flatbuffers::VOffsetT = 4;
+  pub const VT_CONSTANT_NUM: ::flatbuffers::VOffsetT = 6;
+  pub const VT_CONSTANT_DEN: ::flatbuffers::VOffsetT = 8;
+  pub const VT_TERMS: ::flatbuffers::VOffsetT = 10;
+  pub const VT_A: ::flatbuffers::VOffsetT = 12;
+  pub const VT_B: ::flatbuffers::VOffsetT = 14;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ExprStep { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ExprStepArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ExprStep<'bldr>> {
+    let mut builder = ExprStepBuilder::new(_fbb);
+    builder.add_constant_den(args.constant_den);
+    builder.add_constant_num(args.constant_num);
+    builder.add_b(args.b);
+    builder.add_a(args.a);
+    if let Some(x) = args.terms { builder.add_terms(x); }
+    builder.add_op(args.op);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn op(&self) -> ExprOp {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ExprOp>(ExprStep::VT_OP, Some(ExprOp::Poly)).unwrap()}
+  }
+  #[inline]
+  pub fn constant_num(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(ExprStep::VT_CONSTANT_NUM, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn constant_den(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(ExprStep::VT_CONSTANT_DEN, Some(1)).unwrap()}
+  }
+  #[inline]
+  pub fn terms(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Term<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Term>>>>(ExprStep::VT_TERMS, None)}
+  }
+  #[inline]
+  pub fn a(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ExprStep::VT_A, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn b(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ExprStep::VT_B, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ExprStep<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<ExprOp>("op", Self::VT_OP, false)?
+     .visit_field::<i64>("constant_num", Self::VT_CONSTANT_NUM, false)?
+     .visit_field::<i64>("constant_den", Self::VT_CONSTANT_DEN, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Term>>>>("terms", Self::VT_TERMS, false)?
+     .visit_field::<u32>("a", Self::VT_A, false)?
+     .visit_field::<u32>("b", Self::VT_B, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ExprStepArgs<'a> {
+    pub op: ExprOp,
+    pub constant_num: i64,
+    pub constant_den: i64,
+    pub terms: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Term<'a>>>>>,
+    pub a: u32,
+    pub b: u32,
+}
+impl<'a> Default for ExprStepArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ExprStepArgs {
+      op: ExprOp::Poly,
+      constant_num: 0,
+      constant_den: 1,
+      terms: None,
+      a: 0,
+      b: 0,
+    }
+  }
+}
+
+pub struct ExprStepBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ExprStepBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_op(&mut self, op: ExprOp) {
+    self.fbb_.push_slot::<ExprOp>(ExprStep::VT_OP, op, ExprOp::Poly);
+  }
+  #[inline]
+  pub fn add_constant_num(&mut self, constant_num: i64) {
+    self.fbb_.push_slot::<i64>(ExprStep::VT_CONSTANT_NUM, constant_num, 0);
+  }
+  #[inline]
+  pub fn add_constant_den(&mut self, constant_den: i64) {
+    self.fbb_.push_slot::<i64>(ExprStep::VT_CONSTANT_DEN, constant_den, 1);
+  }
+  #[inline]
+  pub fn add_terms(&mut self, terms: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<Term<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ExprStep::VT_TERMS, terms);
+  }
+  #[inline]
+  pub fn add_a(&mut self, a: u32) {
+    self.fbb_.push_slot::<u32>(ExprStep::VT_A, a, 0);
+  }
+  #[inline]
+  pub fn add_b(&mut self, b: u32) {
+    self.fbb_.push_slot::<u32>(ExprStep::VT_B, b, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ExprStepBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ExprStepBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ExprStep<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ExprStep<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ExprStep");
+      ds.field("op", &self.op());
+      ds.field("constant_num", &self.constant_num());
+      ds.field("constant_den", &self.constant_den());
+      ds.field("terms", &self.terms());
+      ds.field("a", &self.a());
+      ds.field("b", &self.b());
+      ds.finish()
+  }
+}
 pub enum ExprOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
 /// constant + the sum of the terms, evaluated exactly (as a fraction) for the
-/// sizes of each call; an `integer` expression must come out whole.
+/// sizes of each call; an `integer` expression must come out whole.  With a
+/// `program` (format 3) the value is instead its last step's, and the
+/// constant is 0 with no terms.
 pub struct Expr<'a> {
   pub _tab: ::flatbuffers::Table<'a>,
 }
@@ -412,6 +711,7 @@ impl<'a> Expr<'a> {
   pub const VT_CONSTANT_DEN: ::flatbuffers::VOffsetT = 6;
   pub const VT_TERMS: ::flatbuffers::VOffsetT = 8;
   pub const VT_INTEGER: ::flatbuffers::VOffsetT = 10;
+  pub const VT_PROGRAM: ::flatbuffers::VOffsetT = 12;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -425,6 +725,7 @@ impl<'a> Expr<'a> {
     let mut builder = ExprBuilder::new(_fbb);
     builder.add_constant_den(args.constant_den);
     builder.add_constant_num(args.constant_num);
+    if let Some(x) = args.program { builder.add_program(x); }
     if let Some(x) = args.terms { builder.add_terms(x); }
     builder.add_integer(args.integer);
     builder.finish()
@@ -459,6 +760,13 @@ impl<'a> Expr<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<bool>(Expr::VT_INTEGER, Some(false)).unwrap()}
   }
+  #[inline]
+  pub fn program(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ExprStep<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ExprStep>>>>(Expr::VT_PROGRAM, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Expr<'_> {
@@ -471,6 +779,7 @@ impl ::flatbuffers::Verifiable for Expr<'_> {
      .visit_field::<i64>("constant_den", Self::VT_CONSTANT_DEN, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Term>>>>("terms", Self::VT_TERMS, false)?
      .visit_field::<bool>("integer", Self::VT_INTEGER, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ExprStep>>>>("program", Self::VT_PROGRAM, false)?
      .finish();
     Ok(())
   }
@@ -480,6 +789,7 @@ pub struct ExprArgs<'a> {
     pub constant_den: i64,
     pub terms: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Term<'a>>>>>,
     pub integer: bool,
+    pub program: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ExprStep<'a>>>>>,
 }
 impl<'a> Default for ExprArgs<'a> {
   #[inline]
@@ -489,6 +799,7 @@ impl<'a> Default for ExprArgs<'a> {
       constant_den: 1,
       terms: None,
       integer: false,
+      program: None,
     }
   }
 }
@@ -515,6 +826,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ExprBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<bool>(Expr::VT_INTEGER, integer, false);
   }
   #[inline]
+  pub fn add_program(&mut self, program: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<ExprStep<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Expr::VT_PROGRAM, program);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ExprBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ExprBuilder {
@@ -536,6 +851,7 @@ impl ::core::fmt::Debug for Expr<'_> {
       ds.field("constant_den", &self.constant_den());
       ds.field("terms", &self.terms());
       ds.field("integer", &self.integer());
+      ds.field("program", &self.program());
       ds.finish()
   }
 }
