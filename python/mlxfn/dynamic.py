@@ -58,7 +58,8 @@ import mlx.core as mx
 import numpy as np
 
 from ._mlx import byte_view
-from .ir import Dim, Expr, Node, Shape, Signature, TensorSpec, Trace
+from .ir import Dim, Expr, Node, Shape, Signature, SizeExpr, TensorSpec, Trace
+from .shapeless.fit import fit_steps
 from .trace import Captured, build_trace, capture
 
 MAX_SIZE = 1 << 15  # the largest size probed; larger sizes are refused at the call
@@ -197,9 +198,15 @@ class Fit:
     # strided convolution's length, a pooled size): the primitive computes
     # them from its inputs and state, so they are neither fitted nor checked.
     free: set[int] = field(default_factory=set)
+    # Integer numbers that follow one size in a way no polynomial does but
+    # an expression with floor division, min or max does (``shapeless.fit``):
+    # a strided convolution's length, ``n // 2``, a buffer padded to a
+    # multiple of 256, a window ``min(n, w)``.
+    special: dict[int, SizeExpr] = field(default_factory=dict)
+    frozen: bool = False  # no more refitting (the ranges are being recomputed without it)
 
-    def predict(self, sizes: Sequence[int]) -> list[Number | Fraction]:
-        out: list[Number | Fraction] = list(self.base)
+    def predict(self, sizes: Sequence[int]) -> list[Number | Fraction | None]:
+        out: list[Number | Fraction | None] = list(self.base)
         for k, terms in self.varying.items():
             total: int | Fraction = 0
             for subset, coeff in terms.items():
@@ -208,10 +215,18 @@ class Fit:
                     product *= sizes[i]
                 total += product
             out[k] = total
+        for k, e in self.special.items():
+            try:
+                out[k] = e.exact(sizes)
+            except ZeroDivisionError:
+                out[k] = None
         return out
 
-    def expr(self, k: int, integer: bool) -> Expr | None:
+    def expr(self, k: int, integer: bool) -> SizeExpr | None:
         """Number ``k`` as an expression, or None when it is a constant."""
+        if k in self.special:
+            e = self.special[k]
+            return replace(e, integer=integer) if not isinstance(e, Expr) else e._replace(integer=integer)
         terms = self.varying.get(k)
         if not terms or not any(subset and c for subset, c in terms.items()):
             return None
@@ -319,13 +334,18 @@ def _polynomial(
     return Fit(symbols, list(sizes), list(n0), varying)
 
 
+def _checks(sizes: Sequence[int]) -> list[list[int]]:
+    """Points where a fit is checked with every size moved."""
+    return [[s + k for s in sizes] for k in (3, 2, 5, 4, 7, 6)]
+
+
 def fit(prober: Prober, base: Shot, symbols: list[list[Axis]], sizes: list[int]) -> Fit | None:
     """Fit every number to the symbols' sizes, degree 1 first, then with
     products of sizes (a batch times a length, flattened; the product of
     every axis, flattened), and check it exactly at other sizes; None when
     no such fit holds."""
     # Near the base: how far the fit holds is the range search's business.
-    checks = [[s + k for s in sizes] for k in (3, 2, 5, 4, 7, 6)]
+    checks = _checks(sizes)
     linear = _polynomial(prober, base, symbols, sizes, 1, 1)
     if linear is None:
         return None
@@ -351,6 +371,8 @@ def _holds(prober: Prober, base: Shot, result: Fit, points: Iterable[Sequence[in
         if shot is None:
             continue
         wrong = _wrong(shot, base, result, p)
+        if wrong:
+            wrong = _repair(prober, base, result, wrong, shot, p)
         if wrong is None or wrong - base.shapes:
             return False
         result.free |= wrong
@@ -371,6 +393,42 @@ def _wrong(shot: Shot | None, base: Shot, result: Fit, sizes: Sequence[int]) -> 
 
 def _matches(shot: Shot | None, base: Shot, result: Fit, sizes: Sequence[int]) -> bool:
     return _wrong(shot, base, result, sizes) == set()
+
+
+MAX_REPAIRS = 32  # numbers refitted per fit (each costs a few probes)
+
+
+def _repair(
+    prober: Prober, base: Shot, result: Fit, wrong: set[int], shot: Shot | None, sizes: Sequence[int]
+) -> set[int] | None:
+    """Refit the integer numbers in ``wrong`` (mispredicted at ``sizes``) as
+    expressions of one size each with floor division, min or max
+    (``shapeless.fit``), from traces along that size with the others at
+    their base sizes; the numbers still mispredicted at ``sizes`` after
+    that, or None when ``shot`` has another structure."""
+    if result.frozen:
+        return wrong
+    for k in sorted(wrong):
+        if k in result.special or not base.numbers[k][1] or len(result.special) >= MAX_REPAIRS:
+            continue
+        for i in range(len(result.symbols)):
+            if sizes[i] == result.sizes[i]:
+                continue  # this size did not move: the number does not follow it alone
+
+            def value(n: int, i: int = i, k: int = k) -> int | None:
+                point = list(result.sizes)
+                point[i] = n
+                other = prober.shot(_at(result.symbols, point))
+                if other is None or not other.same_structure(base):
+                    return None
+                v = _values(other)[k]
+                return v if type(v) is int else None
+
+            found = fit_steps(value, result.sizes[i], i, 0, MAX_SIZE)
+            if found is not None:
+                result.special[k] = found
+                break
+    return _wrong(shot, base, result, sizes)
 
 
 # ----------------------------------------------------------------------------
@@ -526,7 +584,7 @@ def _symbolic(base: Shot, result: Fit, dims: list[Dim]) -> Trace:
     (a free output size as ``None``: computed by its primitive, unchecked)."""
     position = 0
 
-    def number() -> tuple[Expr | None, bool]:
+    def number() -> tuple[SizeExpr | None, bool]:
         nonlocal position
         k, position = position, position + 1
         return result.expr(k, base.numbers[k][1]), k in result.free
@@ -544,7 +602,7 @@ def _symbolic(base: Shot, result: Fit, dims: list[Dim]) -> Trace:
     nodes = []
     for n in base.captured.trace.nodes:
         args = rebuild(n.args)
-        output_exprs: list[tuple[int, int, Expr | None]] = []
+        output_exprs: list[tuple[int, int, SizeExpr | None]] = []
         for o, spec in enumerate(n.outputs):
             for axis in range(len(spec.shape)):
                 e, free = number()
@@ -595,17 +653,34 @@ def _dynamic(prober: Prober, base: Shot, specs: Sequence[TensorSpec]) -> tuple[T
             symbols = symbols[:-1]
     else:
         return None
-    dims = []
-    for i, group in enumerate(symbols):
 
-        def ok(size: int, i: int = i) -> bool:
-            point = list(result.sizes)
-            point[i] = size
-            return _matches(prober.shot(_at(symbols, point)), base, result, point)
+    def ranges() -> list[Dim]:
+        dims = []
+        for i, group in enumerate(symbols):
 
-        lo, _ = _extent(ok, result.sizes[i], _below(result.sizes[i]))
-        hi, _ = _extent(ok, result.sizes[i], _above(result.sizes[i]))
-        dims.append(Dim(tuple(group), lo, hi))
+            def ok(size: int, i: int = i) -> bool:
+                point = list(result.sizes)
+                point[i] = size
+                shot = prober.shot(_at(symbols, point))
+                wrong = _wrong(shot, base, result, point)
+                if wrong:  # a number may step where no probe of the fit looked (a buffer of 256)
+                    wrong = _repair(prober, base, result, wrong, shot, point)
+                return wrong == set()
+
+            lo, _ = _extent(ok, result.sizes[i], _below(result.sizes[i]))
+            hi, _ = _extent(ok, result.sizes[i], _above(result.sizes[i]))
+            dims.append(Dim(tuple(group), lo, hi))
+        return dims
+
+    fitted, free = dict(result.special), set(result.free)
+    dims = ranges()
+    if result.special != fitted:
+        # Numbers refitted on the way: check them with every size moved, and
+        # search every range again with them (no more refitting).
+        result.frozen = True
+        if not _holds(prober, base, result, _checks(result.sizes)):
+            result.special, result.free = fitted, free
+        dims = ranges()
     return _symbolic(base, result, dims), dims
 
 

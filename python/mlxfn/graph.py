@@ -15,7 +15,7 @@ from typing import Any
 import mlx.core as mx
 
 from . import _mlxfn
-from .ir import Expr, TensorSpec, Trace, dtype_name
+from .ir import Expr, Op, TensorSpec, Trace, dtype_name
 
 _SHORT = {
     "bool": "bool",
@@ -41,7 +41,7 @@ def _tensor(shape: Sequence[int], dtype: mx.Dtype) -> str:
 
 
 def _arg(value: Any) -> str:
-    if isinstance(value, Expr):
+    if isinstance(value, (Expr, Op)):
         return f"<{value}>"
     if isinstance(value, mx.Dtype):
         return _SHORT.get(dtype_name(value), dtype_name(value))

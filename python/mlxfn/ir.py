@@ -10,8 +10,10 @@ binding (``mlxfn._mlxfn``) takes and returns: plain tuples, lists and dicts.
 
 A *dynamic* trace (``dims`` not empty) serves a range of sizes: each ``Dim``
 names the input axes that share one size and the sizes the trace serves; the
-numbers of the graph that follow those sizes are ``Expr`` objects (in node
-arguments, in ``output_exprs`` and in ``constant_exprs``), and
+numbers of the graph that follow those sizes are ``Expr`` objects
+(polynomials of the sizes) or ``Op`` trees over them (floor and ceiling
+division, modulo, min, max: ``SizeExpr``), in node arguments, in
+``output_exprs`` and in ``constant_exprs``; and
 ``Trace.concrete(sizes)`` evaluates them into an ordinary trace.
 """
 
@@ -122,27 +124,29 @@ class Expr(NamedTuple):
         """The expression in normal form: whole fractions as ints."""
         return Expr(_whole(constant), tuple((_whole(c), tuple(dims)) for c, dims in terms), integer)
 
-    def value(self, sizes: Sequence[int]) -> int | float:
-        """The number for the dynamic ``sizes`` (ValueError if an integer is not whole)."""
+    def exact(self, sizes: Sequence[int]) -> int | Fraction:
+        """The value at ``sizes``, exact."""
         total = self.constant
         for coeff, dims in self.terms:
             product = coeff
             for d in dims:
                 product *= sizes[d]
             total += product
-        if not self.integer:
-            return float(total)
-        if isinstance(total, Fraction):
-            if total.denominator != 1:
-                raise ValueError(f"{self} is {_fraction(total)} for the sizes {tuple(sizes)}, not a whole number")
-            return total.numerator
         return total
 
+    def value(self, sizes: Sequence[int]) -> int | float:
+        """The number for the dynamic ``sizes`` (ValueError if an integer is not whole)."""
+        return _number(self, self.exact(sizes), sizes)
+
     def __str__(self) -> str:
-        parts = [f"{_fraction(c)}*" + "*".join(f"d{d}" for d in dims) for c, dims in self.terms]
+        def term(c: int | Fraction, dims: tuple[int, ...]) -> str:
+            product = "*".join(f"d{d}" for d in dims)
+            return product if c == 1 else f"-{product}" if c == -1 else f"{_fraction(c)}*{product}"
+
+        parts = [term(c, dims) for c, dims in self.terms]
         if self.constant or not parts:
             parts.append(_fraction(self.constant))
-        return " + ".join(parts)
+        return " + ".join(parts).replace("+ -", "- ")
 
     def to_record(self) -> dict[str, Any]:
         def pair(v: int | Fraction) -> tuple[int, int]:
@@ -155,7 +159,10 @@ class Expr(NamedTuple):
         }
 
     @staticmethod
-    def from_record(record: Mapping[str, Any]) -> Expr:
+    def from_record(record: Mapping[str, Any]) -> SizeExpr:
+        """An ``Expr``, or an ``Op`` for a record with a program (format 3)."""
+        if record.get("program"):
+            return Op.from_steps(record["program"], bool(record["integer"]))
         num, den = record["constant"]
         terms = tuple((n if d == 1 else Fraction(n, d), tuple(dims)) for (n, d), dims in record["terms"])
         return Expr(num if den == 1 else Fraction(num, den), terms, bool(record["integer"]))
@@ -165,6 +172,122 @@ def _whole(value: int | Fraction) -> int | Fraction:
     if isinstance(value, Fraction) and value.denominator == 1:
         return value.numerator
     return value
+
+
+# The operations of an expression program (``Op``), by their code in the
+# file (code 0: a polynomial ``Expr``).  Exact on fractions; floor and
+# ceiling division and ``%`` as Python's, ``%`` taking the divisor's sign.
+OPS = ("add", "sub", "mul", "floordiv", "ceildiv", "mod", "min", "max")
+_SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "floordiv": "//", "mod": "%"}
+
+
+def _apply(op: str, a: int | Fraction, b: int | Fraction) -> int | Fraction:
+    if op == "add":
+        return a + b
+    if op == "sub":
+        return a - b
+    if op == "mul":
+        return a * b
+    if op == "floordiv":
+        return a // b
+    if op == "ceildiv":
+        return -((-a) // b)
+    if op == "mod":
+        return _whole(a % b)
+    if op == "min":
+        return min(a, b)
+    if op == "max":
+        return max(a, b)
+    raise ValueError(f"unknown expression op {op!r}")
+
+
+@dataclass(frozen=True)
+class Op:
+    """``a <op> b`` for two size expressions (a polynomial ``Expr`` or
+    another ``Op``): the integer operations no polynomial captures, such as
+    a strided convolution's length ``(n + 2p - k) // s + 1``, a buffer
+    padded to a multiple of 256 ``((n + 255) // 256) * 256`` or a window
+    ``min(n, w)``.  ``integer`` is the root's (as ``Expr.integer``); the
+    operands are evaluated exactly, as fractions."""
+
+    op: str  # one of OPS
+    a: SizeExpr
+    b: SizeExpr
+    integer: bool = True
+
+    def exact(self, sizes: Sequence[int]) -> int | Fraction:
+        """The value at ``sizes``, exact (ZeroDivisionError for a zero divisor)."""
+        return _apply(self.op, self.a.exact(sizes), self.b.exact(sizes))
+
+    def value(self, sizes: Sequence[int]) -> int | float:
+        """The number for the dynamic ``sizes`` (ValueError if an integer is
+        not whole or a divisor is zero)."""
+        try:
+            total = self.exact(sizes)
+        except ZeroDivisionError:
+            raise ValueError(f"{self} divides by zero for the sizes {tuple(sizes)}") from None
+        return _number(self, total, sizes)
+
+    def __str__(self) -> str:
+        if self.op in ("min", "max"):
+            return f"{self.op}({self.a}, {self.b})"
+        a, b = (f"({e})" if " " in str(e) else str(e) for e in (self.a, self.b))
+        if self.op == "ceildiv":
+            return f"ceil({a} / {b})"
+        return f"{a} {_SYMBOLS[self.op]} {b}"
+
+    def steps(self) -> list[tuple[int, tuple[int, int], list[Any], int, int]]:
+        """The program: every step after its operands, this one last."""
+        out: list[tuple[int, tuple[int, int], list[Any], int, int]] = []
+
+        def emit(e: SizeExpr) -> int:
+            if isinstance(e, Expr):
+                record = e.to_record()
+                out.append((0, record["constant"], record["terms"], 0, 0))
+            else:
+                a, b = emit(e.a), emit(e.b)
+                out.append((OPS.index(e.op) + 1, (0, 1), [], a, b))
+            return len(out) - 1
+
+        emit(self)
+        return out
+
+    def to_record(self) -> dict[str, Any]:
+        return {"constant": (0, 1), "terms": [], "integer": self.integer, "program": self.steps()}
+
+    @staticmethod
+    def from_steps(steps: Sequence[Sequence[Any]], integer: bool) -> SizeExpr:
+        done: list[SizeExpr] = []
+        for code, constant, terms, a, b in steps:
+            if code == 0:
+                done.append(Expr.from_record({"constant": constant, "terms": terms, "integer": True}))
+            else:
+                done.append(Op(OPS[code - 1], done[a], done[b]))
+        root = done[-1]
+        return replace(root, integer=integer) if isinstance(root, Op) else root._replace(integer=integer)
+
+
+SizeExpr = Expr | Op  # a number that follows the sizes
+
+
+def size_of(dim: int) -> Expr:
+    """The size of dim ``dim``."""
+    return Expr(0, ((1, (dim,)),))
+
+
+def constant(value: int | Fraction) -> Expr:
+    """A constant."""
+    return Expr(_whole(value))
+
+
+def _number(expr: SizeExpr, total: int | Fraction, sizes: Sequence[int]) -> int | float:
+    if not expr.integer:
+        return float(total)
+    if isinstance(total, Fraction):
+        if total.denominator != 1:
+            raise ValueError(f"{expr} is {_fraction(total)} for the sizes {tuple(sizes)}, not a whole number")
+        return total.numerator
+    return total
 
 
 @dataclass(frozen=True)
@@ -195,7 +318,7 @@ def _args_from_record(value: Any) -> Any:
 
 
 def _args_to_record(value: Any) -> Any:
-    if isinstance(value, Expr):
+    if isinstance(value, (Expr, Op)):
         return value.to_record()
     if isinstance(value, tuple):
         return tuple(_args_to_record(v) for v in value)
@@ -205,7 +328,7 @@ def _args_to_record(value: Any) -> Any:
 
 
 def _evaluate(value: Any, sizes: Sequence[int]) -> Any:
-    if isinstance(value, Expr):
+    if isinstance(value, (Expr, Op)):
         return value.value(sizes)
     if isinstance(value, tuple):
         return tuple(_evaluate(v, sizes) for v in value)
@@ -215,8 +338,8 @@ def _evaluate(value: Any, sizes: Sequence[int]) -> Any:
 
 
 def has_expr(value: Any) -> bool:
-    """Whether an argument (tree) holds an ``Expr``."""
-    if isinstance(value, Expr):
+    """Whether an argument (tree) holds an ``Expr`` or ``Op``."""
+    if isinstance(value, (Expr, Op)):
         return True
     return isinstance(value, (tuple, list)) and any(has_expr(v) for v in value)
 
@@ -232,7 +355,7 @@ class Node:
     args: tuple[Any, ...]
     inputs: tuple[int, ...]
     outputs: tuple[TensorSpec, ...]
-    output_exprs: tuple[tuple[int, int, Expr | None], ...] = ()
+    output_exprs: tuple[tuple[int, int, SizeExpr | None], ...] = ()
     shapeless: bool = False
 
     def concrete(self, sizes: Sequence[int]) -> Node:
@@ -298,7 +421,7 @@ class Trace:
     nodes: tuple[Node, ...]
     outputs: tuple[int, ...]
     dims: tuple[Dim, ...] = ()
-    constant_exprs: tuple[tuple[int, Expr], ...] = ()
+    constant_exprs: tuple[tuple[int, SizeExpr], ...] = ()
 
     @property
     def num_inputs(self) -> int:
