@@ -79,7 +79,8 @@ def test_inspect_json_describes_every_trace(two_traces: tuple[Path, Path]) -> No
     info = json.loads(mlxfn_command("inspect", str(ours), "--json").stdout)
     handle = _mlxfn.File.open(str(ours))
     records = handle.traces()
-    assert info["kind"] == "mlxfn" and info["format_version"] == _mlxfn.FORMAT_VERSION == 2
+    assert info["kind"] == "mlxfn" and info["format_version"] == 2  # no expression program: version 2
+    assert _mlxfn.FORMAT_VERSION == 3
     assert info["mlx_version"] == mx.__version__ and info["metadata"] == "two traces"
     assert info["shapeless"] is False and info["file_size"] == ours.stat().st_size
     assert len(info["traces"]) == 2

@@ -248,8 +248,8 @@ def with_header(data: bytes, fmt: str, offset: int, value: int) -> bytes:
 def test_newer_and_impossible_format_versions(tmp_path: Path, small_file: Path) -> None:
     data = small_file.read_bytes()
     path = tmp_path / "version.mlxfn"
-    path.write_bytes(with_header(data, "<I", 8, 3))
-    refused(path, "format version 3", "reads versions up to 2", "upgrade mlxfn", error=VersionError)
+    path.write_bytes(with_header(data, "<I", 8, 4))
+    refused(path, "format version 4", "reads versions up to 3", "upgrade mlxfn", error=VersionError)
     path.write_bytes(with_header(data, "<I", 8, 0xFFFFFFFF))
     refused(path, f"format version {0xFFFFFFFF}", error=VersionError)
     path.write_bytes(with_header(data, "<I", 8, 0))
