@@ -22,6 +22,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -186,7 +187,9 @@ constexpr size_t kReadPiece = size_t(32) << 20;  // MLX's loader reads 32 MiB at
 class ReadPool {
  public:
   static ReadPool& get() {
-    static ReadPool* pool = new ReadPool(std::max(2u, std::min(4u, std::thread::hardware_concurrency())));
+    // Two readers a core (up to 8), as the eager copy: page faults of the fresh
+    // memory, not the disk, bound a read from the page cache.
+    static ReadPool* pool = new ReadPool(std::clamp(2 * std::thread::hardware_concurrency(), 2u, 8u));
     return *pool;
   }
 
