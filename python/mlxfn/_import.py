@@ -11,7 +11,7 @@ from typing import Any
 import mlx.core as mx
 
 from . import _mlxfn
-from ._load import LOAD_MODES, LoadMode, Mapper, choose, load_constants
+from ._load import LoadMode, Mapper, check_load, choose, load_constants
 from ._mlx import import_with_metadata
 from ._runner import Runner
 from ._signature import no_match_error, split_inputs
@@ -256,8 +256,7 @@ def import_function(file: PathLike, return_metadata: bool = False, *, verify: bo
     path = os.fspath(file)
     if not isinstance(path, str):
         raise TypeError(f"file must be a str or os.PathLike[str], not {type(file).__name__}")
-    if load not in LOAD_MODES:
-        raise ValueError(f"load must be one of {', '.join(map(repr, LOAD_MODES))}, not {load!r}")
+    check_load(load)
     if os.path.isdir(path):
         raise RuntimeError(f"[import_function] Unable to read {path}: it is a directory, not a file")
     kind, _ = _mlxfn.recognise(path)

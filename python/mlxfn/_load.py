@@ -54,10 +54,15 @@ class LoadMode:
         return f"map ({names[self.how]})" if self.mode == "map" else f"copy ({self.reason})"
 
 
-def choose(load: str) -> LoadMode:
-    """The load mode for ``import_function(path, load=...)``."""
+def check_load(load: str) -> None:
+    """A ValueError for a ``load=`` that is none of ``LOAD_MODES``, whatever the file."""
     if load not in LOAD_MODES:
         raise ValueError(f"load must be one of {', '.join(map(repr, LOAD_MODES))}, not {load!r}")
+
+
+def choose(load: str) -> LoadMode:
+    """The load mode for ``import_function(path, load=...)``."""
+    check_load(load)
     if load == "copy":
         return LoadMode("copy", "copy", "load='copy' was requested")
     how, why_not = _native.mapping()
@@ -84,10 +89,10 @@ def copy_constants(file: _mlxfn.File, infos: Sequence[ConstantInfo], indices: Se
     With the bridge the arrays come back at once, their reads scheduled:
     compute waits for each constant where it first uses it, so a first call
     overlaps reading with computing, as MLX's own import does.  Without it,
-    every constant is read before this returns."""
+    every constant is read before this returns.  The caller has checked that
+    the file is unchanged (``File.check_unchanged``)."""
     filled = [i for i in indices if infos[i][2] > 0]
     arrays = {i: mx.zeros(tuple(infos[i][0]), infos[i][1]) for i in indices if infos[i][2] == 0}
-    file.check_unchanged()
     offsets = file.constant_offsets()
     reading = _native.read_constants(
         file.fileno(),

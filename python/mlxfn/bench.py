@@ -172,12 +172,11 @@ def table(rows: Sequence[Row], sides: Sequence[str], baseline: str = "mlx") -> s
 
 
 def check_file(path: str) -> str:
-    """The kind of ``path`` ("mlxfn" or "mlx") if it can be benchmarked; else BenchError."""
-    if not os.path.exists(path):
-        raise BenchError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise BenchError(f"{path}: is a directory")
-    kind, _ = _mlxfn.recognise(path)
+    """The kind of ``path`` ("mlxfn" or "mlx") if it can be benchmarked; else the
+    command's one-line errors (``cli.file_kind``) or BenchError."""
+    from .cli import file_kind
+
+    kind = file_kind(path)
     if kind == "mlxfn":
         from .ir import Trace
 

@@ -32,7 +32,7 @@ def _spec(shape: Sequence[int], dtype: Any) -> str:
     return f"{_shape(shape)} {dtype_name(dtype)}"
 
 
-def _kind(path: str) -> str:
+def file_kind(path: str) -> str:
     """The file's kind, "mlxfn" or "mlx"; the command's one-line errors for anything else."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
@@ -168,7 +168,7 @@ def _print_layout(layout: dict[str, Any]) -> None:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     """``mlxfn inspect``: print (or dump as JSON) what a file holds."""
-    kind = _kind(args.file)
+    kind = file_kind(args.file)
     problem = None
     if kind == "mlxfn":
         info = summarize(args.file)
@@ -194,7 +194,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     """``mlxfn convert``: rewrite a file in the other format."""
     from .convert import convert
 
-    _kind(args.src)
+    file_kind(args.src)
     if os.path.isdir(args.dst):
         raise IsADirectoryError(f"{args.dst}: is a directory")
     kind, count = convert(args.src, args.dst, args.to)
@@ -207,7 +207,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
     """``mlxfn graph``: write one trace as DOT or SVG."""
     from . import graph
 
-    kind = _kind(args.file)
+    kind = file_kind(args.file)
     if kind == "mlxfn":
         handle = _mlxfn.File.open(args.file)
         records = handle.traces()
