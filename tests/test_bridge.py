@@ -106,7 +106,7 @@ def test_compiling_without_fusion_does_not_depend_on_mapping(monkeypatch: pytest
     monkeypatch.setattr(_native, "mapping", lambda: (None, "a test"))
     assert _load.choose("auto").mode == "copy"
     assert _native.no_fuse() is bridge.trace_without_fusion
-    assert _runner._bridge() is bridge
+    assert _runner._no_fuse() is bridge.trace_without_fusion
 
 
 def test_wrap_reads_the_mapping_in_place_and_unmaps_with_the_last_array(tmp_path: Path) -> None:

@@ -51,7 +51,7 @@ def call(runner: Runner, times: int) -> list[str]:
     return states
 
 
-needs_bridge = pytest.mark.skipif(_runner._bridge() is None, reason="the C++ bridge did not load")
+needs_bridge = pytest.mark.skipif(_runner._no_fuse() is None, reason="the C++ bridge did not load")
 
 
 @needs_bridge
@@ -90,7 +90,7 @@ def test_plain_first_replays_the_first_call_in_python() -> None:
 
 
 def test_without_the_bridge_the_second_call_fuses(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_runner, "_bridge", lambda: None)
+    monkeypatch.setattr(_runner, "_no_fuse", lambda: None)
     replay = CountingReplay()
     states = call(Runner(replay, key="trace-c"), 4)
     assert states == ["replay", "replay", "fused", "fused"]
@@ -179,7 +179,7 @@ def test_fusion_reached_on_one_thread_is_what_a_new_thread_compiles(
 def test_without_the_bridge_a_worker_thread_also_compiles_and_drops_its_own(
     monkeypatch: pytest.MonkeyPatch, compiles: list[tuple[str, weakref.ref[Body]]]
 ) -> None:
-    monkeypatch.setattr(_runner, "_bridge", lambda: None)
+    monkeypatch.setattr(_runner, "_no_fuse", lambda: None)
     replay = CountingReplay()
     runner = Runner(replay, key=None)
     assert on_thread(lambda: call(runner, 4)) == ["replay", "replay", "fused", "fused"]

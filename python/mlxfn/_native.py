@@ -84,12 +84,19 @@ def no_fuse() -> Callable[..., Any] | None:
     return call
 
 
+def _memory_bridge() -> ModuleType | None:
+    """The bridge where it may make MLX's CPU memory (it maps here): not on a
+    GPU backend's allocator, not after a failed self-check."""
+    module, _ = bridge()
+    how, _ = mapping()
+    return module if how == "bridge" else None
+
+
 def empty(shape: tuple[int, ...], dtype_code: int) -> mx.array | None:
     """An evaluated array over uninitialised memory of MLX's CPU allocator, or
     None where the bridge cannot map (no bridge, or a GPU backend's allocator)."""
-    module, _ = bridge()
-    how, _ = mapping()
-    if module is None or how != "bridge":
+    module = _memory_bridge()
+    if module is None:
         return None
     arr: mx.array = module.empty(list(shape), dtype_code)
     return arr
@@ -101,9 +108,8 @@ def read_constants(
     """Arrays being read from an open file into fresh MLX memory, each waited
     for only where compute first uses it; None where the bridge cannot map
     (then the caller reads them itself)."""
-    module, _ = bridge()
-    how, _ = mapping()
-    if module is None or how != "bridge":
+    module = _memory_bridge()
+    if module is None:
         return None
     arrays: list[mx.array] = module.read_constants(fd, path, offsets, shapes, dtype_codes)
     return arrays
@@ -118,12 +124,6 @@ def describe() -> dict[str, str]:
         "map": how or map_reason,
         "no_fuse": "yes" if no_fuse() is not None else "no",
     }
-
-
-def reset_for_tests() -> None:
-    """Forget the answers (tests that swap the bridge out)."""
-    with _lock:
-        _answers.clear()
 
 
 def main() -> int:

@@ -81,10 +81,10 @@ def compile_enabled() -> bool:
     return calls == 1
 
 
-def _bridge() -> Any | None:
-    """The C++ bridge, when it can compile without fusion in this process."""
-    module, _ = _native.bridge()
-    return module
+def _no_fuse() -> Callable[..., Any] | None:
+    """``trace_without_fusion(fn, *args)`` where the bridge can set MLX's
+    compile mode in this process (``_native.no_fuse``), else None."""
+    return _native.no_fuse()
 
 
 def _marker(key: str) -> Path:
@@ -148,7 +148,7 @@ class Runner:
             return "legacy"
         if not compile_enabled():
             return "replay"
-        if _bridge() is None:
+        if _no_fuse() is None:
             return "fuse-second"
         return "fuse-cached" if self._key is not None and _marker(self._key).exists() else "fuse-late"
 
@@ -165,11 +165,11 @@ class Runner:
         # A thread's default stream is made at its first use; a compiled call
         # made before it exists traces twice (mlx 0.32.4): make it first.
         mx.default_stream(mx.default_device())
-        bridge = None
+        without_fusion = None
         if not fused:
-            bridge = _bridge()
-            assert bridge is not None  # unfused compiles are chosen only with the bridge
-        compiled = _traced_alone(_compiled(self._replay, shapeless=self._legacy), bridge)
+            without_fusion = _no_fuse()
+            assert without_fusion is not None  # unfused compiles are chosen only with the bridge
+        compiled = _traced_alone(_compiled(self._replay, shapeless=self._legacy), without_fusion)
         self._threads.compiled = (fused, compiled)
         return compiled
 
@@ -207,9 +207,9 @@ class Runner:
 _TRACING = threading.Lock()
 
 
-def _traced_alone(compiled: Replay, bridge: Any | None) -> Replay:
-    """``compiled``, whose first call (the trace) holds ``_TRACING``, with
-    MLX's compile mode set to ``no_fuse`` through ``bridge`` when given."""
+def _traced_alone(compiled: Replay, without_fusion: Callable[..., Any] | None) -> Replay:
+    """``compiled``, whose first call (the trace) holds ``_TRACING``, made
+    through ``without_fusion`` (MLX's compile mode ``no_fuse``) when given."""
     traced = False
 
     def call(*xs: mx.array) -> tuple[mx.array, ...]:
@@ -217,7 +217,7 @@ def _traced_alone(compiled: Replay, bridge: Any | None) -> Replay:
         if traced:
             return compiled(*xs)
         with _TRACING:
-            out: tuple[mx.array, ...] = bridge.trace_without_fusion(compiled, *xs) if bridge else compiled(*xs)
+            out: tuple[mx.array, ...] = without_fusion(compiled, *xs) if without_fusion else compiled(*xs)
         traced = True
         return out
 
