@@ -4,8 +4,6 @@
 //
 //   Mapping(fd, length)   a private, copy-on-write mapping of an mlxfn file;
 //   Mapping.wrap(...)     an mx.array whose data *is* the mapped constant;
-//   empty(shape, dtype)   an evaluated array of uninitialised MLX memory,
-//                         for the copy path to fill without a zero pass;
 //   read_constants(...)   arrays read from the file into fresh MLX memory
 //                         as compute needs them (copies that overlap);
 //   trace_without_fusion  call a function with MLX's compile mode set to
@@ -160,14 +158,6 @@ class Mapping {
  private:
   std::shared_ptr<Region> region_;
 };
-
-// An evaluated array over fresh, uninitialised MLX memory.
-mx::array empty(const std::vector<int64_t>& dims, int dtype_code) {
-  mx::Dtype dtype = dtype_of(dtype_code);
-  size_t elements = 0;
-  mx::Shape shape = shape_of(dims, &elements);
-  return mx::array(mx::allocator::malloc(elements * dtype.size()), std::move(shape), dtype);
-}
 
 // ---- Copies that overlap compute --------------------------------------------
 //
@@ -452,8 +442,6 @@ NB_MODULE(_bridge, m) {
         "Why this module cannot be used with the loaded MLX, or '' when it can.");
   m.def("self_check", &self_check,
         "Why mapped arrays are unsafe in this process, or '' when every check passes.");
-  m.def("empty", &empty, nb::arg("shape"), nb::arg("dtype_code"),
-        "An evaluated array over uninitialised MLX memory.");
   m.def("read_constants", &read_constants, nb::arg("fd"), nb::arg("path"), nb::arg("offsets"),
         nb::arg("shapes"), nb::arg("dtype_codes"),
         "Arrays being read from the file into fresh MLX memory, overlapping later compute.");

@@ -74,12 +74,10 @@ def choose(load: str) -> LoadMode:
 
 
 def _allocate(shape: tuple[int, ...], dtype: mx.Dtype) -> mx.array:
-    """Evaluated MLX memory for a constant, its contents to be overwritten:
-    fresh from the bridge, else zeroed by MLX (a pass that the bridge saves)."""
-    arr = _native.empty(shape, DTYPE_TABLE.index(dtype))
-    if arr is None:
-        arr = mx.zeros(shape, dtype)
-        mx.eval(arr)
+    """Evaluated MLX memory for a constant, its contents to be overwritten
+    (zeroed by MLX: without the bridge Python has nothing uninitialised)."""
+    arr = mx.zeros(shape, dtype)
+    mx.eval(arr)
     return arr
 
 

@@ -10,8 +10,7 @@ each question gets an answer with its reason:
   silicon) through MLX's own ``mx.asarray(copy=False)``.
 - :func:`no_fuse` -- can a trace be compiled without fused kernels?  Needs
   only a bridge built for the loaded mlx (MLX's compile mode is C++ only).
-- :func:`read_constants` -- copies that overlap compute, for the copy path;
-  :func:`empty` -- fresh, uninitialised MLX memory where the copy is eager.
+- :func:`read_constants` -- copies that overlap compute, for the copy path.
 
 The self-check builds its own probe buffers, so its answer does not depend
 on what MLX did before it in the process (allocations, frees, threads).
@@ -84,32 +83,15 @@ def no_fuse() -> Callable[..., Any] | None:
     return call
 
 
-def _memory_bridge() -> ModuleType | None:
-    """The bridge where it may make MLX's CPU memory (it maps here): not on a
-    GPU backend's allocator, not after a failed self-check."""
-    module, _ = bridge()
-    how, _ = mapping()
-    return module if how == "bridge" else None
-
-
-def empty(shape: tuple[int, ...], dtype_code: int) -> mx.array | None:
-    """An evaluated array over uninitialised memory of MLX's CPU allocator, or
-    None where the bridge cannot map (no bridge, or a GPU backend's allocator)."""
-    module = _memory_bridge()
-    if module is None:
-        return None
-    arr: mx.array = module.empty(list(shape), dtype_code)
-    return arr
-
-
 def read_constants(
     fd: int, path: str, offsets: list[int], shapes: list[list[int]], dtype_codes: list[int]
 ) -> list[mx.array] | None:
     """Arrays being read from an open file into fresh MLX memory, each waited
     for only where compute first uses it; None where the bridge cannot map
     (then the caller reads them itself)."""
-    module = _memory_bridge()
-    if module is None:
+    module, _ = bridge()
+    how, _ = mapping()
+    if module is None or how != "bridge":  # no bridge, or not MLX's CPU allocator
         return None
     arrays: list[mx.array] = module.read_constants(fd, path, offsets, shapes, dtype_codes)
     return arrays
