@@ -6,7 +6,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build demo test test-wheel lint lint-python lint-rust test-rust test-python bench-smoke fuzz-smoke fuzz bench regen check-regen clean
+.PHONY: help setup build demo test test-wheel lint lint-python lint-rust test-rust test-python bench-smoke fuzz-smoke fuzz bench regen check-regen regen-capi check-capi clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,7 +31,7 @@ demo: build ## Export and import a ~1 GB Llama-style model with mlxfn and with M
 test: build lint test-rust test-python test-wheel bench-smoke fuzz-smoke ## Build, lint, run the Rust and Python suites, the installed wheel's check, the benchmarks once and a short fuzz run
 
 PY_SOURCES := python tests benches examples
-lint: lint-python lint-rust check-regen ## Style, types and the binding's stub (Python); rustfmt and clippy (Rust)
+lint: lint-python lint-rust check-regen check-capi ## Style, types and the binding's stub (Python); rustfmt and clippy (Rust); generated code up to date
 
 lint-python: ## ruff check, ruff format --check, mypy --strict on python/mlxfn, stubtest of _mlxfn.pyi
 	$(VENV)/bin/ruff check $(PY_SOURCES)
@@ -78,6 +78,12 @@ regen: setup ## Regenerate the FlatBuffers Rust code from the schema
 
 check-regen: setup ## Fail if the generated FlatBuffers code is stale
 	scripts/regen-flatbuffers.sh --check
+
+regen-capi: ## Regenerate the C ABI header native/include/mlxfn/mlxfn_core.h (pinned cbindgen)
+	scripts/regen-capi-header.sh
+
+check-capi: ## Fail if the C ABI header is stale
+	scripts/regen-capi-header.sh --check
 
 clean: ## Remove build outputs and the virtual environment
 	rm -rf target $(VENV) .pytest_cache .benchmarks demo-out

@@ -29,5 +29,5 @@ pub use layout::{ALIGNED_CONSTANT_MIN, LENGTH_PREFIX, SEGMENT_ALIGNMENT, SMALL_C
 pub use model::{
     Arg, ConstantExpr, Dim, Expr, ExprOp, Graph, Node, OutputExpr, Step, TensorInfo, Term, Trace, MAX_EXPR_STEPS,
 };
-pub use reader::{recognise, sniff, sniff_bytes, FileKind, MlxfnFile};
+pub use reader::{recognise, sniff, sniff_bytes, FileKind, MlxfnFile, SharedBytes};
 pub use writer::{write_file, write_into, ConstantData, WriteOptions, WriteSummary};

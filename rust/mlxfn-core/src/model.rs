@@ -31,8 +31,10 @@ pub struct Term {
 pub const MAX_EXPR_STEPS: usize = 64;
 
 /// What one step of an expression program computes.  The codes are stored
-/// in files: values are only appended.
+/// in files: values are only appended.  `repr(u8)`: the C ABI
+/// (`mlxfn-capi`) hands the codes over as this enum.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum ExprOp {
     /// The step's own polynomial (`constant + sum(terms)`).
     Poly,

@@ -1,7 +1,8 @@
 //! Read an mlxfn file through mmap. `open` checks everything once (header,
 //! checksums, FlatBuffers verifier, every offset, length and value id); after
-//! that no accessor can fail or read out of bounds.  `from_bytes` runs the
-//! same checks on bytes already in memory (the fuzz targets use it).
+//! that no accessor can fail or read out of bounds.  `from_bytes` and
+//! `from_shared` run the same checks on bytes already in memory (the fuzz
+//! targets use the first, the C ABI the second for a caller's buffer).
 
 use std::fs::File;
 use std::io::Read;
@@ -86,12 +87,28 @@ pub fn recognise(path: &Path) -> Result<FileKind> {
     }
 }
 
+/// Bytes in memory that something else owns (a caller's buffer, a Python
+/// `bytes`), handed to [`MlxfnFile::from_shared`].  `as_ref` must give the
+/// same bytes every time: they are validated once.
+pub type SharedBytes = Box<dyn AsRef<[u8]> + Send + Sync>;
+
 /// The bytes of an open file: a read-only mapping of it, or a buffer handed
-/// to [`MlxfnFile::from_bytes`].
-#[derive(Debug)]
+/// to [`MlxfnFile::from_bytes`] or [`MlxfnFile::from_shared`].
 enum Bytes {
     Mapped(Mmap),
     Owned(Vec<u8>),
+    Shared(SharedBytes),
+}
+
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            Bytes::Mapped(_) => "Mapped",
+            Bytes::Owned(_) => "Owned",
+            Bytes::Shared(_) => "Shared",
+        };
+        write!(f, "{kind}({} bytes)", self.len())
+    }
 }
 
 impl Deref for Bytes {
@@ -101,6 +118,7 @@ impl Deref for Bytes {
         match self {
             Bytes::Mapped(map) => map,
             Bytes::Owned(bytes) => bytes,
+            Bytes::Shared(bytes) => (**bytes).as_ref(),
         }
     }
 }
@@ -161,6 +179,17 @@ impl MlxfnFile {
             return Err(Self::header_error(name, &bytes, bytes.len() as u64));
         }
         Self::parse(name.to_owned(), Bytes::Owned(bytes), None)
+    }
+
+    /// Validate an mlxfn file in memory that something else owns, exactly
+    /// as `open` validates a mapped one, without copying it: the constants
+    /// are views of those bytes.  `name` stands for the path in messages.
+    pub fn from_shared(name: &str, bytes: SharedBytes) -> Result<Arc<MlxfnFile>> {
+        let len = (*bytes).as_ref().len();
+        if len < HEADER_SIZE {
+            return Err(Self::header_error(name, (*bytes).as_ref(), len as u64));
+        }
+        Self::parse(name.to_owned(), Bytes::Shared(bytes), None)
     }
 
     /// Check the header, graph and tables of a whole file's bytes.
@@ -374,7 +403,7 @@ impl MlxfnFile {
         Some(&self.map[start as usize..end as usize])
     }
 
-    /// The open file descriptor of the mapped file (None for `from_bytes`):
+    /// The open file descriptor of the mapped file (None for bytes in memory):
     /// to map the same, validated inode again (the C++ bridge does).
     pub fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         use std::os::fd::AsRawFd;
@@ -388,7 +417,7 @@ impl MlxfnFile {
     /// A file opened from disk is read with `pread` (as MLX's own loader
     /// does): the kernel copies from the page cache straight into the
     /// destination, and the file's pages never count in this process's
-    /// resident memory.  Bytes given to `from_bytes` are copied from memory.
+    /// resident memory.  Bytes in memory are copied from memory.
     pub fn copy_constants(&self, jobs: Vec<(usize, &mut [u8])>) -> Result<()> {
         self.check_unchanged()?;
         let mut pieces = Vec::with_capacity(jobs.len());

@@ -403,6 +403,27 @@ fn from_bytes_checks_what_open_checks() {
     }
 }
 
+#[test]
+fn from_shared_checks_what_open_checks_without_a_copy() {
+    let dir = tmpdir();
+    let bytes: std::sync::Arc<[u8]> = std::fs::read(write_sample(dir.path())).unwrap().into();
+    let file = MlxfnFile::from_shared("shared", Box::new(bytes.clone())).expect("valid bytes");
+    assert_eq!(file.graph(), &sample_graph());
+    let c = consts();
+    assert_eq!(file.constant_bytes(1), &c.large[..]);
+    let at = file.constant_bytes(1).as_ptr() as usize - bytes.as_ptr() as usize;
+    assert_eq!(at as u64, file.constant_offset(1), "a view of the caller's bytes, not a copy");
+    file.verify_hashes().unwrap();
+    assert_eq!(file.raw_fd(), None);
+    for n in [0, 5, 64, 100, bytes.len() - 1] {
+        let cut: std::sync::Arc<[u8]> = bytes[..n].into();
+        let err = MlxfnFile::from_shared("shared", Box::new(cut)).unwrap_err();
+        let from_disk = open_bytes(dir.path(), &bytes[..n]);
+        assert_eq!(std::mem::discriminant(&err), std::mem::discriminant(&from_disk), "cut at {n}");
+        assert!(err.to_string().starts_with("shared: "), "{err}");
+    }
+}
+
 /// Set a file's modification time well into the past, so that a rewrite in
 /// the same clock tick as the export still shows up as a new time.
 fn age(path: &Path) {
