@@ -15,6 +15,7 @@ from ._load import LoadMode, Mapper, check_load, choose, load_constants
 from ._mlx import import_with_metadata
 from ._runner import Runner
 from ._signature import no_match_error, split_inputs
+from .distributed import COLLECTIVES, group_for_import, recorded_group, running_on
 from .ir import Signature, Trace
 from .replay import build_replay, check_handlers
 
@@ -102,7 +103,9 @@ class ImportedFunction:
     every node's output shape is checked on the first call at those sizes.
     """
 
-    def __init__(self, file: _mlxfn.File, verified: bool = False, load: str = "auto") -> None:
+    def __init__(
+        self, file: _mlxfn.File, verified: bool = False, load: str = "auto", group: mx.distributed.Group | None = None
+    ) -> None:
         self._file = file
         self._verified = verified  # file.verify() passed: its constants match their hashes
         self._load = choose(load)
@@ -111,6 +114,9 @@ class ImportedFunction:
         self._entries = [_Entry(r, t, legacy) for t, r in enumerate(file.traces())]
         for entry in self._entries:
             check_handlers([n[0] for n in entry.record["nodes"]], f"{file.path}: trace {entry.index}")
+        collectives = [(n[0], n[1]) for e in self._entries for n in e.record["nodes"] if n[0] in COLLECTIVES]
+        # The group the file's collectives run on (None: it has none).
+        self._group = group_for_import(file.path, recorded_group(collectives, file.path), group)
         self._constant_infos = file.constant_infos()
         self._constant_keys = [
             (h, str(dtype), tuple(shape)) for h, (shape, dtype, _) in zip(file.constant_hashes(), self._constant_infos)
@@ -203,7 +209,10 @@ class ImportedFunction:
             sizes = entry.sizes_for(call)
             if sizes is not None:
                 inputs = positional + [keywords[k] for k in entry.head.signature.keyword_names]
-                return self._runner(entry, sizes)(*inputs)
+                if self._group is None:
+                    return self._runner(entry, sizes)(*inputs)
+                with running_on(self._group):
+                    return self._runner(entry, sizes)(*inputs)
         raise no_match_error(_CALL, [e.head for e in self._entries], call)
 
 
@@ -230,7 +239,14 @@ class MlxImportedFunction:
         return self._fn(*args, **kwargs)
 
 
-def import_function(file: PathLike, return_metadata: bool = False, *, verify: bool = False, load: str = "auto") -> Any:
+def import_function(
+    file: PathLike,
+    return_metadata: bool = False,
+    *,
+    verify: bool = False,
+    load: str = "auto",
+    group: mx.distributed.Group | None = None,
+) -> Any:
     """Import a function exported by mlxfn (or by MLX's own exporter).
 
     ``verify=True`` checks every constant against the hash stored in the file
@@ -249,6 +265,11 @@ def import_function(file: PathLike, return_metadata: bool = False, *, verify: bo
     MLX): ``load="map"`` raises ``ValueError`` (MLX's loader copies its
     format), and so does ``verify=True`` (MLX's files store no hashes to
     check; ``mlxfn convert`` writes a file that has them).
+
+    A file with collectives (exported under ``mx.distributed``) runs them
+    on ``group``, by default the group of ``mx.distributed.init()``; it must
+    have the size and rank that exported the file, else ``ValueError``
+    naming both.  ``group`` is not used for a file without collectives.
 
     A path that cannot be read as a file (a directory) raises
     ``RuntimeError``, as MLX; a missing file ``FileNotFoundError``.
@@ -277,5 +298,5 @@ def import_function(file: PathLike, return_metadata: bool = False, *, verify: bo
         handle = _mlxfn.File.open(path)
         if verify:
             handle.verify()
-        fn = ImportedFunction(handle, verified=verify, load=load)
+        fn = ImportedFunction(handle, verified=verify, load=load, group=group)
     return (fn, fn.metadata) if return_metadata else fn

@@ -5,16 +5,32 @@ inputs/outputs to a callback.  This module turns that stream into an
 ``ir.Trace``: value ids are the inputs, then the trace's constants, then
 every node's outputs in order, so a reader can check that each id is
 defined before it is used.
+
+Two things MLX's tracer cannot record are replaced while it traces:
+
+- collectives (``mx.distributed``): by stand-ins that ``distributed.rewrite``
+  turns into collective nodes (see ``mlxfn.distributed``);
+- ``mx.custom_function``s: MLX has no state for their ``CustomTransforms``
+  primitive, so each is traced through its forward function alone.  The
+  file holds the forward's ops: an imported function differentiates (and
+  vmaps) them with MLX's own rules; the custom vjp, jvp and vmap are not
+  kept.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+import gc
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import mlx.core as mx
 
+from . import distributed
+from ._mlx import MLX_VERSION
+from .errors import UnsupportedPrimitiveError
 from .ir import Node, Signature, TensorSpec, Trace
 
 
@@ -51,8 +67,89 @@ def capture(
     """The records of MLX's export callback for ``fun(*args, **kwargs)``."""
     records: list[dict[str, Any]] = []
     export: Any = mx.export_function  # its stub types keyword inputs as its own options
-    export(records.append, fun, *args, shapeless=shapeless, **kwargs)
-    return records
+    with distributed.intercepting() as recorder, _custom_functions_as_forward():
+        try:
+            export(records.append, fun, *args, shapeless=shapeless, **kwargs)
+        except MemoryError as err:
+            if "bad_array_new_length" not in str(err):
+                raise
+            raise UnsupportedPrimitiveError(
+                "[export_function] MLX's tracer failed on a primitive it cannot describe (std::bad_array_new_length): "
+                "most likely an mx.distributed collective that mlxfn did not see being called (an op imported "
+                "with `from mlx.core.distributed import ...`); call it as mx.distributed.<op>(...)"
+            ) from err
+    return distributed.rewrite(records, recorder)
+
+
+# ----------------------------------------------------------------------------
+# mx.custom_function traced through its forward
+
+
+_tracing = threading.local()  # .depth: how many captures this thread is in
+_patch_lock = threading.Lock()
+_patched = 0
+_original_call: Any = None
+_layout_checked = False
+
+
+def _forward_of(instance: Any) -> Callable[..., Any]:
+    """The forward function of an ``mx.custom_function``.
+
+    MLX keeps it in C++ and exposes it to the garbage collector only: its
+    ``tp_traverse`` visits the type, then the forward, then the vjp, jvp
+    and vmap functions that were set.  That order is checked once on a
+    probe before it is trusted."""
+    global _layout_checked
+    if not _layout_checked:
+
+        def forward(x: mx.array) -> mx.array:
+            return x
+
+        def vjp(x: mx.array, dx: mx.array, out: mx.array) -> mx.array:
+            return dx
+
+        probe = mx.custom_function(forward)
+        probe.vjp(vjp)
+        refs = gc.get_referents(probe)
+        if refs[:3] != [type(probe), forward, vjp]:
+            raise UnsupportedPrimitiveError(
+                f"[export_function] this MLX ({MLX_VERSION}) hides the forward of an mx.custom_function "
+                "where mlxfn cannot find it: a function that calls one cannot be exported"
+            )
+        _layout_checked = True
+    refs = gc.get_referents(instance)
+    if len(refs) < 2 or refs[0] is not type(instance) or not callable(refs[1]):
+        raise UnsupportedPrimitiveError("[export_function] mlxfn cannot find the forward of an mx.custom_function")
+    forward_fn: Callable[..., Any] = refs[1]
+    return forward_fn
+
+
+def _call(instance: Any, *args: Any, **kwargs: Any) -> Any:
+    """``mx.custom_function.__call__`` while mlxfn traces: the forward alone
+    on a tracing thread, MLX's call elsewhere."""
+    if getattr(_tracing, "depth", 0):
+        return _forward_of(instance)(*args, **kwargs)
+    return _original_call(instance, *args, **kwargs)
+
+
+@contextlib.contextmanager
+def _custom_functions_as_forward() -> Iterator[None]:
+    """While the block runs, this thread's custom functions call their forward."""
+    global _patched, _original_call
+    with _patch_lock:
+        if _patched == 0:
+            _original_call = mx.custom_function.__call__
+            mx.custom_function.__call__ = _call  # type: ignore[method-assign,assignment]
+        _patched += 1
+    _tracing.depth = getattr(_tracing, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _tracing.depth -= 1
+        with _patch_lock:
+            _patched -= 1
+            if _patched == 0:
+                mx.custom_function.__call__ = _original_call  # type: ignore[method-assign]
 
 
 def build_trace(records: list[dict[str, Any]], signature: Signature) -> Captured:

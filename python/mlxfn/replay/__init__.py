@@ -8,6 +8,7 @@ from __future__ import annotations
 from ..errors import ReplayError
 from . import (  # noqa: F401  (imported for their registrations)
     custom_kernel,
+    distributed,
     elementwise,
     fast,
     fft,
