@@ -1,0 +1,421 @@
+// mlxfn::import_function and ImportedFunction: match a call to a trace,
+// make the trace's constants into arrays once, evaluate a dynamic trace's
+// expressions at the call's sizes once per set of sizes (a Plan), and build
+// the call's graph from the handlers (handlers.h).
+#include <algorithm>
+#include <list>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <unordered_map>
+
+#include "constants.h"
+#include "convert.h"
+#include "handlers.h"
+#include "mlx/ops.h"
+#include "mlx/utils.h"
+#include "mlxfn/mlxfn.h"
+#include "mlxfn/mlxfn_core.h"
+
+namespace mlxfn {
+
+using namespace detail;
+
+namespace {
+
+constexpr const char* kCall = "[import_function::call]";
+constexpr size_t kPlansPerTrace = 16;  // a decode step's sizes change every call
+
+[[noreturn]] void raise(MlxfnError* err) {
+  int kind = int(mlxfn_error_kind(err));
+  std::string message = mlxfn_error_message(err);
+  mlxfn_error_free(err);
+  throw Error(kind, message);
+}
+
+// A trace at one set of dynamic sizes: its nodes with every expression
+// evaluated, its constants with those whose value follows the sizes.
+struct Plan {
+  std::vector<Node> owned;          // the nodes that follow the sizes, concrete
+  std::vector<const Node*> nodes;   // every node, in order
+  Arrays constants;
+  bool other_sizes = false;         // not the sizes the trace was traced at
+  bool checked = false;             // output shapes checked once
+};
+
+struct Entry {
+  Trace trace;
+  std::vector<Handler> handlers;
+  std::list<std::pair<std::vector<int64_t>, std::shared_ptr<Plan>>> plans;  // most recent first
+};
+
+std::string describe_shape(const mx::Shape& shape, const std::map<int, const Dim*>& dims) {
+  std::ostringstream os;
+  os << "(";
+  for (size_t a = 0; a < shape.size(); ++a) {
+    auto it = dims.find(int(a));
+    if (it != dims.end()) {
+      os << it->second->min << ".." << it->second->max;
+    } else {
+      os << shape[a];
+    }
+    if (a + 1 < shape.size()) os << ",";
+  }
+  os << ")";
+  return os.str();
+}
+
+}  // namespace
+
+struct ImportedFunction::Impl {
+  std::shared_ptr<MlxfnFile> file;
+  const MlxfnGraph* graph = nullptr;
+  std::string path;
+  std::string metadata;
+  bool legacy_shapeless = false;
+  std::vector<Entry> entries;
+  std::string mode = "map";
+  std::string reason;
+  std::optional<Mapping> mapping;
+  std::mutex mutex;
+  std::unordered_map<uint32_t, mx::array> constants;
+
+  void init(MlxfnFile* opened, Load load) {
+    file = std::shared_ptr<MlxfnFile>(opened, mlxfn_file_free);
+    graph = mlxfn_file_graph(opened);
+    MlxfnString p = mlxfn_file_path(opened);
+    path.assign(p.ptr, p.len);
+    metadata.assign(graph->metadata.ptr, graph->metadata.len);
+    legacy_shapeless = graph->shapeless && graph->format_version == 1;
+    std::vector<Trace> traces = convert_traces(*graph, legacy_shapeless);
+    for (size_t t = 0; t < traces.size(); ++t) {
+      Entry entry;
+      entry.trace = std::move(traces[t]);
+      for (size_t n = 0; n < entry.trace.nodes.size(); ++n) {
+        const std::string& op = entry.trace.nodes[n].op;
+        Handler h = handler_for(op);
+        if (h == nullptr) {
+          throw Error(MlxfnErrorKind_Format,
+                      path + ": trace " + std::to_string(t) + ": node " + std::to_string(n) +
+                          " has primitive '" + op +
+                          "', which this mlxfn cannot rebuild (a damaged file, or one written "
+                          "by a newer mlxfn)");
+        }
+        entry.handlers.push_back(h);
+      }
+      entries.push_back(std::move(entry));
+    }
+    if (load == Load::Copy) {
+      mode = "copy";
+      reason = "Load::Copy was requested";
+    } else if (!mapping_problem().empty()) {
+      if (load == Load::Map) {
+        throw Error(MlxfnErrorKind_Usage,
+                    "[import_function] Load::Map is not possible here: " + mapping_problem());
+      }
+      mode = "copy";
+      reason = mapping_problem();
+    }
+  }
+
+  // Constant `index` of the file mapped, or nullopt where it cannot be.
+  std::optional<mx::array> map_one(uint32_t index) {
+    const MlxfnConstant& c = graph->constants[index];
+    mx::Shape shape(c.shape, c.shape + c.shape_len);
+    mx::Dtype dtype = dtype_of(c.dtype);
+    try {
+      int fd = mlxfn_file_fd(file.get());
+      if (fd >= 0) {
+        if (!mapping) mapping.emplace(fd, size_t(mlxfn_file_size(file.get())));
+        return mapping->wrap(size_t(c.offset), shape, dtype);
+      }
+      return wrap_bytes(c.data, shape, dtype, file);
+    } catch (const std::invalid_argument&) {
+      return std::nullopt;  // no length prefix (format 1), or unaligned bytes: copied
+    }
+  }
+
+  // The file's constants `indices` as arrays, made once and shared by every trace.
+  Arrays materialize(const std::vector<uint32_t>& indices) {
+    std::vector<uint32_t> wanted;
+    for (uint32_t i : indices) {
+      if (!constants.count(i) && std::find(wanted.begin(), wanted.end(), i) == wanted.end()) {
+        wanted.push_back(i);
+      }
+    }
+    if (!wanted.empty()) {
+      MlxfnError* err = nullptr;
+      if (!mlxfn_file_check_unchanged(file.get(), &err)) raise(err);
+      std::vector<size_t> copy;
+      std::vector<uint8_t*> destinations;
+      for (uint32_t i : wanted) {
+        const MlxfnConstant& c = graph->constants[i];
+        mx::Shape shape(c.shape, c.shape + c.shape_len);
+        mx::Dtype dtype = dtype_of(c.dtype);
+        if (c.length == 0) {
+          constants.emplace(i, mx::zeros(shape, dtype));
+          continue;
+        }
+        if (mode == "map") {
+          if (auto mapped = map_one(i)) {
+            constants.emplace(i, *mapped);
+            continue;
+          }
+        }
+        uint8_t* data = nullptr;
+        constants.emplace(i, allocate(shape, dtype, &data));
+        copy.push_back(i);
+        destinations.push_back(data);
+      }
+      if (!copy.empty() &&
+          !mlxfn_file_copy_constants(file.get(), copy.data(), destinations.data(), copy.size(),
+                                     &err)) {
+        for (size_t i : copy) constants.erase(uint32_t(i));
+        raise(err);
+      }
+    }
+    Arrays out;
+    out.reserve(indices.size());
+    for (uint32_t i : indices) out.push_back(constants.at(i));
+    return out;
+  }
+
+  std::shared_ptr<Plan> plan(Entry& entry, const std::vector<int64_t>& sizes) {
+    std::lock_guard<std::mutex> lock(mutex);
+    for (auto it = entry.plans.begin(); it != entry.plans.end(); ++it) {
+      if (it->first == sizes) {
+        entry.plans.splice(entry.plans.begin(), entry.plans, it);
+        return it->second;
+      }
+    }
+    const Trace& trace = entry.trace;
+    auto plan = std::make_shared<Plan>();
+    plan->constants = materialize(trace.constants);
+    for (const ConstantExpr& ce : trace.constant_exprs) {
+      auto [num, den] = expr_value(ce.expr, sizes);
+      mx::array& c = plan->constants.at(ce.position);
+      mx::array value = ce.expr.integer && den == 1
+                            ? mx::array(static_cast<int64_t>(num), c.dtype())
+                            : mx::array(double(num) / double(den), c.dtype());
+      c = mx::reshape(value, c.shape());
+    }
+    plan->other_sizes = !trace.dims.empty() && sizes != trace.base_sizes();
+    plan->owned.reserve(trace.following.size());
+    for (size_t n : trace.following) plan->owned.push_back(concrete(trace.nodes[n], sizes));
+    plan->nodes.reserve(trace.nodes.size());
+    size_t k = 0;
+    for (size_t n = 0; n < trace.nodes.size(); ++n) {
+      bool follows = k < trace.following.size() && trace.following[k] == n;
+      plan->nodes.push_back(follows ? &plan->owned[k++] : &trace.nodes[n]);
+    }
+    entry.plans.emplace_front(sizes, plan);
+    if (entry.plans.size() > kPlansPerTrace) entry.plans.pop_back();
+    return plan;
+  }
+
+  std::string where(size_t t, const std::vector<int64_t>& sizes) const {
+    std::string w = path + ": trace " + std::to_string(t);
+    if (!sizes.empty()) {
+      w += " at sizes ";
+      for (size_t d = 0; d < sizes.size(); ++d) {
+        w += (d ? ", d" : "d") + std::to_string(d) + "=" + std::to_string(sizes[d]);
+      }
+    }
+    return w;
+  }
+
+  Arrays run(size_t t, const std::vector<int64_t>& sizes, Arrays inputs) {
+    Entry& entry = entries[t];
+    std::shared_ptr<Plan> p = plan(entry, sizes);
+    const Trace& trace = entry.trace;
+    Arrays env = std::move(inputs);
+    size_t count = env.size() + p->constants.size();
+    for (const Node& n : trace.nodes) count += n.outputs.size();
+    env.reserve(count);
+    env.insert(env.end(), p->constants.begin(), p->constants.end());
+    bool check = !p->checked && !legacy_shapeless;
+    Arrays args;
+    for (size_t i = 0; i < p->nodes.size(); ++i) {
+      const Node& node = *p->nodes[i];
+      args.clear();
+      for (uint32_t id : node.inputs) args.push_back(env[id]);
+      Arrays outs;
+      try {
+        outs = entry.handlers[i](node, args);
+      } catch (const std::invalid_argument& e) {
+        std::string at = where(t, sizes) + ": node " + std::to_string(i) + " (" + node.op + ")";
+        if (p->other_sizes) {
+          throw std::invalid_argument(
+              at + " refuses these inputs, as the original function would: " + e.what());
+        }
+        throw std::runtime_error(at + " does not replay: " + e.what());
+      } catch (const std::exception& e) {
+        throw std::runtime_error(where(t, sizes) + ": node " + std::to_string(i) + " (" +
+                                 node.op + ") does not replay: " + e.what());
+      }
+      if (outs.size() != node.outputs.size()) {
+        throw std::runtime_error(where(t, sizes) + ": node " + std::to_string(i) + " (" +
+                                 node.op + ") produced " + std::to_string(outs.size()) +
+                                 " outputs, the file records " +
+                                 std::to_string(node.outputs.size()));
+      }
+      if (check) check_outputs(t, sizes, i, node, outs);
+      for (mx::array& o : outs) env.push_back(std::move(o));
+    }
+    p->checked = true;
+    Arrays result;
+    result.reserve(trace.outputs.size());
+    for (uint32_t id : trace.outputs) result.push_back(env[id]);
+    return result;
+  }
+
+  void check_outputs(size_t t, const std::vector<int64_t>& sizes, size_t i, const Node& node,
+                     const Arrays& outs) const {
+    for (size_t k = 0; k < outs.size(); ++k) {
+      const TensorInfo& want = node.outputs[k];
+      const mx::Shape& got = outs[k].shape();
+      bool same = got.size() == want.shape.size() && outs[k].dtype() == want.dtype;
+      for (size_t a = 0; same && a < got.size(); ++a) {
+        same = want.shape[a] == -1 || want.shape[a] == got[a];
+      }
+      if (!same) {
+        std::ostringstream msg;
+        msg << where(t, sizes) << ": node " << i << " (" << node.op << ") output " << k << " is "
+            << got << " " << outs[k].dtype() << ", the file records " << want.shape << " "
+            << want.dtype;
+        throw std::runtime_error(msg.str());
+      }
+    }
+  }
+
+  // The dynamic sizes at which trace `t` serves these inputs, or nullopt.
+  std::optional<std::vector<int64_t>> sizes_for(const Trace& trace, const Arrays& flat,
+                                                const std::vector<std::string>& names) const {
+    if (flat.size() != trace.inputs.size() || names != trace.keyword_names) return std::nullopt;
+    for (size_t i = 0; i < flat.size(); ++i) {
+      if (flat[i].dtype() != trace.inputs[i].dtype ||
+          flat[i].ndim() != trace.inputs[i].shape.size()) {
+        return std::nullopt;
+      }
+    }
+    if (legacy_shapeless) return std::vector<int64_t>{};
+    std::vector<std::vector<bool>> dynamic(flat.size());
+    for (size_t i = 0; i < flat.size(); ++i) dynamic[i].assign(flat[i].ndim(), false);
+    for (const Dim& d : trace.dims) {
+      for (auto [i, a] : d.axes) dynamic[i][a] = true;
+    }
+    for (size_t i = 0; i < flat.size(); ++i) {
+      for (size_t a = 0; a < flat[i].ndim(); ++a) {
+        if (!dynamic[i][a] && flat[i].shape(int(a)) != trace.inputs[i].shape[a]) {
+          return std::nullopt;
+        }
+      }
+    }
+    std::vector<int64_t> sizes;
+    sizes.reserve(trace.dims.size());
+    for (const Dim& d : trace.dims) {
+      int64_t value = flat[d.axes[0].first].shape(int(d.axes[0].second));
+      for (auto [i, a] : d.axes) {
+        if (flat[i].shape(int(a)) != value) return std::nullopt;
+      }
+      if (value < d.min || value > d.max) return std::nullopt;
+      sizes.push_back(value);
+    }
+    return sizes;
+  }
+
+  [[noreturn]] void no_match(const mx::Args& args,
+                             const std::map<std::string, mx::array>& kwargs) const {
+    std::ostringstream msg;
+    msg << kCall << " No imported function found which matches "
+        << "the given positional and keyword arguments. Possible functions include:\n";
+    int n = 1;
+    for (const Entry& e : entries) {
+      const Trace& tr = e.trace;
+      size_t npos = tr.positional();
+      msg << " " << n++ << ". Function with " << npos << " positional inputs and "
+          << tr.keyword_names.size() << " keyword inputs:\n";
+      for (size_t j = 0; j < tr.inputs.size(); ++j) {
+        std::map<int, const Dim*> dims;
+        for (const Dim& d : tr.dims) {
+          for (auto [i, a] : d.axes) {
+            if (i == j) dims[int(a)] = &d;
+          }
+        }
+        if (j < npos) {
+          msg << "   " << j + 1 << ": ";
+        } else {
+          msg << "   \"" << tr.keyword_names[j - npos] << "\": ";
+        }
+        msg << describe_shape(tr.inputs[j].shape, dims) << " " << tr.inputs[j].dtype << "\n";
+      }
+    }
+    msg << "\nCalled with " << args.size() << " positional inputs and " << kwargs.size()
+        << " keyword inputs:\n";
+    for (size_t i = 0; i < args.size(); ++i) {
+      msg << "  " << i + 1 << ": " << args[i].shape() << " " << args[i].dtype() << "\n";
+    }
+    for (auto& [k, in] : kwargs) {
+      msg << "  \"" << k << "\": " << in.shape() << " " << in.dtype() << "\n";
+    }
+    throw std::invalid_argument(msg.str());
+  }
+
+  Arrays call(const mx::Args& args, const mx::Kwargs& kwargs) {
+    std::map<std::string, mx::array> sorted(kwargs.begin(), kwargs.end());
+    Arrays flat = args;
+    std::vector<std::string> names;
+    for (auto& [k, v] : sorted) {
+      flat.push_back(v);
+      names.push_back(k);
+    }
+    for (size_t t = 0; t < entries.size(); ++t) {
+      auto sizes = sizes_for(entries[t].trace, flat, names);
+      if (sizes) return run(t, *sizes, std::move(flat));
+    }
+    no_match(args, sorted);
+  }
+};
+
+std::vector<mx::array> ImportedFunction::operator()(const mx::Args& args) const {
+  return impl_->call(args, {});
+}
+
+std::vector<mx::array> ImportedFunction::operator()(const mx::Kwargs& kwargs) const {
+  return impl_->call({}, kwargs);
+}
+
+std::vector<mx::array> ImportedFunction::operator()(const mx::Args& args,
+                                                    const mx::Kwargs& kwargs) const {
+  return impl_->call(args, kwargs);
+}
+
+const std::string& ImportedFunction::metadata() const { return impl_->metadata; }
+
+std::string ImportedFunction::load_mode() const {
+  return impl_->mode == "map" ? "map" : "copy (" + impl_->reason + ")";
+}
+
+std::size_t ImportedFunction::trace_count() const { return impl_->entries.size(); }
+
+ImportedFunction import_function(const std::string& path, Load load) {
+  MlxfnError* err = nullptr;
+  MlxfnFile* file = mlxfn_file_open(path.c_str(), &err);
+  if (file == nullptr) raise(err);
+  auto impl = std::make_shared<ImportedFunction::Impl>();
+  impl->init(file, load);
+  return ImportedFunction(impl);
+}
+
+ImportedFunction import_function(const void* data, std::size_t size, Load load) {
+  MlxfnError* err = nullptr;
+  MlxfnFile* file =
+      mlxfn_file_open_bytes(static_cast<const uint8_t*>(data), size, "<memory>", &err);
+  if (file == nullptr) raise(err);
+  auto impl = std::make_shared<ImportedFunction::Impl>();
+  impl->init(file, load);
+  return ImportedFunction(impl);
+}
+
+}  // namespace mlxfn
