@@ -1,0 +1,375 @@
+"""The C++ runtime (native/): mlxfn files imported and called from C++.
+
+Builds native/tools/mlxfn_run (the runtime's sources, the core's C ABI
+staticlib from ``cargo build -p mlxfn-capi --release``, the installed mlx
+wheel's headers and libmlx) and runs it on a corpus: every model of
+tests/models.py, the primitives of tests/test_primitives.py (shaped, and
+shapeless at the traced and at other sizes), keyword inputs, several traces
+in one file, shapeless traces whose sizes follow the inputs through
+expressions, files imported from memory, constants mapped and copied.  The
+outputs must equal the original function's (and MLX's own import's where
+the test says), and a call that matches no trace must get MLX's message.
+
+Jobs run in one process (``mlxfn_run --batch``): starting a program that
+loads libmlx costs more than most calls.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+import pytest
+
+import mlxfn
+
+from conftest import as_tuple, assert_same
+from models import CNN, MLP, Llama, LlamaConfig, seeded
+
+ROOT = Path(__file__).resolve().parent.parent
+MLX_DIR = Path(mx.__file__).parent
+BUILD = ROOT / "target" / "native-test"
+CXX = os.environ.get("CXX", "g++")
+CXXFLAGS = ["-std=c++20", "-O2", "-fPIC", "-Wall", "-Wextra", "-Werror"]
+
+
+def _why_not_buildable() -> str | None:
+    if shutil.which(CXX) is None:
+        return f"no C++ compiler ({CXX}) on PATH"
+    if shutil.which("cargo") is None:
+        return "no cargo on PATH (the core's C ABI is Rust)"
+    if not (MLX_DIR / "include" / "mlx" / "mlx.h").exists():
+        return f"the installed mlx wheel has no C++ headers under {MLX_DIR}/include"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_why_not_buildable() is not None, reason=str(_why_not_buildable()))
+
+
+def _compile(source: Path, headers: Sequence[Path]) -> Path:
+    """``source`` compiled into BUILD, again only when it or a header changed."""
+    obj = BUILD / f"{source.parent.name}-{source.stem}.o"
+    newest = max(p.stat().st_mtime for p in [source, *headers])
+    if not obj.exists() or obj.stat().st_mtime < newest:
+        subprocess.run(
+            [CXX, *CXXFLAGS, "-isystem", str(MLX_DIR / "include"), "-I", str(ROOT / "native" / "include")]
+            + ["-c", str(source), "-o", str(obj)],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    return obj
+
+
+def build_program(main: Path, name: str) -> Path:
+    """``main`` linked with the runtime, the core's staticlib and libmlx."""
+    BUILD.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["cargo", "build", "-p", "mlxfn-capi", "--release"], cwd=ROOT, check=True, capture_output=True, timeout=900
+    )
+    staticlib = ROOT / "target" / "release" / "libmlxfn_capi.a"
+    headers = [*(ROOT / "native" / "src").glob("*.h"), *(ROOT / "native" / "include" / "mlxfn").glob("*.h")]
+    sources = [*sorted((ROOT / "native" / "src").glob("*.cpp")), main]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        objects = list(pool.map(lambda s: _compile(s, headers), sources))
+    program = BUILD / name
+    lib = MLX_DIR / "lib"
+    subprocess.run(
+        [CXX, "-o", str(program), *map(str, objects), str(staticlib), f"-L{lib}", "-lmlx", f"-Wl,-rpath,{lib}"]
+        + ["-lpthread", "-ldl", "-lm"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return program
+
+
+@pytest.fixture(scope="session")
+def mlxfn_run() -> Path:
+    return build_program(ROOT / "native" / "tools" / "mlxfn_run.cpp", "mlxfn_run")
+
+
+# ----------------------------------------------------------------------------
+# Jobs: a file, inputs, what the call must give.
+
+
+@dataclass
+class Job:
+    """One call of an mlxfn file from C++, and what it must give: ``want``
+    (the original function's outputs) or ``refused`` (a message the error
+    must contain)."""
+
+    file: Path
+    args: tuple[mx.array, ...]
+    kwargs: dict[str, mx.array] = field(default_factory=dict)
+    want: tuple[mx.array, ...] | None = None
+    refused: str | None = None
+    options: tuple[str, ...] = ()
+    name: str = ""
+
+    def write(self, folder: Path, index: int) -> str:
+        inputs, self._out = folder / f"{index}.in.safetensors", folder / f"{index}.out.safetensors"
+        arrays = {f"arg{i}": a for i, a in enumerate(self.args)} | self.kwargs
+        mx.save_safetensors(str(inputs), arrays)
+        return " ".join([str(self.file), str(inputs), str(self._out), *self.options])
+
+    def result(self) -> tuple[tuple[mx.array, ...] | None, str, dict[str, str]]:
+        """(outputs, error, metadata): outputs None when the call failed."""
+        err = Path(str(self._out) + ".err")
+        if err.exists():
+            return None, err.read_text(), {}
+        loaded = mx.load(str(self._out), return_metadata=True)
+        arrays, meta = loaded  # type: ignore[misc]
+        return tuple(arrays[f"out{i}"] for i in range(len(arrays))), "", meta
+
+    def check(self) -> dict[str, str]:
+        outputs, error, meta = self.result()
+        if self.refused is not None:
+            assert outputs is None, f"{self.name}: C++ served a call it must refuse"
+            assert self.refused in error, f"{self.name}: {error}"
+            return meta
+        assert outputs is not None, f"{self.name}: {error}"
+        assert self.want is not None
+        assert_same(outputs, self.want)
+        return meta
+
+
+def run_jobs(program: Path, folder: Path, jobs: Sequence[Job]) -> None:
+    """Run every job in one C++ process."""
+    folder.mkdir(parents=True, exist_ok=True)
+    listing = folder / "jobs.txt"
+    listing.write_text("\n".join(job.write(folder, i) for i, job in enumerate(jobs)) + "\n")
+    proc = subprocess.run([str(program), "--batch", str(listing)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+
+
+def export(path: Path, fun: Callable[..., Any], *args: mx.array, shapeless: bool = False, **kwargs: mx.array) -> Path:
+    mlxfn.export_function(path, fun, *args, shapeless=shapeless, **kwargs)
+    return path
+
+
+def normal(*shape: int, seed: int = 0) -> mx.array:
+    return mx.random.normal(shape, key=mx.random.key(seed))
+
+
+def plain(args: Sequence[mx.array]) -> tuple[mx.array, ...]:
+    """Row-contiguous copies: what the C++ program reads back from safetensors
+    (a transposed view would take another BLAS path, rounding differently)."""
+    out = tuple(mx.contiguous(a) for a in args)
+    mx.eval(out)
+    return out
+
+
+def called(fun: Callable[..., Any], *args: mx.array, **kwargs: mx.array) -> tuple[mx.array, ...]:
+    out = as_tuple(fun(*args, **kwargs))
+    mx.eval(out)
+    return out
+
+
+# ----------------------------------------------------------------------------
+# Models, keyword inputs, several traces, memory, load modes.
+
+
+def test_models_equal_the_original_and_mlx_import(mlxfn_run: Path, tmp_path: Path) -> None:
+    llama = seeded(Llama(LlamaConfig()))
+    bf16 = seeded(Llama(LlamaConfig()))
+    bf16.set_dtype(mx.bfloat16)
+    quantized = seeded(Llama(LlamaConfig(dims=64, hidden=128)))
+    nn.quantize(quantized, group_size=32, bits=4)
+    cnn_train = seeded(CNN())
+    cnn_train.train(True)
+    cnn_eval = seeded(CNN())
+    cnn_eval.train(False)
+
+    def sample(logits: mx.array) -> tuple[mx.array, ...]:
+        k1, k2, k3 = mx.random.split(mx.random.key(7), 3)
+        return (
+            mx.random.categorical(logits, key=k1),
+            mx.random.normal((3, 5), key=k2),
+            mx.random.uniform(shape=(7,), key=k3),
+            mx.random.bernoulli(0.3, (9,), key=k1),
+            mx.random.randint(0, 10, (4,), key=k2),
+            mx.random.permutation(6, key=k1),
+        )
+
+    cases: list[tuple[str, Callable[..., Any], tuple[mx.array, ...]]] = [
+        ("mlp", seeded(MLP()), (normal(4, 16),)),
+        ("cnn-train", cnn_train, (normal(2, 8, 8, 3), normal(2, 6, 3, seed=1))),
+        ("cnn-eval", cnn_eval, (normal(2, 8, 8, 3), normal(2, 6, 3, seed=1))),
+        ("llama", llama, (mx.array([[1, 5, 9, 2, 7]]),)),
+        ("llama-bf16", bf16, (mx.array([[3, 1, 4]]),)),
+        ("llama-4bit", quantized, (mx.array([[1, 2, 3, 4]]),)),
+        ("random", sample, (normal(2, 10),)),
+    ]
+    jobs = []
+    for name, fun, args in cases:
+        path = export(tmp_path / f"{name}.mlxfn", fun, *args)
+        mx.export_function(str(tmp_path / f"{name}.mlx"), fun, *args)
+        want = called(fun, *args)
+        assert_same(called(mx.import_function(str(tmp_path / f"{name}.mlx")), *args), want)
+        jobs.append(Job(path, args, want=want, name=name))
+        jobs.append(Job(path, args, want=want, name=f"{name} (copy)", options=("--copy",)))
+    run_jobs(mlxfn_run, tmp_path / "jobs", jobs)
+    for job in jobs:
+        meta = job.check()
+        assert meta["load_mode"].startswith("copy" if "--copy" in job.options else "map"), meta
+
+
+def test_keyword_inputs_several_traces_and_bytes(mlxfn_run: Path, tmp_path: Path) -> None:
+    w = normal(16, 8, seed=3)
+    mx.eval(w)
+
+    def f(x: mx.array, *, bias: mx.array, scale: mx.array) -> tuple[mx.array, mx.array]:
+        y = mx.maximum(x @ w + bias, 0) * scale
+        return y, y.sum(axis=0).astype(mx.int32)
+
+    x, bias, scale = normal(4, 16), normal(8, seed=1), mx.array(2.0)
+    path = export(tmp_path / "kw.mlxfn", f, x, bias=bias, scale=scale)
+    want = called(f, x, bias=bias, scale=scale)
+
+    def two(a: mx.array, b: mx.array | None = None) -> mx.array:
+        return a * 2 if b is None else a @ b
+
+    several = tmp_path / "several.mlxfn"
+    with mlxfn.exporter(several, two) as exporter:
+        exporter(normal(3))
+        exporter(normal(2, 3), normal(3, 4))
+        exporter(normal(5).astype(mx.int32))
+    ints = mx.arange(5, dtype=mx.int32)
+    jobs = [
+        Job(path, (x,), {"bias": bias, "scale": scale}, want=want, name="kwargs"),
+        Job(path, (x,), {"bias": bias, "scale": scale}, want=want, name="bytes", options=("--bytes",)),
+        Job(path, (), {"x": x, "bias": bias}, refused="No imported function found", name="kwargs only"),
+        Job(several, (normal(3),), want=called(two, normal(3)), name="trace 1"),
+        Job(several, (normal(2, 3), normal(3, 4)), want=called(two, normal(2, 3), normal(3, 4)), name="trace 2"),
+        Job(several, (ints,), want=called(two, ints), name="trace 3", options=("--bytes",)),
+        Job(several, (normal(4),), refused="No imported function found", name="no trace"),
+    ]
+    run_jobs(mlxfn_run, tmp_path / "jobs", jobs)
+    for job in jobs:
+        meta = job.check()
+        if job.want is not None:
+            assert meta["load_mode"] == "map", (job.name, meta)
+
+
+def test_a_call_that_matches_no_trace_gets_mlx_message(mlxfn_run: Path, tmp_path: Path) -> None:
+    def f(x: mx.array, *, bias: mx.array) -> mx.array:
+        return x * 2 + bias
+
+    x, bias = normal(4, 3), normal(3)
+    ours = export(tmp_path / "f.mlxfn", f, x, bias=bias)
+    mx.export_function(str(tmp_path / "f.mlx"), f, x, bias=bias)
+    bad = (normal(5, 3),)
+    with pytest.raises(ValueError) as mlx_error:
+        mx.import_function(str(tmp_path / "f.mlx"))(*bad, bias=bias)
+    job = Job(ours, bad, {"bias": bias}, refused=str(mlx_error.value), name="no match")
+    run_jobs(mlxfn_run, tmp_path / "jobs", [job])
+    job.check()
+    _, error, _ = job.result()
+    assert error.startswith("2\n"), error  # std::invalid_argument, as MLX's
+
+
+# ----------------------------------------------------------------------------
+# Shapeless traces at several sizes.
+
+
+def test_shapeless_traces_at_several_sizes(mlxfn_run: Path, tmp_path: Path) -> None:
+    conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+    mx.eval(conv.parameters())
+    llama = seeded(Llama(LlamaConfig()))
+
+    def half(x: mx.array) -> mx.array:
+        return x[: x.shape[0] // 2] * 2
+
+    def padded(x: mx.array) -> mx.array:
+        n = x.shape[0]
+        return mx.concatenate([x, mx.zeros((((n + 255) // 256) * 256 - n, x.shape[1]))]) + 1
+
+    def window(x: mx.array) -> mx.array:
+        return x[-min(x.shape[0], 4) :] + 1
+
+    def mean_rows(x: mx.array, y: mx.array) -> mx.array:
+        return (x @ y).mean(axis=0) + x.shape[0]
+
+    def tokens(n: int) -> mx.array:
+        return mx.array([[(7 * i + 3) % 32 for i in range(n)]], dtype=mx.int32)
+
+    cases: list[tuple[str, Callable[..., Any], tuple[mx.array, ...], list[tuple[mx.array, ...]]]] = [
+        ("conv", conv, (mx.ones((1, 8, 8, 3)),), [(normal(*s),) for s in ((1, 9, 6, 3), (2, 1, 40, 3))]),
+        ("half", half, (mx.ones((8, 3)),), [(normal(n, 3),) for n in (1, 3, 9, 1001)]),
+        ("padded", padded, (mx.ones((8, 3)),), [(normal(n, 3),) for n in (1, 255, 256, 257, 600)]),
+        ("window", window, (mx.ones((8, 3)),), [(normal(n, 3),) for n in (1, 4, 5, 100)]),
+        ("mean", mean_rows, (normal(6, 4), normal(4, 5)), [(normal(n, 4), normal(4, m)) for n, m in ((1, 2), (9, 7))]),
+        ("llama", llama, (tokens(5),), [(tokens(n),) for n in (2, 5, 11, 40)]),
+    ]
+    jobs = []
+    for name, fun, example, calls in cases:
+        path = export(tmp_path / f"{name}.mlxfn", fun, *example, shapeless=True)
+        for k, args in enumerate([example, *calls]):
+            jobs.append(Job(path, args, want=called(fun, *args), name=f"{name} call {k}"))
+    # A length the kernel does not fit: outside the trace's range, refused
+    # with MLX's message (the function itself refuses it too).
+    conv1d = nn.Conv1d(3, 4, 3, stride=2)
+    mx.eval(conv1d.parameters())
+    short = export(tmp_path / "conv1d.mlxfn", conv1d, mx.ones((1, 9, 3)), shapeless=True)
+    refused = Job(short, (normal(1, 2, 3),), refused="[import_function::call] No imported function", name="short")
+    run_jobs(mlxfn_run, tmp_path / "jobs", [*jobs, refused])
+    for job in [*jobs, refused]:
+        job.check()
+
+
+# ----------------------------------------------------------------------------
+# The primitives of tests/test_primitives.py, shaped and shapeless.
+
+
+def _primitive_jobs(folder: Path) -> list[Job]:
+    from test_primitives import CASES
+
+    jobs = []
+    for i, case in enumerate(CASES):
+        name = f"{i}-{case.primitive}"
+        example = plain(case.args)
+        path = export(folder / f"{name}.mlxfn", case.fun, *example)
+        jobs.append(Job(path, example, want=called(case.fun, *example), name=name))
+        if case.shapeless is None:
+            continue
+        shapeless = export(folder / f"{name}-s.mlxfn", case.fun, *example, shapeless=True)
+        for k, args in enumerate([example, plain(case.shapeless)] if case.shapeless else [example]):
+            # Where Python's import refuses (sizes the trace does not serve),
+            # C++ must refuse too; elsewhere both equal the original.
+            try:
+                called(mlxfn.import_function(shapeless), *args)
+            except ValueError as err:
+                jobs.append(Job(shapeless, args, refused="", name=f"{name} shapeless {k}: {err}"[:200]))
+                continue
+            jobs.append(Job(shapeless, args, want=called(case.fun, *args), name=f"{name} shapeless {k}"))
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def primitive_jobs(mlxfn_run: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Job]:
+    folder = tmp_path_factory.mktemp("primitives")
+    jobs = _primitive_jobs(folder)
+    run_jobs(mlxfn_run, folder / "jobs", jobs)
+    return jobs
+
+
+def test_primitives_equal_the_original(primitive_jobs: list[Job]) -> None:
+    failures = []
+    for job in primitive_jobs:
+        try:
+            job.check()
+        except AssertionError as err:
+            failures.append(f"{job.name}: {err}")
+    assert not failures, "\n".join(failures)
+    assert len(primitive_jobs) > 100
