@@ -25,7 +25,7 @@ from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
-from mlx_lm.models.cache import ConcatenateKVCache, make_prompt_cache
+from mlx_lm.models.cache import ConcatenateKVCache, KVCache, make_prompt_cache
 
 import mlxfn
 
@@ -47,13 +47,15 @@ ARCHS = {
 }
 
 
-def tiny_model(arch: str, quantize: bool = False, seed: int = 0) -> nn.Module:
-    """A seeded mlx-lm model of the architecture ``arch``, 4-bit if ``quantize``."""
+def tiny_model(arch: str, quantize: bool = False, seed: int = 0, layers: int = 2) -> nn.Module:
+    """A seeded mlx-lm model of the architecture ``arch`` with ``layers``
+    layers, 4-bit if ``quantize``."""
     import importlib
 
     module_name, extra = ARCHS[arch]
     module = importlib.import_module(module_name)
-    model = module.Model(module.ModelArgs(model_type=arch, **TINY, **extra))
+    config: dict[str, Any] = {**TINY, **extra, "num_hidden_layers": layers}
+    model = module.Model(module.ModelArgs(model_type=arch, **config))
     mx.random.seed(seed)
     # Matrices scaled so that attention is sharp (a wrong position shows in
     # the tokens); norms and biases keep their own initial values.
@@ -69,34 +71,46 @@ def tiny_model(arch: str, quantize: bool = False, seed: int = 0) -> nn.Module:
     return model
 
 
-def step_function(model: nn.Module) -> Callable[..., tuple[mx.array, ...]]:
+CACHES = ("kv", "concatenate")  # mlx-lm's default KVCache, or its ConcatenateKVCache
+
+
+def step_function(model: nn.Module, kind: str = "kv") -> Callable[..., tuple[mx.array, ...]]:
     """``step(tokens, *cache) -> (last logits, *cache)``: the prefill without a
-    cache, the decode step with one (keys and values of every layer).
+    cache, the decode step with one (keys and values of every layer, exactly
+    as long as the tokens seen).
 
-    The cache is mlx-lm's ``ConcatenateKVCache``: exactly as long as the
-    tokens seen.  (Its default ``KVCache`` pads to multiples of 256 to grow
-    in place, which a graph of any length cannot express: mlxfn would need a
-    trace per multiple.)"""
+    ``kind="kv"``: mlx-lm's default ``KVCache``, which grows a buffer by
+    multiples of 256 and returns the part in use (the graph holds
+    ``ceil(n / 256) * 256``: mlxfn fits it).  ``kind="concatenate"``: its
+    ``ConcatenateKVCache``, which concatenates (a smaller graph)."""
+    if kind not in CACHES:
+        raise ValueError(f"kind must be one of {CACHES}, not {kind!r}")
 
-    def step(tokens: mx.array, *cache: mx.array) -> tuple[mx.array, ...]:
-        caches = [ConcatenateKVCache() for _ in model.layers]
-        for c, keys, values in zip(caches, cache[0::2], cache[1::2]):
-            c.state = (keys, values)
+    def make() -> KVCache | ConcatenateKVCache:
+        return KVCache() if kind == "kv" else ConcatenateKVCache()
+
+    def step(tokens: mx.array, *arrays: mx.array) -> tuple[mx.array, ...]:
+        caches = [make() for _ in model.layers]
+        for c, keys, values in zip(caches, arrays[0::2], arrays[1::2]):
+            if isinstance(c, KVCache):
+                c.state = (keys, values, keys.shape[2])
+            else:
+                c.state = (keys, values)
         logits = model(tokens, cache=caches)
         out = [logits[:, -1, :]]
         for c in caches:
-            out += list(c.state)
+            out += list(c.keys_and_values())
         return tuple(out)
 
     return step
 
 
-def export(model: nn.Module, path: Path, prompt: int = 8, cache: int = 5) -> None:
+def export(model: nn.Module, path: Path, prompt: int = 8, cache: int = 5, kind: str = "kv") -> None:
     """Write the prefill and the decode step of ``model`` to ``path``.
 
     The example sizes only need to be ordinary ones (not 1, which switches
     the causal mask off): mlxfn probes the others."""
-    step = step_function(model)
+    step = step_function(model, kind)
     example_cache = step(mx.zeros((1, cache), mx.int32))[1:]
     with mlxfn.exporter(path, step, shapeless=True) as exporter:
         exporter(mx.zeros((1, prompt), mx.int32))

@@ -4,7 +4,8 @@ One shapeless export holds the prefill (any prompt length) and the decode
 step (a KV cache of any length, as arrays); greedy generation with the
 imported function must give exactly the token ids of the model run directly
 with mlx-lm's own cache.  Dense (Llama), biases in the projections (Qwen2),
-mixture of experts (Mixtral) and 4-bit quantized weights.
+mixture of experts (Mixtral) and 4-bit quantized weights, with mlx-lm's
+default ``KVCache`` and with its ``ConcatenateKVCache``.
 """
 
 from __future__ import annotations
@@ -24,12 +25,21 @@ PROMPTS = (3, 17, 40)
 
 
 @pytest.mark.parametrize(
-    ("arch", "quantize"), [("llama", False), ("qwen2", False), ("mixtral", False), ("llama", True)]
+    ("arch", "quantize", "kind"),
+    [
+        ("llama", False, "kv"),
+        ("qwen2", False, "kv"),
+        ("mixtral", False, "kv"),
+        ("llama", True, "kv"),
+        ("llama", False, "concatenate"),
+    ],
 )
-def test_greedy_generation_matches_the_model_for_every_prompt_length(tmp_path: Path, arch: str, quantize: bool) -> None:
+def test_greedy_generation_matches_the_model_for_every_prompt_length(
+    tmp_path: Path, arch: str, quantize: bool, kind: str
+) -> None:
     model = llm.tiny_model(arch, quantize)
     path = tmp_path / "llm.mlxfn"
-    llm.export(model, path)
+    llm.export(model, path, kind=kind)
     fn = mlxfn.import_function(path)
     prefill = [t for t in fn.traces if len(t.signature.positional) == 1]
     decode = [t for t in fn.traces if len(t.signature.positional) > 1]
@@ -62,7 +72,7 @@ def test_greedy_generation_matches_the_model_for_every_prompt_length(tmp_path: P
     # A batch of two: the prefill and the decode steps give the original step's
     # tokens.  (Mixtral's prefill keeps its batch of one: its expert sort
     # switches on at 32 tokens, 4 prompts of 8, too close to fit the batch.)
-    step = llm.step_function(model)
+    step = llm.step_function(model, kind)
     tokens = mx.array([[3, 10, 17, 24], [5, 12, 19, 26]], dtype=mx.int32)
     theirs = step(tokens)
     ours = theirs if arch == "mixtral" else fn(tokens)

@@ -126,19 +126,24 @@ class Shot:
     becomes a trace of the file)."""
 
     def __init__(self, records: list[dict[str, Any]], signature: Signature) -> None:
-        self._records, self._signature = records, signature
+        self._records, self.signature = records, signature
         self._captured: Captured | None = None
         ids: dict[str, int] = {}
         numbers: list[tuple[Number, bool]] = []  # (value, is an integer)
         shapes: set[int] = set()  # which numbers are output sizes (derived: the others are state)
         nodes = []
+        # Per node: where its numbers start, where its output sizes start,
+        # and its first output's value id (for ``align``).
+        layout: list[tuple[int, int, int]] = []
         self.constants: list[mx.array] = []
         output_names: list[str] = []
         for rec in records:
             kind = rec["type"]
             if kind == "primitive":
                 inputs = tuple(ids[name] for name, _, _ in rec["inputs"])
+                first = len(numbers)
                 skeleton = _split(rec["arguments"], numbers)
+                layout.append((first, len(numbers), len(ids)))
                 outs = []
                 for name, shape, dtype in rec["outputs"]:
                     ids.setdefault(name, len(ids))
@@ -156,12 +161,20 @@ class Shot:
             elif kind == "outputs":
                 output_names = [name for name, _, _ in rec["outputs"]]
         consts = tuple(("scalar", str(c.dtype), c.ndim) if _scalar(c) else ("array",) for c in self.constants)
-        for c in self.constants:
+        self.node_numbers = len(numbers)  # the numbers of the nodes; then those of scalar constants
+        self.fixed = len(ids) - sum(len(outs) for _, _, outs, _ in nodes)  # ids of inputs and constants
+        self.scalar_numbers: dict[int, int] = {}  # constant's value id -> its number
+        for index, c in enumerate(self.constants):
             if _scalar(c):
+                self.scalar_numbers[self.fixed - len(self.constants) + index] = len(numbers)
                 value = c.item()
                 assert isinstance(value, (int, float))
                 numbers.append((value, not mx.issubdtype(c.dtype, mx.inexact)))
-        self.key = (tuple(nodes), consts, tuple(ids[n] for n in output_names))
+        self.nodes = nodes
+        self.layout = layout
+        self.outputs = tuple(ids[n] for n in output_names)
+        self.consts = consts
+        self.key = (tuple(nodes), consts, self.outputs)
         self.numbers = numbers
         self.shapes = frozenset(shapes)
 
@@ -169,14 +182,162 @@ class Shot:
     def captured(self) -> Captured:
         """The trace itself (built once, on demand)."""
         if self._captured is None:
-            self._captured = build_trace(self._records, self._signature)
+            self._captured = build_trace(self._records, self.signature)
         return self._captured
+
+    def same_constants(self, other: Shot) -> bool:
+        """The same constant arrays (scalars aside: their values are numbers)."""
+        return self.consts == other.consts and all(
+            _scalar(a) or _same_array(a, b) for a, b in zip(self.constants, other.constants)
+        )
 
     def same_structure(self, other: Shot) -> bool:
         """Same primitives, wiring, dtypes, state skeleton, and the same constant arrays."""
-        if self.key != other.key:
-            return False
-        return all(_scalar(a) or _same_array(a, b) for a, b in zip(self.constants, other.constants))
+        return self.key == other.key and self.same_constants(other)
+
+    def node_end(self, i: int) -> int:
+        """Where the numbers of node ``i`` end."""
+        return self.layout[i + 1][0] if i + 1 < len(self.layout) else self.node_numbers
+
+
+@dataclass(frozen=True)
+class Match:
+    """How a probe's trace lines up with the base trace: the base's nodes
+    missing from it that must be proven no-ops at the probe's sizes
+    (``_no_op``), and where each base number is among the probe's numbers
+    (-1: a number of a missing node or constant); ``positions`` is None
+    when the two are the same structure (every number at its own position)."""
+
+    skipped: tuple[int, ...] = ()
+    positions: tuple[int, ...] | None = None
+
+    def values(self, shot: Shot) -> list[Number | None]:
+        """The probe's numbers in the base's positions (None: a missing node's)."""
+        values = _values(shot)
+        if self.positions is None:
+            return list(values)
+        return [values[k] if k >= 0 else None for k in self.positions]
+
+
+SAME = Match()
+_DEAD = -1  # a value of the base that the probe does not compute
+# Nodes that MLX leaves out of a graph when they would copy their input:
+# the input (by position) that stands for their output then.
+_NO_OPS = {"Slice": 0, "SliceUpdate": 1}
+
+
+def align(base: Shot, shot: Shot) -> Match | None:
+    """The probe ``shot`` lined up with ``base``, or None.
+
+    MLX leaves a slice out of the graph when it takes all of its input, and
+    a slice update when it covers all of its destination: mlx-lm's
+    ``KVCache`` writes a prompt into a zero buffer of ``ceil(n / 256) * 256``
+    and returns ``keys[..., :n, :]``, so at a multiple of 256 the buffer,
+    its zeros, the update and the slice are gone.  So the probe's nodes may
+    be the base's with some left out: a slice (its consumers read its input
+    instead), a slice update (they read the update), or a node no kept node
+    reads (the zeros).  The caller proves each slice and update a no-op at
+    the probe's sizes (``_no_op``), never trusting it."""
+    if base.key == shot.key and base.same_constants(shot):
+        return SAME
+    n_in = len(base.signature.flat())
+    if len(base.nodes) < len(shot.nodes) or n_in != len(shot.signature.flat()):
+        return None
+    ids: dict[int, int] = {i: i for i in range(n_in)}  # base value id -> the probe's (_DEAD: not computed)
+    consts: dict[int, int] = {}  # base constant id -> the probe's
+    taken: dict[int, int] = {}  # and back
+
+    def pair(x: int, y: int, pending: dict[int, int]) -> bool:
+        """Whether base value ``x`` can be the probe's value ``y``."""
+        if n_in <= x < base.fixed:  # a constant: paired on first use
+            if not n_in <= y < shot.fixed:
+                return False
+            mine = consts.get(x, pending.get(x, y))
+            theirs = taken.get(y, x)
+            pending[x] = y
+            return mine == y and theirs == x
+        return ids.get(x, _DEAD) == y
+
+    positions: list[int] = []
+    skipped: list[int] = []
+    j = 0
+    for i, (name, inputs, outs, skeleton) in enumerate(base.nodes):
+        first = base.layout[i][2]
+        theirs = shot.nodes[j] if j < len(shot.nodes) else None
+        pending: dict[int, int] = {}
+        if (
+            theirs is not None
+            and theirs[0] == name
+            and theirs[2:] == (outs, skeleton)
+            and len(theirs[1]) == len(inputs)
+            and all(pair(x, y, pending) for x, y in zip(inputs, theirs[1]))
+        ):
+            for x, y in pending.items():
+                consts[x], taken[y] = y, x
+            for o in range(len(outs)):
+                ids[first + o] = shot.layout[j][2] + o
+            positions += range(shot.layout[j][0], shot.node_end(j))
+            j += 1
+            continue
+        stands = _NO_OPS.get(name)
+        if stands is not None and len(outs) == 1 and len(inputs) > stands:
+            source = inputs[stands]
+            if n_in <= source < base.fixed:
+                return None  # a constant sliced whole: left to another trace
+            ids[first] = ids.get(source, _DEAD)
+            skipped.append(i)
+        else:
+            for o in range(len(outs)):
+                ids[first + o] = _DEAD
+        positions += [-1] * (base.node_end(i) - base.layout[i][0])
+    if j != len(shot.nodes) or len(base.outputs) != len(shot.outputs):
+        return None
+    pending = {}
+    if not all(pair(x, y, pending) for x, y in zip(base.outputs, shot.outputs)):
+        return None
+    consts.update(pending)
+    taken.update({y: x for x, y in pending.items()})
+    if len(taken) != shot.fixed - n_in:
+        return None  # a constant of the probe's that the base does not have
+    for x, y in consts.items():
+        a, b = base.constants[x - n_in], shot.constants[y - n_in]
+        if base.consts[x - n_in] != shot.consts[y - n_in] or not (_scalar(a) or _same_array(a, b)):
+            return None
+    for x in sorted(base.scalar_numbers, key=base.scalar_numbers.__getitem__):
+        mapped = consts.get(x)
+        positions.append(-1 if mapped is None else shot.scalar_numbers[mapped])
+    return Match(tuple(skipped), tuple(positions))
+
+
+def _no_op(base: Shot, i: int, predicted: Sequence[Number | Fraction | None], inputs: Sequence[Shape]) -> bool:
+    """Whether the base's slice or slice update ``i`` copies its input
+    whole, by the numbers ``predicted`` at some sizes (``inputs``: the
+    input shapes there): starts 0, strides 1, and an output of the shape of
+    the input that stands for it."""
+    name, args_in, outs, _ = base.nodes[i]
+    first, out, _ = base.layout[i]
+    ndim = outs[0][1]
+    args = list(predicted[first:out])
+    if name == "SliceUpdate":
+        args = args[1:]  # the reduction (none, sum, ...): an update that covers all is whole either way
+    if len(args) != 3 * ndim or any(a != 0 for a in args[:ndim]) or any(a != 1 for a in args[2 * ndim :]):
+        return False
+    shape = list(predicted[out : out + ndim])
+    return shape == _shape_of(base, args_in[_NO_OPS[name]], predicted, inputs)
+
+
+def _shape_of(base: Shot, x: int, predicted: Sequence[Number | Fraction | None], inputs: Sequence[Shape]) -> list[Any]:
+    """The shape of value ``x`` of the base trace by ``predicted``."""
+    if x < len(inputs):
+        return list(inputs[x])
+    if x < base.fixed:
+        return list(base.constants[x - len(inputs)].shape)
+    for i, (_, out, first_id) in enumerate(base.layout):
+        outs = base.nodes[i][2]
+        if first_id <= x < first_id + len(outs):
+            start = out + sum(ndim for _, ndim in outs[: x - first_id])
+            return list(predicted[start : start + outs[x - first_id][1]])
+    raise AssertionError(f"value {x} is not defined in the base trace")
 
 
 # ----------------------------------------------------------------------------
@@ -385,10 +546,15 @@ def _holds(prober: Prober, base: Shot, result: Fit, points: Iterable[Sequence[in
 def _wrong(shot: Shot | None, base: Shot, result: Fit, sizes: Sequence[int]) -> set[int] | None:
     """The numbers the fit mispredicts at ``sizes`` (free ones aside), or None
     when the trace there fails or has another structure."""
-    if shot is None or not shot.same_structure(base):
+    match = None if shot is None else align(base, shot)
+    if shot is None or match is None:
         return None
     predicted = result.predict(sizes)
-    return {k for k, (v, p) in enumerate(zip(_values(shot), predicted)) if v != p} - result.free
+    inputs = [spec.shape for spec in shot.signature.flat()]
+    if not all(_no_op(base, i, predicted, inputs) for i in match.skipped):
+        return None
+    values = match.values(shot)
+    return {k for k, (v, p) in enumerate(zip(values, predicted)) if v is not None and v != p} - result.free
 
 
 def _matches(shot: Shot | None, base: Shot, result: Fit, sizes: Sequence[int]) -> bool:
@@ -419,9 +585,10 @@ def _repair(
                 point = list(result.sizes)
                 point[i] = n
                 other = prober.shot(_at(result.symbols, point))
-                if other is None or not other.same_structure(base):
-                    return None
-                v = _values(other)[k]
+                match = None if other is None else align(base, other)
+                if other is None or match is None:
+                    return None  # the slices it lacks are proven identities by the range search
+                v = match.values(other)[k]
                 return v if type(v) is int else None
 
             found = fit_steps(value, result.sizes[i], i, 0, MAX_SIZE)

@@ -130,18 +130,34 @@ def _dims(expr: SizeExpr) -> list[int]:
 
 def _first_leaving(at: _Samples, predict: Callable[[int], Value], start: int, probes: Iterable[int]) -> int | None:
     """The first size past ``start`` (in the direction of ``probes``) whose value
-    is not ``predict``'s (or unknown), by bisection between the probes;
-    None if every probe matches.  Values that leave the line stay off it
-    (a staircase, a kink), so the bisection is exact."""
+    is not ``predict``'s, by bisection between the probes; None if every
+    probe matches.  Values that leave the line stay off it (a staircase, a
+    kink), so the bisection is exact.  An unknown value (the number's node
+    is not in the graph at that size: mlx-lm's ``KVCache`` has no buffer at
+    a multiple of 256) is stepped over to a size next to it."""
+
+    def known(n: int, a: int, b: int) -> int | None:
+        """``n``, or a size next to it strictly between ``a`` and ``b``, with a known value."""
+        low, high = min(a, b), max(a, b)
+        for m in (n, n + 1, n - 1, n + 2, n - 2):
+            if low < m < high and at(m) is not None:
+                return m
+        return None
+
     good = start
     for p in probes:
-        if at(p) is not None and at(p) == predict(p):
-            good = p
+        q = known(p, good, p + (1 if p > good else -1) * 3)
+        if q is None:
             continue
-        bad = p
+        if at(q) == predict(q):
+            good = q
+            continue
+        bad = q
         while abs(bad - good) > 1:
-            middle = (good + bad) // 2
-            if at(middle) is not None and at(middle) == predict(middle):
+            middle = known((good + bad) // 2, good, bad)
+            if middle is None:
+                break  # no known value between: ``bad`` is the nearest known
+            if at(middle) == predict(middle):
                 good = middle
             else:
                 bad = middle
