@@ -1,8 +1,10 @@
-"""The C++ round trip: export with mlxfn, convert to MLX's format, run from C++.
+"""C++ programs built with CMake against the installed package: ``examples/cpp``.
 
-Builds ``examples/cpp`` against the installed ``mlx`` wheel's headers and
-library (they ship in the wheel; a C++ compiler is the only extra need) and
-compares what the programs print with Python's outputs for the same file.
+Builds ``examples/cpp`` the way a user does, with ``find_package(mlxfn
+CONFIG)`` (``-Dmlxfn_DIR=$(python -m mlxfn --cmake-dir)``, which brings the
+mlx wheel's headers and libmlx too), and compares what the programs print
+with Python's outputs for the same file.  ``tests/wheel/consumer`` (the
+installed wheel's check) imports mlxfn files with the C++ runtime.
 """
 
 from __future__ import annotations
@@ -18,35 +20,40 @@ import numpy as np
 import pytest
 
 import mlxfn
+from mlxfn.__main__ import cmake_dir
 from mlxfn.convert import to_mlx
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "cpp"
-MLX_DIR = Path(mx.__file__).parent
+CONSUMER = ROOT / "tests" / "wheel" / "consumer"
+# cmake is a test extra (pip installs it beside this Python).
+CMAKE = shutil.which("cmake", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
 def _why_not_buildable() -> str | None:
-    if shutil.which(os.environ.get("CXX", "g++")) is None:
-        return "no C++ compiler (g++ or $CXX) on PATH"
-    if not (MLX_DIR / "include" / "mlx" / "mlx.h").exists():
-        return f"the installed mlx wheel has no C++ headers under {MLX_DIR}/include"
+    if shutil.which(os.environ.get("CXX", "c++")) is None:
+        return "no C++ compiler (c++ or $CXX) on PATH"
+    if CMAKE is None:
+        return "no cmake: pip install 'mlxfn[test]'"
     return None
 
 
 pytestmark = pytest.mark.skipif(_why_not_buildable() is not None, reason=str(_why_not_buildable()))
 
 
+def cmake_build(source: Path, build: Path) -> Path:
+    """Configure and build the CMake project `source` against this mlxfn; its build folder."""
+    assert CMAKE is not None
+    configure = [CMAKE, "-S", str(source), "-B", str(build), f"-Dmlxfn_DIR={cmake_dir()}"]
+    for cmd in (configure, [CMAKE, "--build", str(build), f"-j{os.cpu_count() or 1}"]):
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return build
+
+
 @pytest.fixture(scope="module")
 def programs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    build = tmp_path_factory.mktemp("cpp-build")
-    subprocess.run(
-        ["make", "-s", "-C", str(EXAMPLES), f"PYTHON={sys.executable}", f"BUILD={build}", f"-j{os.cpu_count() or 1}"],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    return build
+    return cmake_build(EXAMPLES, tmp_path_factory.mktemp("cpp-build"))
 
 
 def run(*cmd: str) -> str:
@@ -126,3 +133,32 @@ def test_training_steps_from_cpp_match_python(programs: Path, tmp_path: Path) ->
     mlxfn_losses = python_losses(mlxfn.import_function(tmp_path / "train_step.mlxfn"))
     assert cpp_losses == pytest.approx(mlxfn_losses, rel=1e-5)
     assert cpp_losses[-1] < cpp_losses[0]  # it trains
+
+
+def test_cmake_dir_holds_the_package() -> None:
+    proc = subprocess.run([sys.executable, "-m", "mlxfn", "--cmake-dir"], capture_output=True, text=True, check=True)
+    found = Path(proc.stdout.strip())
+    assert found == cmake_dir() and (found / "mlxfnConfig.cmake").is_file()
+    assert (found.parent.parent.parent / "lib" / "libmlxfn.so").is_file()
+
+
+def test_a_cmake_consumer_imports_mlxfn_files_from_path_and_bytes(tmp_path: Path) -> None:
+    consumer = cmake_build(CONSUMER, tmp_path / "build") / "consumer"
+    mx.random.seed(5)
+    w = mx.random.normal((6, 3))
+
+    def f(x: mx.array, *, scale: mx.array) -> tuple[mx.array, mx.array]:
+        return mx.tanh(x @ w) * scale, x.max(axis=1)
+
+    x, scale = mx.random.normal((2, 6)), mx.array(1.5)
+    path, inputs = tmp_path / "f.mlxfn", tmp_path / "in.safetensors"
+    mlxfn.export_function(path, f, x, scale=scale)
+    mx.save_safetensors(str(inputs), {"arg0": x, "scale": scale})
+    expected = f(x, scale=scale)
+    for how in ([], ["--bytes"]):
+        out = tmp_path / "out.safetensors"
+        run(str(consumer), str(path), str(inputs), str(out), *how)
+        got = mx.load(str(out))
+        assert isinstance(got, dict) and len(got) == len(expected)
+        for i, want in enumerate(expected):
+            assert mx.array_equal(got[f"out{i}"], want).item(), (how, i)

@@ -15,6 +15,14 @@
 //! Linux only: on macOS MLX adopts page-aligned memory itself.  A build
 //! that cannot make the bridge fails, saying why, unless `MLXFN_NO_BRIDGE=1`
 //! asks for a wheel without it (whose imports then copy, and say so).
+//!
+//! The second product is the C++ runtime for C++ programs (`native/`),
+//! also linked to the wheel's libmlx, placed where the wheel takes it:
+//! `lib/libmlxfn.so` (`native/src/*.cpp` and the core's C ABI, the staticlib
+//! of `rust/mlxfn-capi`, built by a nested cargo), `include/mlxfn/*.h` and
+//! `share/cmake/mlxfn/` (`find_package(mlxfn CONFIG)`, from `native/cmake`),
+//! all under `python/mlxfn/`, with the runtime's tools (`native/tools`)
+//! in `bin/`.  `MLXFN_NO_BRIDGE=1` skips it too.
 
 use std::env;
 use std::fs;
@@ -38,6 +46,9 @@ print("nanobind_source=" + nanobind.source_dir())
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=../../bridge");
+    for dir in ["../../native", "../mlxfn-capi", "../mlxfn-core/src", "../../Cargo.lock"] {
+        println!("cargo:rerun-if-changed={dir}");
+    }
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
     println!("cargo:rerun-if-env-changed=MLXFN_NO_BRIDGE");
     println!("cargo:rerun-if-env-changed=CXX");
@@ -52,6 +63,9 @@ fn main() {
     if env::var("MLXFN_NO_BRIDGE").is_ok_and(|v| v == "1") {
         println!("cargo:warning=MLXFN_NO_BRIDGE=1: building without the C++ bridge (imports will copy)");
         remove_stale(&package, "");
+        for dir in ["lib", "include", "share", "bin"] {
+            let _ = fs::remove_dir_all(package.join(dir));
+        }
         return;
     }
     let python = env::var("PYO3_PYTHON").unwrap_or_else(|_| "python3".into());
@@ -104,6 +118,177 @@ fn main() {
     run(&mut link, "linking the bridge");
     remove_stale(&package, &get("ext_suffix"));
     fs::rename(&partial, &target).unwrap(); // an importer never sees a half-written module
+
+    let mlx_include = PathBuf::from(get("mlx_include"));
+    build_runtime(&root, &package, &mlx_include, Path::new(&get("mlx_lib")), &out);
+}
+
+/// `libmlxfn.so`, its headers and its CMake package, under `package`.
+fn build_runtime(root: &Path, package: &Path, mlx_include: &Path, mlx_lib: &Path, out: &Path) {
+    let capi = build_capi(root);
+    let native = root.join("native");
+    let sources = cpp_files(&native.join("src"));
+    // The runtime, with warnings as errors: the lint gate of native/src.
+    let mut runtime = compiler(&[mlx_include.to_path_buf()], &out.join("runtime"));
+    runtime
+        .include(native.join("include"))
+        .include(native.join("src"))
+        .files(&sources)
+        .warnings(true)
+        .extra_warnings(true)
+        .warnings_into_errors(true)
+        .flag("-fvisibility=default"); // what leaves the library is the version script's choice
+    let objects = if sources.is_empty() { Vec::new() } else { runtime.compile_intermediates() };
+
+    // Export the C++ API (namespace mlxfn) and every function of the C ABI
+    // (listed from its generated header, each pulled out of the archive).
+    let header = fs::read_to_string(native.join("include/mlxfn/mlxfn_core.h")).unwrap();
+    let c_functions = c_abi_functions(&header);
+    let script = out.join("libmlxfn.map");
+    let globals: String = c_functions.iter().map(|f| format!("    {f};\n")).collect();
+    fs::write(
+        &script,
+        format!(
+            "{{\n  global:\n{globals}    extern \"C++\" {{\n      mlxfn::*;\n      \"typeinfo for mlxfn::*\";\n      \
+             \"typeinfo name for mlxfn::*\";\n      \"vtable for mlxfn::*\";\n    }};\n  local: *;\n}};\n"
+        ),
+    )
+    .unwrap();
+
+    let lib_dir = package.join("lib");
+    fs::create_dir_all(&lib_dir).unwrap();
+    let target = lib_dir.join("libmlxfn.so");
+    let partial = target.with_extension("so.partial");
+    let mut link = runtime.get_compiler().to_command();
+    link.arg("-shared").args(&objects).arg("-o").arg(&partial);
+    for f in &c_functions {
+        link.arg(format!("-Wl,--undefined={f}"));
+    }
+    link.arg(&capi)
+        .arg(format!("-L{}", mlx_lib.display()))
+        .arg("-lmlx")
+        // The Rust standard library's system libraries (`--print native-static-libs`).
+        .args(["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"])
+        .arg("-Wl,-soname,libmlxfn.so")
+        // site-packages/mlxfn/lib -> site-packages/mlx/lib, where the mlx wheel puts libmlx.so.
+        .arg("-Wl,-rpath,$ORIGIN/../../mlx/lib")
+        .arg(format!("-Wl,--version-script={}", script.display()))
+        .arg("-Wl,--gc-sections")
+        .arg("-Wl,--strip-debug") // the Rust standard library's debug info: 4 MB
+        .arg("-Wl,--as-needed");
+    run(&mut link, "linking libmlxfn.so");
+    fs::rename(&partial, &target).unwrap();
+
+    // The runtime's command-line tools (native/tools/*.cpp), one program each.
+    let bin_dir = package.join("bin");
+    for source in cpp_files(&native.join("tools")) {
+        let name = source.file_stem().unwrap().to_string_lossy().into_owned();
+        let objects = compiler(&[mlx_include.to_path_buf()], &out.join("tools").join(&name))
+            .include(native.join("include"))
+            .file(&source)
+            .warnings(true)
+            .extra_warnings(true)
+            .warnings_into_errors(true)
+            .compile_intermediates();
+        fs::create_dir_all(&bin_dir).unwrap();
+        let program = bin_dir.join(&name);
+        let partial = bin_dir.join(format!("{name}.partial"));
+        let mut link = runtime.get_compiler().to_command();
+        link.args(&objects)
+            .arg("-o")
+            .arg(&partial)
+            .arg(format!("-L{}", lib_dir.display()))
+            .arg("-lmlxfn")
+            .arg(format!("-L{}", mlx_lib.display()))
+            .arg("-lmlx")
+            // site-packages/mlxfn/bin -> mlxfn/lib and mlx/lib.
+            .arg("-Wl,-rpath,$ORIGIN/../lib:$ORIGIN/../../mlx/lib");
+        run(&mut link, &format!("linking {name}"));
+        fs::rename(&partial, &program).unwrap();
+    }
+
+    // The headers, as they are in the checkout.
+    let include_dir = package.join("include/mlxfn");
+    let _ = fs::remove_dir_all(&include_dir);
+    fs::create_dir_all(&include_dir).unwrap();
+    for entry in fs::read_dir(native.join("include/mlxfn")).unwrap().flatten() {
+        if entry.path().extension().is_some_and(|x| x == "h") {
+            fs::copy(entry.path(), include_dir.join(entry.file_name())).unwrap();
+        }
+    }
+
+    // The CMake package: the templates with this version and the building mlx's CMake dir.
+    let version = env::var("CARGO_PKG_VERSION").unwrap();
+    let mlx_cmake = mlx_include.parent().unwrap().join("share/cmake/MLX");
+    let cmake_dir = package.join("share/cmake/mlxfn");
+    fs::create_dir_all(&cmake_dir).unwrap();
+    for name in ["mlxfnConfig.cmake", "mlxfnConfigVersion.cmake"] {
+        let template = fs::read_to_string(native.join("cmake").join(format!("{name}.in"))).unwrap();
+        let text = template
+            .replace("@VERSION@", &version)
+            .replace("@VERSION_MAJOR@", version.split('.').next().unwrap())
+            .replace("@MLX_CMAKE_DIR@", &mlx_cmake.display().to_string());
+        fs::write(cmake_dir.join(name), text).unwrap();
+    }
+}
+
+/// The `.cpp` files of `dir`, sorted (none for a missing directory).
+fn cpp_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cpp"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The names of the functions the C ABI header declares (`mlxfn_...(`).
+fn c_abi_functions(header: &str) -> Vec<String> {
+    let mut names: Vec<String> = header
+        .match_indices("mlxfn_")
+        .filter(|&(at, _)| at == 0 || !header[..at].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_'))
+        .filter_map(|(at, _)| {
+            let rest = &header[at..];
+            let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))?;
+            rest[end..].starts_with('(').then(|| rest[..end].to_owned())
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Build the C ABI's staticlib (`rust/mlxfn-capi`) with a cargo of its own:
+/// its own target directory (the outer build holds a lock on ours), the
+/// lockfile as it is, nothing downloaded (every crate it needs, the outer
+/// build needed first), and no fat LTO (the workspace's release profile
+/// has it for the Python module; here it would only slow the build).
+fn build_capi(root: &Path) -> PathBuf {
+    let target_dir = root.join("target/capi");
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .args(["build", "--quiet", "--release", "--locked", "--offline", "-p", "mlxfn-capi"])
+        .arg("--manifest-path")
+        .arg(root.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir);
+    // The outer build's settings for its own crates are not this build's;
+    // where crates come from (home, registries, network) is.
+    const KEEP: [&str; 5] = ["CARGO_HOME", "CARGO_NET_", "CARGO_REGISTR", "CARGO_SOURCE_", "CARGO_HTTP_"];
+    for (key, _) in env::vars_os() {
+        let key = key.to_string_lossy();
+        let cargo_setting = key.starts_with("CARGO_") && !KEEP.iter().any(|k| key.starts_with(k));
+        if cargo_setting || key == "RUSTFLAGS" || key == "RUSTC_WORKSPACE_WRAPPER" {
+            command.env_remove(key.as_ref());
+        }
+    }
+    command.env("CARGO_PROFILE_RELEASE_LTO", "false").env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16");
+    run(&mut command, "building the C ABI (cargo build -p mlxfn-capi)");
+    target_dir.join("release/libmlxfn_capi.a")
 }
 
 /// A C++20 compiler set up as MLX's extensions are (`NB_DOMAIN=mlx`).
