@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 from . import _mlxfn
 from ._load import choose
+from .distributed import COLLECTIVES, recorded_group
 from .errors import MlxfnError
 from .ir import Signature, TensorSpec, Trace, dtype_name
 
@@ -52,9 +53,11 @@ def summarize(path: str) -> dict[str, Any]:
     infos = handle.constant_infos()
     traces = []
     used_by: Counter[int] = Counter()
+    collectives: list[tuple[str, tuple[Any, ...]]] = []
     for record in handle.traces():
         trace = Trace.from_record(record)
         used_by.update(set(trace.constants))
+        collectives += [(n.op, n.args) for n in trace.nodes if n.op in COLLECTIVES]
         traces.append(
             {
                 **_signature_entry(trace.signature),
@@ -77,9 +80,19 @@ def summarize(path: str) -> dict[str, Any]:
         "constant_bytes": sum(n for _, _, n in infos),
         "shared_bytes": sum(infos[i][2] for i, c in used_by.items() if c > 1),
         "traces": traces,
+        "distributed": _distributed_entry(path, collectives),
         "layout": handle.describe(),
         "load": choose("auto").describe(),
     }
+
+
+def _distributed_entry(path: str, collectives: list[tuple[str, tuple[Any, ...]]]) -> dict[str, Any] | None:
+    """The rank and group size that wrote a file with collectives (None: it has none)."""
+    group = recorded_group(collectives, path)
+    if group is None:
+        return None
+    size, rank = group
+    return {"rank": rank, "group_size": size, "collectives": dict(Counter(op for op, _ in collectives).most_common())}
 
 
 def _signature_entry(sig: Signature) -> dict[str, Any]:
@@ -139,6 +152,10 @@ def _print_text(info: dict[str, Any]) -> None:
     )
     print(f"  shapeless: {info['shapeless']}; metadata: {info['metadata']!r}")
     print(f"  load here: {info['load']}")
+    if info["distributed"]:
+        d = info["distributed"]
+        ops = ", ".join(f"{k} {v}" for k, v in d["collectives"].items())
+        print(f"  distributed: rank {d['rank']} of a group of {d['group_size']} processes; collectives: {ops}")
     for i, t in enumerate(info["traces"]):
         print(
             f"  trace {i}: {len(t['positional'])} positional, {len(t['keywords'])} keyword inputs, "

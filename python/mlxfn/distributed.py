@@ -312,7 +312,7 @@ def recorded_group(nodes: Sequence[tuple[str, Sequence[Any]]], where: str) -> tu
 
 def _describe(group: tuple[int, int]) -> str:
     size, rank = group
-    return f"rank {rank} of a group of {size}"
+    return f"rank {rank} of a group of {size} processes"
 
 
 def group_for_import(
@@ -329,9 +329,9 @@ def group_for_import(
     if mine != recorded:
         source = "the group given" if group is not None else "mx.distributed.init()"
         raise ValueError(
-            f"[import_function] {path} was exported by {_describe(recorded)} processes, but this process is "
-            f"{_describe(mine)} ({source}): import it under a group of {recorded[0]} processes, on rank "
-            f"{recorded[1]}, or import this rank's own file"
+            f"[import_function] {path} was exported on {_describe(recorded)}, but this process is "
+            f"{_describe(mine)} ({source}): import it on rank {recorded[1]} of a group of {recorded[0]}, "
+            "or import this rank's own file"
         )
     return g
 
