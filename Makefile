@@ -50,14 +50,18 @@ test-python: ## pytest against MLX itself
 	$(PY) -m pytest -q
 
 WHEEL_CHECK := target/wheel-check
-test-wheel: setup ## pip wheel ., install it into a fresh venv outside the checkout, check that it maps after MLX use
+# The one-file LLM for the C++ check is exported by .venv (mlx-lm is a test extra); cmake
+# goes into the fresh venv unless the machine has one.
+test-wheel: build ## pip wheel ., install it into a fresh venv outside the checkout, check that it maps after MLX use and that C++ built with CMake against it equals Python
 	rm -rf $(WHEEL_CHECK) && mkdir -p $(WHEEL_CHECK)
 	$(PY) -m pip wheel --quiet --no-deps -w $(WHEEL_CHECK) .
 	set -e; away=$$(mktemp -d); trap 'rm -rf "$$away"' EXIT; \
+	$(PY) tests/wheel/prepare_llm.py "$$away/llm"; \
 	$(PYTHON) -m venv "$$away/venv"; \
 	"$$away/venv/bin/python" -m pip install --quiet $(WHEEL_CHECK)/mlxfn-*.whl; \
+	env PATH=/usr/bin:/bin sh -c 'command -v cmake' >/dev/null || "$$away/venv/bin/python" -m pip install --quiet cmake; \
 	cd "$$away" && env -u VIRTUAL_ENV PATH="$$away/venv/bin:/usr/bin:/bin" \
-		"$$away/venv/bin/python" $(abspath tests/wheel/check_installed.py) $(abspath .)
+		"$$away/venv/bin/python" $(abspath tests/wheel/check_installed.py) $(abspath .) "$$away/llm"
 
 FUZZ_SECONDS ?= 600
 fuzz-smoke: ## Fuzz the Rust reader for 10 s per target (libFuzzer, stable Rust)
