@@ -373,3 +373,38 @@ def test_primitives_equal_the_original(primitive_jobs: list[Job]) -> None:
             failures.append(f"{job.name}: {err}")
     assert not failures, "\n".join(failures)
     assert len(primitive_jobs) > 100
+
+
+# ----------------------------------------------------------------------------
+# An LLM generating from one file (examples/cpp/llm_generate.cpp).
+
+
+def _export_llm(model: nn.Module, path: Path) -> None:
+    """The prefill and the decode step with mlx-lm's ConcatenateKVCache."""
+    import inspect
+
+    import llm_one_file as llm  # examples/ (pyproject's pythonpath)
+
+    if "kind" in inspect.signature(llm.export).parameters:
+        llm.export(model, path, kind="concatenate")
+    else:
+        llm.export(model, path)
+
+
+@pytest.mark.parametrize(("arch", "quantize"), [("llama", False), ("qwen2", False), ("llama", True)])
+def test_llm_generate_equals_python(tmp_path: Path, arch: str, quantize: bool) -> None:
+    llm = pytest.importorskip("llm_one_file")
+    program = build_program(ROOT / "examples" / "cpp" / "llm_generate.cpp", "llm_generate")
+    model = llm.tiny_model(arch, quantize)
+    path = tmp_path / "llm.mlxfn"
+    _export_llm(model, path)
+    fn = mlxfn.import_function(path)
+    for length in (3, 17):
+        prompt = [(7 * i + 3) % 128 for i in range(length)]
+        expected = llm.generate(fn, prompt, 24)
+        assert expected == llm.generate_directly(model, prompt, 24)
+        proc = subprocess.run(
+            [str(program), str(path), "24", *map(str, prompt)], capture_output=True, text=True, timeout=600
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert [int(t) for t in proc.stdout.split()] == expected, f"prompt of {length}"
