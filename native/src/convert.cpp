@@ -162,7 +162,6 @@ std::vector<Trace> convert_traces(const MlxfnGraph& graph, bool legacy_shapeless
         OutputExpr e{oe.output, oe.axis, std::nullopt};
         if (oe.expr != nullptr) e.expr = expr(*oe.expr);
         node.output_exprs.push_back(std::move(e));
-        follows = true;
       }
       if (follows) out.following.push_back(n);
     }

@@ -9,16 +9,16 @@ namespace mlxfn::detail {
 namespace {
 
 template <mx::array (*F)(const mx::array&, mx::StreamOrDevice)>
-Arrays unary(const Node&, const Arrays& xs) {
+Arrays unary(const State&, const Arrays& xs) {
   return {F(xs.at(0), {})};
 }
 
 template <mx::array (*F)(const mx::array&, const mx::array&, mx::StreamOrDevice)>
-Arrays binary(const Node&, const Arrays& xs) {
+Arrays binary(const State&, const Arrays& xs) {
   return {F(xs.at(0), xs.at(1), {})};
 }
 
-Arrays abs_(const Node&, const Arrays& xs) {
+Arrays abs_(const State&, const Arrays& xs) {
   // MLX's Abs primitive keeps a complex input's dtype; mx::abs adds a cast
   // to float that the trace records as its own node.
   mx::array out = mx::abs(xs.at(0));
@@ -26,9 +26,9 @@ Arrays abs_(const Node&, const Arrays& xs) {
   return {out};
 }
 
-Arrays copy_(const Node&, const Arrays& xs) { return {mx::copy(xs.at(0))}; }
+Arrays copy_(const State&, const Arrays& xs) { return {mx::copy(xs.at(0))}; }
 
-Arrays divide(const Node&, const Arrays& xs) {
+Arrays divide(const State&, const Arrays& xs) {
   const mx::array &a = xs.at(0), &b = xs.at(1);
   if (mx::issubdtype(a.dtype(), mx::inexact)) return {mx::divide(a, b)};
   // MLX's Divide kernel on integers divides as C does (toward zero); the op
@@ -41,9 +41,9 @@ Arrays divide(const Node&, const Arrays& xs) {
   return {mx::array(both[0].shape(), t, prim, both)};
 }
 
-Arrays divmod_(const Node&, const Arrays& xs) { return mx::divmod(xs.at(0), xs.at(1)); }
+Arrays divmod_(const State&, const Arrays& xs) { return mx::divmod(xs.at(0), xs.at(1)); }
 
-Arrays equal(const Node& n, const Arrays& xs) {
+Arrays equal(const State& n, const Arrays& xs) {
   const mx::array &a = xs.at(0), &b = xs.at(1);
   if (n.b(0) && mx::issubdtype(a.dtype(), mx::inexact)) {
     return {mx::logical_or(mx::equal(a, b), mx::logical_and(mx::isnan(a), mx::isnan(b)))};
@@ -51,7 +51,7 @@ Arrays equal(const Node& n, const Arrays& xs) {
   return {mx::equal(a, b)};
 }
 
-Arrays log_(const Node& n, const Arrays& xs) {
+Arrays log_(const State& n, const Arrays& xs) {
   switch (n.i(0)) {
     case 0:
       return {mx::log2(xs.at(0))};
@@ -63,11 +63,11 @@ Arrays log_(const Node& n, const Arrays& xs) {
   throw std::invalid_argument("[mlxfn] Log: unknown base " + std::to_string(n.i(0)));
 }
 
-Arrays sqrt_(const Node& n, const Arrays& xs) {
+Arrays sqrt_(const State& n, const Arrays& xs) {
   return {n.b(0) ? mx::rsqrt(xs.at(0)) : mx::sqrt(xs.at(0))};
 }
 
-Arrays bitwise(const Node& n, const Arrays& xs) {
+Arrays bitwise(const State& n, const Arrays& xs) {
   const mx::array &a = xs.at(0), &b = xs.at(1);
   switch (n.i(0)) {
     case 0:
@@ -84,13 +84,13 @@ Arrays bitwise(const Node& n, const Arrays& xs) {
   throw std::invalid_argument("[mlxfn] BitwiseBinary: unknown op " + std::to_string(n.i(0)));
 }
 
-Arrays select(const Node&, const Arrays& xs) { return {mx::where(xs.at(0), xs.at(1), xs.at(2))}; }
+Arrays select(const State&, const Arrays& xs) { return {mx::where(xs.at(0), xs.at(1), xs.at(2))}; }
 
-Arrays astype(const Node& n, const Arrays& xs) { return {mx::astype(xs.at(0), n.dtype(0))}; }
+Arrays astype(const State& n, const Arrays& xs) { return {mx::astype(xs.at(0), n.dtype(0))}; }
 
-Arrays view(const Node& n, const Arrays& xs) { return {mx::view(xs.at(0), n.dtype(0))}; }
+Arrays view(const State& n, const Arrays& xs) { return {mx::view(xs.at(0), n.dtype(0))}; }
 
-Arrays hadamard(const Node& n, const Arrays& xs) {
+Arrays hadamard(const State& n, const Arrays& xs) {
   return {mx::hadamard_transform(xs.at(0), static_cast<float>(n.f(0)))};
 }
 
@@ -118,7 +118,7 @@ void add_elementwise(std::unordered_map<std::string, Handler>& m) {
   m["LogicalNot"] = unary<mx::logical_not>;
   m["Negative"] = unary<mx::negative>;
   m["Real"] = unary<mx::real>;
-  m["Round"] = [](const Node&, const Arrays& xs) -> Arrays { return {mx::round(xs.at(0))}; };
+  m["Round"] = [](const State&, const Arrays& xs) -> Arrays { return {mx::round(xs.at(0))}; };
   m["Sigmoid"] = unary<mx::sigmoid>;
   m["Sign"] = unary<mx::sign>;
   m["Sin"] = unary<mx::sin>;

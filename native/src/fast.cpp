@@ -21,7 +21,7 @@ std::optional<mx::array> optional(const Arrays& xs, size_t k) {
   return xs[k];
 }
 
-Arrays quantize(const Node& n, const Arrays& xs) {
+Arrays quantize(const State& n, const Arrays& xs) {
   int group_size = int(n.i(0)), bits = int(n.i(1));
   std::string mode = quantization_mode(n.i(2));
   if (n.b(3)) {
@@ -32,11 +32,11 @@ Arrays quantize(const Node& n, const Arrays& xs) {
   return mx::quantize(xs.at(0), group_size, bits, mode);
 }
 
-Arrays rms_norm(const Node& n, const Arrays& xs) {
+Arrays rms_norm(const State& n, const Arrays& xs) {
   return {mx::fast::rms_norm(xs.at(0), optional(xs, 1), float(n.f(0)))};
 }
 
-Arrays rms_norm_vjp(const Node& n, const Arrays& xs) {
+Arrays rms_norm_vjp(const State& n, const Arrays& xs) {
   float eps = float(n.f(0));
   const mx::array &x = xs.at(0), &w = xs.at(1), &g = xs.at(2);
   if (w.ndim() == 0) {
@@ -49,11 +49,11 @@ Arrays rms_norm_vjp(const Node& n, const Arrays& xs) {
   return mx::vjp(fwd, {x, w}, {g}).second;
 }
 
-Arrays layer_norm(const Node& n, const Arrays& xs) {
+Arrays layer_norm(const State& n, const Arrays& xs) {
   return {mx::fast::layer_norm(xs.at(0), optional(xs, 1), optional(xs, 2), float(n.f(0)))};
 }
 
-Arrays layer_norm_vjp(const Node& n, const Arrays& xs) {
+Arrays layer_norm_vjp(const State& n, const Arrays& xs) {
   float eps = float(n.f(0));
   const mx::array &x = xs.at(0), &w = xs.at(1), &b = xs.at(2), &g = xs.at(3);
   bool has_w = w.ndim() > 0, has_b = b.ndim() > 0;
@@ -75,7 +75,7 @@ Arrays layer_norm_vjp(const Node& n, const Arrays& xs) {
 }
 
 // Inputs x, offset, [freqs]; forward=false is RoPE's own vjp.
-Arrays rope(const Node& n, const Arrays& xs) {
+Arrays rope(const State& n, const Arrays& xs) {
   int dims = int(n.i(0));
   bool traditional = n.b(1), forward = n.b(4);
   float base = float(n.f(2)), scale = float(n.f(3));
@@ -122,7 +122,7 @@ mx::array attention_logsumexp(const mx::array& q, mx::array k, float scale, bool
 }
 
 // Inputs q, k, v, [mask], [sinks].
-Arrays sdpa(const Node& n, const Arrays& xs) {
+Arrays sdpa(const State& n, const Arrays& xs) {
   float scale = float(n.f(0));
   bool causal = n.b(1), has_sinks = n.b(2), output_lse = n.b(3);
   Arrays rest(xs.begin() + 3, xs.end());
@@ -141,7 +141,7 @@ Arrays sdpa(const Node& n, const Arrays& xs) {
 }
 
 // A user kernel needs its backend (Metal or CUDA); without it MLX raises too.
-Arrays custom_kernel(const Node& n, const Arrays&) {
+Arrays custom_kernel(const State& n, const Arrays&) {
   std::string name = n.nargs() > 0 && n.args[0].kind == Arg::Kind::Str ? n.args[0].s : "?";
   throw std::runtime_error("[mlxfn] CustomKernel " + name +
                            ": the C++ runtime does not rebuild custom kernels (use Python's "

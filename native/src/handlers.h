@@ -17,7 +17,7 @@
 namespace mlxfn::detail {
 
 using Arrays = std::vector<mx::array>;
-using Handler = Arrays (*)(const Node&, const Arrays&);
+using Handler = Arrays (*)(const State&, const Arrays&);
 
 // Every handler by primitive name (built once, on first use).
 const std::unordered_map<std::string, Handler>& handlers();

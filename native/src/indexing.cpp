@@ -14,7 +14,7 @@
 namespace mlxfn::detail {
 namespace {
 
-Arrays gather(const Node& n, const Arrays& xs) {
+Arrays gather(const State& n, const Arrays& xs) {
   std::vector<int> axes = n.ints(0);
   mx::Shape slice_sizes = n.shape(1);
   Arrays indices(xs.begin() + 1, xs.end());
@@ -25,16 +25,16 @@ Arrays gather(const Node& n, const Arrays& xs) {
   return {mx::gather(xs.at(0), indices, axes, slice_sizes)};
 }
 
-Arrays gather_axis(const Node& n, const Arrays& xs) {
+Arrays gather_axis(const State& n, const Arrays& xs) {
   return {mx::take_along_axis(xs.at(0), xs.at(1), int(n.i(0)))};
 }
 
-Arrays search_sorted(const Node& n, const Arrays& xs) {
+Arrays search_sorted(const State& n, const Arrays& xs) {
   return {mx::searchsorted(xs.at(0), xs.at(1), n.b(0) ? "right" : "left")};
 }
 
 // MLX's Scatter::ReduceType: Max, Min, Sum, Prod, None.
-Arrays scatter(const Node& n, const Arrays& xs) {
+Arrays scatter(const State& n, const Arrays& xs) {
   std::vector<int> axes = n.ints(1);
   const mx::array& a = xs.at(0);
   Arrays indices(xs.begin() + 1, xs.end() - 1);
@@ -54,13 +54,13 @@ Arrays scatter(const Node& n, const Arrays& xs) {
 }
 
 // MLX's ScatterAxis::ReduceType: Sum, None.
-Arrays scatter_axis(const Node& n, const Arrays& xs) {
+Arrays scatter_axis(const State& n, const Arrays& xs) {
   int axis = int(n.i(1));
   if (n.i(0) == 1) return {mx::put_along_axis(xs.at(0), xs.at(1), xs.at(2), axis)};
   return {mx::scatter_add_axis(xs.at(0), xs.at(1), xs.at(2), axis)};
 }
 
-Arrays masked_scatter(const Node&, const Arrays& xs) {
+Arrays masked_scatter(const State&, const Arrays& xs) {
   const mx::array& a = xs.at(0);
   // masked_scatter returns Squeeze(MaskedScatter(...)).
   mx::array probe = mx::masked_scatter(mx::zeros({1}), mx::array({true}), mx::zeros({1}));
@@ -68,7 +68,7 @@ Arrays masked_scatter(const Node&, const Arrays& xs) {
   return {mx::array(a.shape(), a.dtype(), prim, {a, xs.at(1), xs.at(2)})};
 }
 
-Arrays random_bits(const Node& n, const Arrays& xs) {
+Arrays random_bits(const State& n, const Arrays& xs) {
   mx::Shape shape = n.shape(0);
   int width = int(n.i(1));
   mx::Dtype dtype = width == 1 ? mx::uint8 : width == 2 ? mx::uint16 : mx::uint32;

@@ -12,18 +12,18 @@
 namespace mlxfn::detail {
 namespace {
 
-Arrays matmul(const Node&, const Arrays& xs) { return {mx::matmul(xs.at(0), xs.at(1))}; }
+Arrays matmul(const State&, const Arrays& xs) { return {mx::matmul(xs.at(0), xs.at(1))}; }
 
-Arrays addmm(const Node& n, const Arrays& xs) {
+Arrays addmm(const State& n, const Arrays& xs) {
   return {mx::addmm(xs.at(2), xs.at(0), xs.at(1), float(n.f(0)), float(n.f(1)))};
 }
 
-Arrays convolution(const Node& n, const Arrays& xs) {
+Arrays convolution(const State& n, const Arrays& xs) {
   return {mx::conv_general(xs.at(0), xs.at(1), n.ints(0), n.ints(1), n.ints(2), n.ints(3),
                            n.ints(4), int(n.i(5)), n.b(6))};
 }
 
-Arrays quantized_matmul(const Node& n, const Arrays& xs) {
+Arrays quantized_matmul(const State& n, const Arrays& xs) {
   std::optional<mx::array> biases;
   if (xs.size() > 3) biases = xs[3];
   return {mx::quantized_matmul(xs.at(0), xs.at(1), xs.at(2), biases, n.b(3), int(n.i(0)),
@@ -32,7 +32,7 @@ Arrays quantized_matmul(const Node& n, const Arrays& xs) {
 
 // Inputs: a, b, then the output mask (3 or 5 inputs), then the two operand
 // masks (4 or 5 inputs), already broadcast and cast by MLX.
-Arrays block_masked_mm(const Node& n, const Arrays& xs) {
+Arrays block_masked_mm(const State& n, const Arrays& xs) {
   Arrays masks(xs.begin() + 2, xs.end());
   std::optional<mx::array> out_mask, lhs, rhs;
   size_t k = 0;
@@ -46,7 +46,7 @@ Arrays block_masked_mm(const Node& n, const Arrays& xs) {
 
 // A sorted flag is recorded only when the other index array was MLX's
 // default: leaving that one out reproduces both the flag and the default.
-Arrays gather_mm(const Node& n, const Arrays& xs) {
+Arrays gather_mm(const State& n, const Arrays& xs) {
   bool left_sorted = n.b(0), right_sorted = n.b(1);
   std::optional<mx::array> lhs, rhs;
   if (!right_sorted) lhs = xs.at(2);
@@ -54,7 +54,7 @@ Arrays gather_mm(const Node& n, const Arrays& xs) {
   return {mx::gather_mm(xs.at(0), xs.at(1), lhs, rhs, left_sorted || right_sorted)};
 }
 
-Arrays gather_qmm(const Node& n, const Arrays& xs) {
+Arrays gather_qmm(const State& n, const Arrays& xs) {
   std::string mode = quantization_mode(n.i(2));
   bool left_sorted = n.b(4), right_sorted = n.b(5);
   std::optional<mx::array> biases, lhs, rhs;
@@ -66,25 +66,25 @@ Arrays gather_qmm(const Node& n, const Arrays& xs) {
 }
 
 // The CPU-only linear algebra primitives run on the CPU stream, as MLX requires.
-Arrays qrf(const Node&, const Arrays& xs) {
+Arrays qrf(const State&, const Arrays& xs) {
   auto [q, r] = mx::linalg::qr(xs.at(0), mx::Device::cpu);
   return {q, r};
 }
 
-Arrays svd(const Node& n, const Arrays& xs) {
+Arrays svd(const State& n, const Arrays& xs) {
   return mx::linalg::svd(xs.at(0), n.b(0), mx::Device::cpu);
 }
 
-Arrays inverse(const Node& n, const Arrays& xs) {
+Arrays inverse(const State& n, const Arrays& xs) {
   if (n.b(0)) return {mx::linalg::tri_inv(xs.at(0), n.b(1), mx::Device::cpu)};
   return {mx::linalg::inv(xs.at(0), mx::Device::cpu)};
 }
 
-Arrays cholesky(const Node& n, const Arrays& xs) {
+Arrays cholesky(const State& n, const Arrays& xs) {
   return {mx::linalg::cholesky(xs.at(0), n.b(0), mx::Device::cpu)};
 }
 
-Arrays eig(const Node& n, const Arrays& xs) {
+Arrays eig(const State& n, const Arrays& xs) {
   if (n.b(0)) {
     auto [w, v] = mx::linalg::eig(xs.at(0), mx::Device::cpu);
     return {w, v};
@@ -92,7 +92,7 @@ Arrays eig(const Node& n, const Arrays& xs) {
   return {mx::linalg::eigvals(xs.at(0), mx::Device::cpu)};
 }
 
-Arrays eigh(const Node& n, const Arrays& xs) {
+Arrays eigh(const State& n, const Arrays& xs) {
   if (n.b(1)) {
     auto [w, v] = mx::linalg::eigh(xs.at(0), n.str(0), mx::Device::cpu);
     return {w, v};
@@ -102,7 +102,7 @@ Arrays eigh(const Node& n, const Arrays& xs) {
 
 // State: axes, inverse, real, odd_out.  A real inverse transform's last
 // length is 2 * (n - 1) + odd_out.
-Arrays fft(const Node& n, const Arrays& xs) {
+Arrays fft(const State& n, const Arrays& xs) {
   std::vector<int> axes = n.ints(0);
   bool inverse = n.b(1), real = n.b(2), odd = n.b(3);
   const mx::array& x = xs.at(0);

@@ -3,6 +3,7 @@
 
 #include <numeric>
 #include <stdexcept>
+#include <unordered_map>
 
 namespace mlxfn::detail {
 
@@ -112,11 +113,11 @@ Fraction apply(ExprOp op, Fraction a, Fraction b) {
   throw std::invalid_argument("[mlxfn] unknown size expression op");
 }
 
-std::string where(const Node& n, size_t k) {
+std::string where(const State& n, size_t k) {
   return "[mlxfn] primitive " + n.op + ": state field " + std::to_string(k);
 }
 
-const Arg& at(const Node& n, size_t k) {
+const Arg& at(const State& n, size_t k) {
   if (k >= n.args.size()) {
     throw std::invalid_argument(where(n, k) + " is missing (the node has " +
                                 std::to_string(n.args.size()) + ")");
@@ -145,14 +146,14 @@ std::pair<__int128, __int128> expr_value(const Expr& e, const std::vector<int64_
   return done.back();
 }
 
-int64_t Node::i(size_t k) const {
+int64_t State::i(size_t k) const {
   const Arg& a = at(*this, k);
   if (a.kind == Arg::Kind::Int) return a.i;
   if (a.kind == Arg::Kind::Bool) return a.b ? 1 : 0;
   throw std::invalid_argument(where(*this, k) + " is not an integer");
 }
 
-double Node::f(size_t k) const {
+double State::f(size_t k) const {
   const Arg& a = at(*this, k);
   if (a.kind == Arg::Kind::Float) return a.f;
   if (a.kind == Arg::Kind::Int) return double(a.i);
@@ -160,18 +161,14 @@ double Node::f(size_t k) const {
   throw std::invalid_argument(where(*this, k) + " is not a number");
 }
 
-bool Node::b(size_t k) const {
+bool State::b(size_t k) const {
   const Arg& a = at(*this, k);
   if (a.kind == Arg::Kind::Bool) return a.b;
   if (a.kind == Arg::Kind::Int) return a.i != 0;
   throw std::invalid_argument(where(*this, k) + " is not a boolean");
 }
 
-bool Node::is_none(size_t k) const {
-  return k >= args.size() || args[k].kind == Arg::Kind::None;
-}
-
-mx::Dtype Node::dtype(size_t k) const {
+mx::Dtype State::dtype(size_t k) const {
   const Arg& a = at(*this, k);
   if (a.kind != Arg::Kind::Dtype) {
     throw std::invalid_argument(where(*this, k) + " is not a dtype");
@@ -179,7 +176,7 @@ mx::Dtype Node::dtype(size_t k) const {
   return a.dtype;
 }
 
-const std::string& Node::str(size_t k) const {
+const std::string& State::str(size_t k) const {
   const Arg& a = at(*this, k);
   if (a.kind != Arg::Kind::Str) {
     throw std::invalid_argument(where(*this, k) + " is not a string");
@@ -187,12 +184,12 @@ const std::string& Node::str(size_t k) const {
   return a.s;
 }
 
-std::vector<int> Node::ints(size_t k) const {
+std::vector<int> State::ints(size_t k) const {
   std::vector<int64_t> wide = int64s(k);
   return std::vector<int>(wide.begin(), wide.end());
 }
 
-std::vector<int64_t> Node::int64s(size_t k) const {
+std::vector<int64_t> State::int64s(size_t k) const {
   const Arg& a = at(*this, k);
   std::vector<int64_t> out;
   if (a.kind == Arg::Kind::Ints) return a.ints;
@@ -212,7 +209,7 @@ std::vector<int64_t> Node::int64s(size_t k) const {
   throw std::invalid_argument(where(*this, k) + " is not a list of integers");
 }
 
-mx::Shape Node::shape(size_t k) const {
+mx::Shape State::shape(size_t k) const {
   std::vector<int> v = ints(k);
   return mx::Shape(v.begin(), v.end());
 }
@@ -257,23 +254,133 @@ Arg evaluate(const Arg& a, const std::vector<int64_t>& sizes) {
 
 }  // namespace
 
-Node concrete(const Node& node, const std::vector<int64_t>& sizes) {
-  Node out;
-  out.op = node.op;
-  out.inputs = node.inputs;
-  out.shapeless = node.shapeless;
-  out.args.reserve(node.args.size());
-  for (const Arg& a : node.args) out.args.push_back(evaluate(a, sizes));
-  out.outputs = node.outputs;
+ArgList concrete(const Node& node, const std::vector<int64_t>& sizes) {
+  ArgList out;
+  out.reserve(node.args.size());
+  for (const Arg& a : node.args) out.push_back(evaluate(a, sizes));
+  return out;
+}
+
+std::vector<TensorInfo> output_shapes(const Node& node, const std::vector<int64_t>& sizes) {
+  std::vector<TensorInfo> out = node.outputs;
   for (const OutputExpr& oe : node.output_exprs) {
     int size = -1;
     if (oe.expr) {
       auto [num, den] = expr_value(*oe.expr, sizes);
       size = den == 1 ? static_cast<int>(num) : -1;
     }
-    out.outputs[oe.output].shape[oe.axis] = size;
+    out[oe.output].shape[oe.axis] = size;
   }
   return out;
+}
+
+namespace {
+
+void put(std::string& key, const void* data, size_t n) {
+  key.append(static_cast<const char*>(data), n);
+}
+
+template <typename T>
+void put(std::string& key, T value) {
+  put(key, &value, sizeof(T));
+}
+
+void key_of(const std::vector<Term>& terms, std::string& key) {
+  put(key, terms.size());
+  for (const Term& t : terms) {
+    put(key, t.coeff.num);
+    put(key, t.coeff.den);
+    put(key, t.dims.size());
+    put(key, t.dims.data(), t.dims.size() * sizeof(uint32_t));
+  }
+}
+
+void key_of(const Arg& a, std::string& key) {
+  put(key, static_cast<uint8_t>(a.kind));
+  switch (a.kind) {
+    case Arg::Kind::None:
+      break;
+    case Arg::Kind::Bool:
+      put(key, a.b);
+      break;
+    case Arg::Kind::Int:
+      put(key, a.i);
+      break;
+    case Arg::Kind::Float:
+      put(key, a.f);
+      break;
+    case Arg::Kind::Str:
+      put(key, a.s.size());
+      key += a.s;
+      break;
+    case Arg::Kind::Dtype:
+      put(key, static_cast<uint8_t>(a.dtype.val()));
+      break;
+    case Arg::Kind::Ints:
+      put(key, a.ints.size());
+      put(key, a.ints.data(), a.ints.size() * sizeof(int64_t));
+      break;
+    case Arg::Kind::List:
+      put(key, a.items.size());
+      for (const Arg& item : a.items) key_of(item, key);
+      break;
+    case Arg::Kind::Expr: {
+      const Expr& e = *a.expr;
+      put(key, e.constant.num);
+      put(key, e.constant.den);
+      put(key, e.integer);
+      key_of(e.terms, key);
+      put(key, e.program.size());
+      for (const Step& s : e.program) {
+        put(key, static_cast<uint8_t>(s.op));
+        put(key, s.constant.num);
+        put(key, s.constant.den);
+        key_of(s.terms, key);
+        put(key, s.a);
+        put(key, s.b);
+      }
+      break;
+    }
+  }
+}
+
+}  // namespace
+
+void dedupe(Trace& trace) {
+  size_t first = trace.inputs.size();
+  std::vector<uint32_t> canon(first + trace.constants.size());
+  for (size_t i = 0; i < canon.size(); ++i) canon[i] = uint32_t(i);
+  // Positions of one file constant are one array, unless a position's value
+  // follows the sizes.
+  std::vector<bool> sized(trace.constants.size(), false);
+  for (const ConstantExpr& ce : trace.constant_exprs) sized[ce.position] = true;
+  std::unordered_map<uint32_t, uint32_t> by_index;
+  for (size_t p = 0; p < trace.constants.size(); ++p) {
+    if (sized[p]) continue;
+    auto [it, fresh] = by_index.emplace(trace.constants[p], uint32_t(first + p));
+    if (!fresh) canon[first + p] = it->second;
+  }
+  std::unordered_map<std::string, uint32_t> seen;  // key -> first output id
+  trace.repeated.assign(trace.nodes.size(), false);
+  std::string key;
+  for (size_t n = 0; n < trace.nodes.size(); ++n) {
+    Node& node = trace.nodes[n];
+    for (uint32_t& id : node.inputs) id = canon[id];
+    uint32_t out = uint32_t(canon.size());
+    key.clear();
+    key += node.op;
+    put(key, node.inputs.size());
+    put(key, node.inputs.data(), node.inputs.size() * sizeof(uint32_t));
+    put(key, node.args.size());
+    for (const Arg& a : node.args) key_of(a, key);
+    for (const TensorInfo& t : node.outputs) put(key, static_cast<uint8_t>(t.dtype.val()));
+    auto [it, fresh] = seen.emplace(key, out);
+    trace.repeated[n] = !fresh;
+    for (size_t k = 0; k < node.outputs.size(); ++k) {
+      canon.push_back(fresh ? uint32_t(out + k) : uint32_t(it->second + k));
+    }
+  }
+  for (uint32_t& id : trace.outputs) id = canon[id];
 }
 
 }  // namespace mlxfn::detail

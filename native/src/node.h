@@ -92,8 +92,20 @@ struct Node {
   std::vector<OutputExpr> output_exprs;
   bool shapeless = false;  // a format-1 shapeless file: shapes follow the inputs
 
-  // Typed access to args[k] (std::invalid_argument naming the node when the
-  // state does not hold what the handler expects).
+};
+
+// What a handler sees of a node: its primitive, its state (evaluated at the
+// call's sizes for a dynamic trace) and its recorded outputs.
+struct State {
+  const std::string& op;
+  const ArgList& args;
+  const std::vector<TensorInfo>& outputs;
+
+  State(const Node& node, const ArgList& state)
+      : op(node.op), args(state), outputs(node.outputs) {}
+
+  // Typed access to args[k] (std::invalid_argument naming the primitive
+  // when the state does not hold what the handler expects).
   int64_t i(size_t k) const;
   double f(size_t k) const;
   bool b(size_t k) const;
@@ -102,7 +114,6 @@ struct Node {
   std::vector<int> ints(size_t k) const;
   std::vector<int64_t> int64s(size_t k) const;
   mx::Shape shape(size_t k) const;
-  bool is_none(size_t k) const;
   size_t nargs() const { return args.size(); }
 };
 
@@ -128,13 +139,24 @@ struct Trace {
   std::vector<uint32_t> outputs;
   std::vector<Dim> dims;
   std::vector<ConstantExpr> constant_exprs;
-  std::vector<size_t> following;  // nodes holding an expression (found once)
+  std::vector<size_t> following;  // nodes whose state holds an expression (found once)
+  std::vector<bool> repeated;     // nodes that repeat an earlier one (see dedupe)
 
   size_t positional() const { return inputs.size() - keyword_names.size(); }
   std::vector<int64_t> base_sizes() const;
 };
 
-// A node with every expression evaluated at `sizes` (a copy).
-Node concrete(const Node& node, const std::vector<int64_t>& sizes);
+// The node's state with every expression evaluated at `sizes`.
+ArgList concrete(const Node& node, const std::vector<int64_t>& sizes);
+
+// The node's output shapes at `sizes` (-1 on an axis no expression captures).
+std::vector<TensorInfo> output_shapes(const Node& node, const std::vector<int64_t>& sizes);
+
+// Common subexpressions: a node that applies the same primitive with the
+// same state to the same values as an earlier node (the rotary positions
+// every layer recomputes, a constant broadcast once per use) reads the
+// earlier node's outputs instead.  Rewrites the trace's input and output
+// ids to the first of each set of equal values and marks the repeats.
+void dedupe(Trace& trace);
 
 }  // namespace mlxfn::detail

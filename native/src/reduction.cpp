@@ -10,7 +10,7 @@ namespace {
 
 // MLX's Reduce::ReduceType: And, Or, Sum, Prod, Min, Max (keepdims: the
 // primitive keeps reduced axes; a Reshape/Squeeze follows in the trace).
-Arrays reduce(const Node& n, const Arrays& xs) {
+Arrays reduce(const State& n, const Arrays& xs) {
   const mx::array& x = xs.at(0);
   std::vector<int> axes = n.ints(1);
   switch (n.i(0)) {
@@ -30,13 +30,13 @@ Arrays reduce(const Node& n, const Arrays& xs) {
   throw std::invalid_argument("[mlxfn] Reduce: unknown reduce type " + std::to_string(n.i(0)));
 }
 
-Arrays arg_reduce(const Node& n, const Arrays& xs) {
+Arrays arg_reduce(const State& n, const Arrays& xs) {
   int axis = int(n.i(1));
   return {n.i(0) == 1 ? mx::argmax(xs.at(0), axis, true) : mx::argmin(xs.at(0), axis, true)};
 }
 
 // MLX's Scan::ReduceType: Max, Min, Sum, Prod, LogAddExp.
-Arrays scan(const Node& n, const Arrays& xs) {
+Arrays scan(const State& n, const Arrays& xs) {
   const mx::array& x = xs.at(0);
   int axis = int(n.i(1));
   bool reverse = n.b(2), inclusive = n.b(3);
@@ -55,23 +55,23 @@ Arrays scan(const Node& n, const Arrays& xs) {
   throw std::invalid_argument("[mlxfn] Scan: unknown reduce type " + std::to_string(n.i(0)));
 }
 
-Arrays softmax(const Node& n, const Arrays& xs) {
+Arrays softmax(const State& n, const Arrays& xs) {
   return {mx::softmax(xs.at(0), std::vector<int>{-1}, n.b(0))};
 }
 
-Arrays logsumexp(const Node&, const Arrays& xs) {
+Arrays logsumexp(const State&, const Arrays& xs) {
   return {mx::logsumexp(xs.at(0), std::vector<int>{-1}, true)};
 }
 
-Arrays sort(const Node& n, const Arrays& xs) { return {mx::sort(xs.at(0), int(n.i(0)))}; }
+Arrays sort(const State& n, const Arrays& xs) { return {mx::sort(xs.at(0), int(n.i(0)))}; }
 
-Arrays argsort(const Node& n, const Arrays& xs) { return {mx::argsort(xs.at(0), int(n.i(0)))}; }
+Arrays argsort(const State& n, const Arrays& xs) { return {mx::argsort(xs.at(0), int(n.i(0)))}; }
 
-Arrays partition(const Node& n, const Arrays& xs) {
+Arrays partition(const State& n, const Arrays& xs) {
   return {mx::partition(xs.at(0), int(n.i(0)), int(n.i(1)))};
 }
 
-Arrays argpartition(const Node& n, const Arrays& xs) {
+Arrays argpartition(const State& n, const Arrays& xs) {
   return {mx::argpartition(xs.at(0), int(n.i(0)), int(n.i(1)))};
 }
 

@@ -37,8 +37,8 @@ constexpr size_t kPlansPerTrace = 16;  // a decode step's sizes change every cal
 // A trace at one set of dynamic sizes: its nodes with every expression
 // evaluated, its constants with those whose value follows the sizes.
 struct Plan {
-  std::vector<Node> owned;          // the nodes that follow the sizes, concrete
-  std::vector<const Node*> nodes;   // every node, in order
+  std::vector<ArgList> owned;       // the states that follow the sizes, concrete
+  std::vector<const ArgList*> args;  // every node's state, in order
   Arrays constants;
   bool other_sizes = false;         // not the sizes the trace was traced at
   bool checked = false;             // output shapes checked once
@@ -92,6 +92,7 @@ struct ImportedFunction::Impl {
     for (size_t t = 0; t < traces.size(); ++t) {
       Entry entry;
       entry.trace = std::move(traces[t]);
+      dedupe(entry.trace);
       for (size_t n = 0; n < entry.trace.nodes.size(); ++n) {
         const std::string& op = entry.trace.nodes[n].op;
         Handler h = handler_for(op);
@@ -203,11 +204,11 @@ struct ImportedFunction::Impl {
     plan->other_sizes = !trace.dims.empty() && sizes != trace.base_sizes();
     plan->owned.reserve(trace.following.size());
     for (size_t n : trace.following) plan->owned.push_back(concrete(trace.nodes[n], sizes));
-    plan->nodes.reserve(trace.nodes.size());
+    plan->args.reserve(trace.nodes.size());
     size_t k = 0;
     for (size_t n = 0; n < trace.nodes.size(); ++n) {
       bool follows = k < trace.following.size() && trace.following[k] == n;
-      plan->nodes.push_back(follows ? &plan->owned[k++] : &trace.nodes[n]);
+      plan->args.push_back(follows ? &plan->owned[k++] : &trace.nodes[n].args);
     }
     entry.plans.emplace_front(sizes, plan);
     if (entry.plans.size() > kPlansPerTrace) entry.plans.pop_back();
@@ -229,20 +230,31 @@ struct ImportedFunction::Impl {
     Entry& entry = entries[t];
     std::shared_ptr<Plan> p = plan(entry, sizes);
     const Trace& trace = entry.trace;
-    Arrays env = std::move(inputs);
-    size_t count = env.size() + p->constants.size();
-    for (const Node& n : trace.nodes) count += n.outputs.size();
-    env.reserve(count);
+    // This thread's buffers, kept between calls (a call allocates little).
+    thread_local Arrays env, args;
+    struct Clear {
+      ~Clear() {
+        env.clear();
+        args.clear();
+      }
+    } clear;
+    env.clear();
+    env.insert(env.end(), std::make_move_iterator(inputs.begin()),
+               std::make_move_iterator(inputs.end()));
     env.insert(env.end(), p->constants.begin(), p->constants.end());
     bool check = !p->checked && !legacy_shapeless;
-    Arrays args;
-    for (size_t i = 0; i < p->nodes.size(); ++i) {
-      const Node& node = *p->nodes[i];
+    for (size_t i = 0; i < trace.nodes.size(); ++i) {
+      const Node& node = trace.nodes[i];
+      if (trace.repeated[i]) {  // nothing reads its ids (dedupe): placeholders
+        mx::array placeholder = env.back();
+        for (size_t k = 0; k < node.outputs.size(); ++k) env.push_back(placeholder);
+        continue;
+      }
       args.clear();
       for (uint32_t id : node.inputs) args.push_back(env[id]);
       Arrays outs;
       try {
-        outs = entry.handlers[i](node, args);
+        outs = entry.handlers[i](State(node, *p->args[i]), args);
       } catch (const std::invalid_argument& e) {
         std::string at = where(t, sizes) + ": node " + std::to_string(i) + " (" + node.op + ")";
         if (p->other_sizes) {
@@ -272,8 +284,10 @@ struct ImportedFunction::Impl {
 
   void check_outputs(size_t t, const std::vector<int64_t>& sizes, size_t i, const Node& node,
                      const Arrays& outs) const {
+    std::vector<TensorInfo> shapes =
+        node.output_exprs.empty() ? std::vector<TensorInfo>{} : output_shapes(node, sizes);
     for (size_t k = 0; k < outs.size(); ++k) {
-      const TensorInfo& want = node.outputs[k];
+      const TensorInfo& want = shapes.empty() ? node.outputs[k] : shapes[k];
       const mx::Shape& got = outs[k].shape();
       bool same = got.size() == want.shape.size() && outs[k].dtype() == want.dtype;
       for (size_t a = 0; same && a < got.size(); ++a) {

@@ -11,12 +11,12 @@
 namespace mlxfn::detail {
 namespace {
 
-Arrays broadcast(const Node& n, const Arrays& xs) {
+Arrays broadcast(const State& n, const Arrays& xs) {
   if (xs.size() > 1) return {mx::broadcast_arrays(xs)[0]};  // shapeless export
   return {mx::broadcast_to(xs.at(0), n.shape(0))};
 }
 
-Arrays broadcast_axes(const Node& n, const Arrays& xs) {
+Arrays broadcast_axes(const State& n, const Arrays& xs) {
   std::vector<int> ignore = n.ints(0);
   const mx::array& x = xs.at(0);
   auto ignored = [&](int i, int ndim) {
@@ -41,39 +41,39 @@ Arrays broadcast_axes(const Node& n, const Arrays& xs) {
   return {mx::broadcast_to(x, full)};
 }
 
-Arrays reshape(const Node& n, const Arrays& xs) { return {mx::reshape(xs.at(0), n.shape(0))}; }
+Arrays reshape(const State& n, const Arrays& xs) { return {mx::reshape(xs.at(0), n.shape(0))}; }
 
-Arrays transpose(const Node& n, const Arrays& xs) {
+Arrays transpose(const State& n, const Arrays& xs) {
   return {mx::transpose(xs.at(0), n.ints(0))};
 }
 
-Arrays squeeze(const Node& n, const Arrays& xs) { return {mx::squeeze(xs.at(0), n.ints(0))}; }
+Arrays squeeze(const State& n, const Arrays& xs) { return {mx::squeeze(xs.at(0), n.ints(0))}; }
 
-Arrays expand_dims(const Node& n, const Arrays& xs) {
+Arrays expand_dims(const State& n, const Arrays& xs) {
   return {mx::expand_dims(xs.at(0), n.ints(0))};
 }
 
-Arrays flatten(const Node& n, const Arrays& xs) {
+Arrays flatten(const State& n, const Arrays& xs) {
   return {mx::flatten(xs.at(0), int(n.i(0)), int(n.i(1)))};
 }
 
-Arrays unflatten(const Node& n, const Arrays& xs) {
+Arrays unflatten(const State& n, const Arrays& xs) {
   return {mx::unflatten(xs.at(0), int(n.i(0)), n.shape(1))};
 }
 
-Arrays concatenate(const Node& n, const Arrays& xs) {
+Arrays concatenate(const State& n, const Arrays& xs) {
   return {mx::concatenate(xs, int(n.i(0)))};
 }
 
-Arrays split(const Node& n, const Arrays& xs) {
+Arrays split(const State& n, const Arrays& xs) {
   return mx::split(xs.at(0), n.shape(0), int(n.i(1)));
 }
 
-Arrays slice(const Node& n, const Arrays& xs) {
+Arrays slice(const State& n, const Arrays& xs) {
   return {mx::slice(xs.at(0), n.shape(0), n.shape(1), n.shape(2))};
 }
 
-Arrays slice_update(const Node& n, const Arrays& xs) {
+Arrays slice_update(const State& n, const Arrays& xs) {
   const mx::array &src = xs.at(0), &upd = xs.at(1);
   mx::Shape start = n.shape(1), stop = n.shape(2), step = n.shape(3);
   switch (n.i(0)) {
@@ -90,35 +90,35 @@ Arrays slice_update(const Node& n, const Arrays& xs) {
   }
 }
 
-Arrays pad(const Node& n, const Arrays& xs) {
+Arrays pad(const State& n, const Arrays& xs) {
   return {mx::pad(xs.at(0), n.ints(0), n.shape(1), n.shape(2), xs.at(1))};
 }
 
-Arrays as_strided(const Node& n, const Arrays& xs) {
+Arrays as_strided(const State& n, const Arrays& xs) {
   std::vector<int64_t> s = n.int64s(1);
   mx::Strides strides(s.begin(), s.end());
   return {mx::as_strided(xs.at(0), n.shape(0), strides, static_cast<size_t>(n.i(2)))};
 }
 
-Arrays full(const Node&, const Arrays& xs) { return {mx::full(xs.at(0).shape(), xs.at(0))}; }
+Arrays full(const State&, const Arrays& xs) { return {mx::full(xs.at(0).shape(), xs.at(0))}; }
 
-Arrays arange(const Node& n, const Arrays&) {
+Arrays arange(const State& n, const Arrays&) {
   return {mx::arange(n.f(0), n.f(1), n.f(2), n.outputs.at(0).dtype)};
 }
 
-Arrays number_of_elements(const Node& n, const Arrays& xs) {
+Arrays number_of_elements(const State& n, const Arrays& xs) {
   return {mx::number_of_elements(xs.at(0), n.ints(0), n.b(1), n.dtype(2))};
 }
 
-Arrays dynamic_slice(const Node& n, const Arrays& xs) {
+Arrays dynamic_slice(const State& n, const Arrays& xs) {
   return {mx::slice(xs.at(0), xs.at(1), n.ints(0), n.shape(1))};
 }
 
-Arrays dynamic_slice_update(const Node& n, const Arrays& xs) {
+Arrays dynamic_slice_update(const State& n, const Arrays& xs) {
   return {mx::slice_update(xs.at(0), xs.at(1), xs.at(2), n.ints(0))};
 }
 
-Arrays depends(const Node& n, const Arrays& xs) {
+Arrays depends(const State& n, const Arrays& xs) {
   size_t k = n.outputs.size();
   Arrays first(xs.begin(), xs.begin() + k), rest(xs.begin() + k, xs.end());
   return mx::depends(first, rest);
