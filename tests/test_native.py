@@ -2,7 +2,7 @@
 
 Builds native/tools/mlxfn_run (the runtime's sources, the core's C ABI
 staticlib from ``cargo build -p mlxfn-capi --release``, the installed mlx
-wheel's headers and libmlx) and runs it on a corpus: every model of
+wheel's headers and libmlx: ``native_decode.build_program``) and runs it on a corpus: every model of
 tests/models.py, the primitives of tests/test_primitives.py (shaped, and
 shapeless at the traced and at other sizes), keyword inputs, several traces
 in one file, shapeless traces whose sizes follow the inputs through
@@ -20,7 +20,6 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,20 +29,18 @@ import mlx.nn as nn
 import pytest
 
 import mlxfn
+from native_decode import build_program, export_concatenate  # benches/: the build is shared
 
 from conftest import as_tuple, assert_same
 from models import CNN, MLP, Llama, LlamaConfig, seeded
 
 ROOT = Path(__file__).resolve().parent.parent
 MLX_DIR = Path(mx.__file__).parent
-BUILD = ROOT / "target" / "native-test"
-CXX = os.environ.get("CXX", "g++")
-CXXFLAGS = ["-std=c++20", "-O2", "-fPIC", "-Wall", "-Wextra", "-Werror"]
 
 
 def _why_not_buildable() -> str | None:
-    if shutil.which(CXX) is None:
-        return f"no C++ compiler ({CXX}) on PATH"
+    if shutil.which(os.environ.get("CXX", "g++")) is None:
+        return "no C++ compiler (g++ or $CXX) on PATH"
     if shutil.which("cargo") is None:
         return "no cargo on PATH (the core's C ABI is Rust)"
     if not (MLX_DIR / "include" / "mlx" / "mlx.h").exists():
@@ -52,46 +49,6 @@ def _why_not_buildable() -> str | None:
 
 
 pytestmark = pytest.mark.skipif(_why_not_buildable() is not None, reason=str(_why_not_buildable()))
-
-
-def _compile(source: Path, headers: Sequence[Path]) -> Path:
-    """``source`` compiled into BUILD, again only when it or a header changed."""
-    obj = BUILD / f"{source.parent.name}-{source.stem}.o"
-    newest = max(p.stat().st_mtime for p in [source, *headers])
-    if not obj.exists() or obj.stat().st_mtime < newest:
-        subprocess.run(
-            [CXX, *CXXFLAGS, "-isystem", str(MLX_DIR / "include"), "-I", str(ROOT / "native" / "include")]
-            + ["-c", str(source), "-o", str(obj)],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-    return obj
-
-
-def build_program(main: Path, name: str) -> Path:
-    """``main`` linked with the runtime, the core's staticlib and libmlx."""
-    BUILD.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        ["cargo", "build", "-p", "mlxfn-capi", "--release"], cwd=ROOT, check=True, capture_output=True, timeout=900
-    )
-    staticlib = ROOT / "target" / "release" / "libmlxfn_capi.a"
-    headers = [*(ROOT / "native" / "src").glob("*.h"), *(ROOT / "native" / "include" / "mlxfn").glob("*.h")]
-    sources = [*sorted((ROOT / "native" / "src").glob("*.cpp")), main]
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        objects = list(pool.map(lambda s: _compile(s, headers), sources))
-    program = BUILD / name
-    lib = MLX_DIR / "lib"
-    subprocess.run(
-        [CXX, "-o", str(program), *map(str, objects), str(staticlib), f"-L{lib}", "-lmlx", f"-Wl,-rpath,{lib}"]
-        + ["-lpthread", "-ldl", "-lm"],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    return program
 
 
 @pytest.fixture(scope="session")
@@ -379,25 +336,14 @@ def test_primitives_equal_the_original(primitive_jobs: list[Job]) -> None:
 # An LLM generating from one file (examples/cpp/llm_generate.cpp).
 
 
-def _export_llm(model: nn.Module, path: Path) -> None:
-    """The prefill and the decode step with mlx-lm's ConcatenateKVCache."""
-    import inspect
-
-    import llm_one_file as llm  # examples/ (pyproject's pythonpath)
-
-    if "kind" in inspect.signature(llm.export).parameters:
-        llm.export(model, path, kind="concatenate")
-    else:
-        llm.export(model, path)
-
-
 @pytest.mark.parametrize(("arch", "quantize"), [("llama", False), ("qwen2", False), ("llama", True)])
 def test_llm_generate_equals_python(tmp_path: Path, arch: str, quantize: bool) -> None:
-    llm = pytest.importorskip("llm_one_file")
+    import llm_one_file as llm  # examples/ (pyproject's pythonpath); needs mlx-lm, as test_llm.py
+
     program = build_program(ROOT / "examples" / "cpp" / "llm_generate.cpp", "llm_generate")
     model = llm.tiny_model(arch, quantize)
     path = tmp_path / "llm.mlxfn"
-    _export_llm(model, path)
+    export_concatenate(model, path)
     fn = mlxfn.import_function(path)
     for length in (3, 17):
         prompt = [(7 * i + 3) % 128 for i in range(length)]
