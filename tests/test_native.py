@@ -289,6 +289,13 @@ def test_shapeless_traces_at_several_sizes(mlxfn_run: Path, tmp_path: Path) -> N
 # The primitives of tests/test_primitives.py, shaped and shapeless.
 
 
+def test_the_runtime_rebuilds_every_primitive_python_does(mlxfn_run: Path) -> None:
+    from mlxfn.replay import supported_primitives
+
+    proc = subprocess.run([str(mlxfn_run), "--primitives"], capture_output=True, text=True, timeout=60, check=True)
+    assert set(supported_primitives()) - set(proc.stdout.split()) == set()
+
+
 def _primitive_jobs(folder: Path) -> list[Job]:
     from test_primitives import CASES
 

@@ -13,6 +13,7 @@ const std::unordered_map<std::string, Handler>& handlers() {
     add_linalg(*m);
     add_indexing(*m);
     add_fast(*m);
+    add_distributed(*m);
     return m;
   }();
   return *map;

@@ -413,6 +413,13 @@ std::string ImportedFunction::load_mode() const {
 
 std::size_t ImportedFunction::trace_count() const { return impl_->entries.size(); }
 
+std::vector<std::string> supported_primitives() {
+  std::vector<std::string> names;
+  for (const auto& [name, _] : handlers()) names.push_back(name);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
 ImportedFunction import_function(const std::string& path, Load load) {
   MlxfnError* err = nullptr;
   MlxfnFile* file = mlxfn_file_open(path.c_str(), &err);

@@ -13,6 +13,10 @@
 // message, MLX's for a call that matches no trace, goes to stderr); 3 any
 // other error.
 //
+//   mlxfn_run --primitives
+//
+// lists every primitive the runtime rebuilds.
+//
 //   mlxfn_run --batch LIST
 //
 // runs every line "FILE INPUTS OUTPUTS [options]" of LIST in this one
@@ -114,6 +118,10 @@ bool parse(const std::vector<std::string>& words, size_t from, Options& opt) {
 
 int main(int argc, char** argv) {
   std::vector<std::string> words(argv + 1, argv + argc);
+  if (words.size() == 1 && words[0] == "--primitives") {
+    for (const std::string& name : mlxfn::supported_primitives()) std::cout << name << "\n";
+    return 0;
+  }
   if (words.size() == 2 && words[0] == "--batch") {
     std::ifstream list(words[1]);
     std::string line;

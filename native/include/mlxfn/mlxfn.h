@@ -77,4 +77,7 @@ ImportedFunction import_function(const std::string& path, Load load = Load::Auto
 // need the buffer 8-byte aligned (a page-aligned buffer is best).
 ImportedFunction import_function(const void* data, std::size_t size, Load load = Load::Auto);
 
+// Every MLX primitive this runtime rebuilds, by name (sorted).
+std::vector<std::string> supported_primitives();
+
 }  // namespace mlxfn
