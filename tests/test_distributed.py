@@ -280,3 +280,18 @@ def test_collectives_of_a_group_of_one_are_not_recorded(tmp_path: Path) -> None:
     mlxfn.export_function(tmp_path / "f.mlxfn", fun, x)
     assert cli.summarize(str(tmp_path / "f.mlxfn"))["distributed"] is None
     assert_same(mlxfn.import_function(tmp_path / "f.mlxfn")(x), (fun(x),))
+
+
+def test_weights_sharded_but_not_evaluated_get_a_hint(tmp_path: Path) -> None:
+    """mlx-lm's ``model.shard()`` leaves ``mx.contiguous`` shards unevaluated:
+    MLX's tracer cannot describe them, and the error says to evaluate first."""
+    weight = mx.contiguous(mx.ones((4, 4)).T)  # lazy, as a fresh shard is
+
+    def fun(x: mx.array) -> mx.array:
+        return x @ weight
+
+    with pytest.raises(mlxfn.UnsupportedPrimitiveError, match=r"mx\.eval\(model\.parameters\(\)\) before exporting"):
+        mlxfn.export_function(tmp_path / "f.mlxfn", fun, mx.ones((2, 4)))
+    mx.eval(weight)
+    mlxfn.export_function(tmp_path / "f.mlxfn", fun, mx.ones((2, 4)))
+    assert_same(mlxfn.import_function(tmp_path / "f.mlxfn")(mx.ones((2, 4))), (fun(mx.ones((2, 4))),))

@@ -70,6 +70,14 @@ def capture(
     with distributed.intercepting() as recorder, _custom_functions_as_forward():
         try:
             export(records.append, fun, *args, shapeless=shapeless, **kwargs)
+        except ValueError as err:
+            if "primitive Contiguous" not in str(err):
+                raise
+            raise UnsupportedPrimitiveError(
+                f"{err}: mx.contiguous is not exportable; when it comes from weights that are not evaluated yet "
+                "(mlx-lm's model.shard() makes them lazily), call mx.eval(model.parameters()) before exporting, "
+                "so that the shards, not the sharding, are exported"
+            ) from err
         except MemoryError as err:
             if "bad_array_new_length" not in str(err):
                 raise
