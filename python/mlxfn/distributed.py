@@ -312,7 +312,7 @@ def recorded_group(nodes: Sequence[tuple[str, Sequence[Any]]], where: str) -> tu
 
 def _describe(group: tuple[int, int]) -> str:
     size, rank = group
-    return f"rank {rank} of a group of {size} processes"
+    return f"rank {rank} of a group of {size} process{'es' if size != 1 else ''}"
 
 
 def group_for_import(
