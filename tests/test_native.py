@@ -186,10 +186,13 @@ def test_models_equal_the_original_and_mlx_import(mlxfn_run: Path, tmp_path: Pat
         assert_same(called(mx.import_function(str(tmp_path / f"{name}.mlx")), *args), want)
         jobs.append(Job(path, args, want=want, name=name))
         jobs.append(Job(path, args, want=want, name=f"{name} (copy)", options=("--copy",)))
+        # After 64 calls a shaped trace is compiled with fusion: still equal.
+        jobs.append(Job(path, args, want=want, name=f"{name} (fused)", options=("--calls", "70")))
     run_jobs(mlxfn_run, tmp_path / "jobs", jobs)
     for job in jobs:
         meta = job.check()
         assert meta["load_mode"].startswith("copy" if "--copy" in job.options else "map"), meta
+    assert sum("fused" in job.name for job in jobs) == len(cases)
 
 
 def test_keyword_inputs_several_traces_and_bytes(mlxfn_run: Path, tmp_path: Path) -> None:

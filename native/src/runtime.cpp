@@ -3,6 +3,8 @@
 // expressions at the call's sizes once per set of sizes (a Plan), and build
 // the call's graph from the handlers (handlers.h).
 #include <algorithm>
+#include <atomic>
+#include <functional>
 #include <list>
 #include <map>
 #include <mutex>
@@ -13,6 +15,7 @@
 #include "constants.h"
 #include "convert.h"
 #include "handlers.h"
+#include "mlx/compile_impl.h"
 #include "mlx/ops.h"
 #include "mlx/utils.h"
 #include "mlxfn/mlxfn.h"
@@ -26,6 +29,10 @@ namespace {
 
 constexpr const char* kCall = "[import_function::call]";
 constexpr size_t kPlansPerTrace = 16;  // a decode step's sizes change every call
+// Calls of a shaped trace before it is compiled with fusion: a long-running
+// process pays the kernel builds once (seconds on a cold CPU kernel cache),
+// a short one never (python/mlxfn/_runner.py makes the same choice).
+constexpr size_t kFuseAfterCalls = 64;
 
 [[noreturn]] void raise(MlxfnError* err) {
   int kind = int(mlxfn_error_kind(err));
@@ -42,6 +49,8 @@ struct Plan {
   Arrays constants;
   bool other_sizes = false;         // not the sizes the trace was traced at
   bool checked = false;             // output shapes checked once
+  size_t calls = 0;                 // calls since (shaped traces only)
+  std::function<Arrays(const Arrays&)> compiled;  // fused, after kFuseAfterCalls
 };
 
 struct Entry {
@@ -226,9 +235,34 @@ struct ImportedFunction::Impl {
     return w;
   }
 
+  // A call: the plan's compiled function once it has one, else the graph
+  // built from the handlers.  A shaped trace called often enough is
+  // compiled with MLX's fusion (compile mode permitting): CPU kernels are
+  // built then, never on a first call.
   Arrays run(size_t t, const std::vector<int64_t>& sizes, Arrays inputs) {
     Entry& entry = entries[t];
     std::shared_ptr<Plan> p = plan(entry, sizes);
+    if (p->compiled) return p->compiled(inputs);
+    if (entry.trace.dims.empty() && !legacy_shapeless && p->checked &&
+        ++p->calls >= kFuseAfterCalls) {
+      static std::atomic<std::uintptr_t> next_id{1};
+      std::weak_ptr<Plan> weak = p;
+      auto fun = [this, t, weak](const Arrays& in) {
+        std::shared_ptr<Plan> plan = weak.lock();
+        if (!plan) throw std::runtime_error("[mlxfn] a compiled trace outlived its import");
+        return interpret(t, {}, plan, in);
+      };
+      // A fresh id per plan: MLX's compile caches are per thread and keyed
+      // by it, so an id is never reused for another function.
+      p->compiled = mx::detail::compile(fun, next_id.fetch_add(1) + (std::uintptr_t(1) << 62));
+      return p->compiled(inputs);
+    }
+    return interpret(t, sizes, p, std::move(inputs));
+  }
+
+  Arrays interpret(size_t t, const std::vector<int64_t>& sizes, const std::shared_ptr<Plan>& p,
+                   Arrays inputs) {
+    Entry& entry = entries[t];
     const Trace& trace = entry.trace;
     // This thread's buffers, kept between calls (a call allocates little).
     thread_local Arrays env, args;
