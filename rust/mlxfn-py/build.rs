@@ -21,8 +21,7 @@
 //! `lib/libmlxfn.so` (`native/src/*.cpp` and the core's C ABI, the staticlib
 //! of `rust/mlxfn-capi`, built by a nested cargo), `include/mlxfn/*.h` and
 //! `share/cmake/mlxfn/` (`find_package(mlxfn CONFIG)`, from `native/cmake`),
-//! all under `python/mlxfn/`, with the runtime's tools (`native/tools`)
-//! in `bin/`.  `MLXFN_NO_BRIDGE=1` skips it too.
+//! all under `python/mlxfn/`.  `MLXFN_NO_BRIDGE=1` skips it too.
 
 use std::env;
 use std::fs;
@@ -63,7 +62,7 @@ fn main() {
     if env::var("MLXFN_NO_BRIDGE").is_ok_and(|v| v == "1") {
         println!("cargo:warning=MLXFN_NO_BRIDGE=1: building without the C++ bridge (imports will copy)");
         remove_stale(&package, "");
-        for dir in ["lib", "include", "share", "bin"] {
+        for dir in ["lib", "include", "share"] {
             let _ = fs::remove_dir_all(package.join(dir));
         }
         return;
@@ -178,34 +177,6 @@ fn build_runtime(root: &Path, package: &Path, mlx_include: &Path, mlx_lib: &Path
         .arg("-Wl,--as-needed");
     run(&mut link, "linking libmlxfn.so");
     fs::rename(&partial, &target).unwrap();
-
-    // The runtime's command-line tools (native/tools/*.cpp), one program each.
-    let bin_dir = package.join("bin");
-    for source in cpp_files(&native.join("tools")) {
-        let name = source.file_stem().unwrap().to_string_lossy().into_owned();
-        let objects = compiler(&[mlx_include.to_path_buf()], &out.join("tools").join(&name))
-            .include(native.join("include"))
-            .file(&source)
-            .warnings(true)
-            .extra_warnings(true)
-            .warnings_into_errors(true)
-            .compile_intermediates();
-        fs::create_dir_all(&bin_dir).unwrap();
-        let program = bin_dir.join(&name);
-        let partial = bin_dir.join(format!("{name}.partial"));
-        let mut link = runtime.get_compiler().to_command();
-        link.args(&objects)
-            .arg("-o")
-            .arg(&partial)
-            .arg(format!("-L{}", lib_dir.display()))
-            .arg("-lmlxfn")
-            .arg(format!("-L{}", mlx_lib.display()))
-            .arg("-lmlx")
-            // site-packages/mlxfn/bin -> mlxfn/lib and mlx/lib.
-            .arg("-Wl,-rpath,$ORIGIN/../lib:$ORIGIN/../../mlx/lib");
-        run(&mut link, &format!("linking {name}"));
-        fs::rename(&partial, &program).unwrap();
-    }
 
     // The headers, as they are in the checkout.
     let include_dir = package.join("include/mlxfn");
