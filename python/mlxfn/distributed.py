@@ -88,9 +88,10 @@ def _group(group: mx.distributed.Group | None) -> mx.distributed.Group:
 
 
 def _substitute(
-    name: str, op: str, params: tuple[Any, ...], x: mx.array | None, group: Any, call_original: Callable[[], mx.array]
+    op: str, params: tuple[Any, ...], x: mx.array | None, group: Any, call_original: Callable[[], mx.array]
 ) -> mx.array:
-    """The result of ``mx.distributed.<name>`` on the tracing thread.
+    """The result of an ``mx.distributed`` op (the collective ``op`` with
+    ``params``, on ``x``) while this module's wrappers are in place.
 
     MLX's own op is called first: it validates the arguments (raising its
     own errors) and gives the output's shape and dtype; its lazy result is
@@ -111,28 +112,19 @@ def _wrappers() -> dict[str, Callable[..., mx.array]]:
     orig = _originals
 
     def all_sum(x: mx.array, *, group: Any = None, stream: Any = None) -> mx.array:
-        return _substitute(
-            "all_sum", "AllReduce", ("sum",), x, group, lambda: orig["all_sum"](x, group=group, stream=stream)
-        )
+        return _substitute("AllReduce", ("sum",), x, group, lambda: orig["all_sum"](x, group=group, stream=stream))
 
     def all_max(x: mx.array, *, group: Any = None, stream: Any = None) -> mx.array:
-        return _substitute(
-            "all_max", "AllReduce", ("max",), x, group, lambda: orig["all_max"](x, group=group, stream=stream)
-        )
+        return _substitute("AllReduce", ("max",), x, group, lambda: orig["all_max"](x, group=group, stream=stream))
 
     def all_min(x: mx.array, *, group: Any = None, stream: Any = None) -> mx.array:
-        return _substitute(
-            "all_min", "AllReduce", ("min",), x, group, lambda: orig["all_min"](x, group=group, stream=stream)
-        )
+        return _substitute("AllReduce", ("min",), x, group, lambda: orig["all_min"](x, group=group, stream=stream))
 
     def all_gather(x: mx.array, *, group: Any = None, stream: Any = None) -> mx.array:
-        return _substitute(
-            "all_gather", "AllGather", (), x, group, lambda: orig["all_gather"](x, group=group, stream=stream)
-        )
+        return _substitute("AllGather", (), x, group, lambda: orig["all_gather"](x, group=group, stream=stream))
 
     def sum_scatter(x: mx.array, *, group: Any = None, stream: Any = None) -> mx.array:
         return _substitute(
-            "sum_scatter",
             "ReduceScatter",
             ("sum",),
             x,
@@ -141,13 +133,10 @@ def _wrappers() -> dict[str, Callable[..., mx.array]]:
         )
 
     def send(x: mx.array, dst: int, *, group: Any = None, stream: Any = None) -> mx.array:
-        return _substitute(
-            "send", "Send", (int(dst),), x, group, lambda: orig["send"](x, dst, group=group, stream=stream)
-        )
+        return _substitute("Send", (int(dst),), x, group, lambda: orig["send"](x, dst, group=group, stream=stream))
 
     def recv(shape: Sequence[int], dtype: mx.Dtype, src: int, *, group: Any = None, stream: Any = None) -> mx.array:
         return _substitute(
-            "recv",
             "Recv",
             (int(src),),
             None,
@@ -156,9 +145,7 @@ def _wrappers() -> dict[str, Callable[..., mx.array]]:
         )
 
     def recv_like(x: mx.array, src: int, *, group: Any = None, stream: Any = None) -> mx.array:
-        return _substitute(
-            "recv_like", "Recv", (int(src),), x, group, lambda: orig["recv_like"](x, src, group=group, stream=stream)
-        )
+        return _substitute("Recv", (int(src),), x, group, lambda: orig["recv_like"](x, src, group=group, stream=stream))
 
     return {f.__name__: f for f in (all_sum, all_max, all_min, all_gather, sum_scatter, send, recv, recv_like)}
 
