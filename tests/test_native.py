@@ -249,6 +249,36 @@ def test_a_call_that_matches_no_trace_gets_mlx_message(mlxfn_run: Path, tmp_path
     assert error.startswith("2\n"), error  # std::invalid_argument, as MLX's
 
 
+def test_bad_files_are_refused_at_import_with_the_reason(mlxfn_run: Path, tmp_path: Path) -> None:
+    from mlxfn import _mlxfn
+
+    unknown = tmp_path / "unknown.mlxfn"
+    record = {
+        "keyword_names": [],
+        "inputs": [((2,), mx.float32)],
+        "constants": [],
+        "nodes": [("Abs", [], [0], [((2,), mx.float32)], []), ("NoSuchPrimitive", [1], [1], [((2,), mx.float32)], [])],
+        "outputs": [2],
+        "dims": [],
+        "constant_exprs": [],
+    }
+    _mlxfn.write_file(
+        str(unknown), {"mlx_version": "0.32.4", "metadata": "", "shapeless": False, "traces": [record]}, []
+    )
+    good = export(tmp_path / "good.mlxfn", lambda x: x * 2, normal(2))
+    damaged = tmp_path / "damaged.mlxfn"
+    damaged.write_bytes(good.read_bytes()[:100])
+    jobs = [
+        Job(unknown, (normal(2),), refused="node 1 has primitive 'NoSuchPrimitive'", name="unknown"),
+        Job(damaged, (normal(2),), refused=str(damaged), name="damaged"),
+        Job(tmp_path / "missing.mlxfn", (normal(2),), refused="missing.mlxfn", name="missing"),
+    ]
+    run_jobs(mlxfn_run, tmp_path / "jobs", jobs)
+    for job in jobs:
+        job.check()
+        assert job.result()[1].startswith("3\n"), job.result()[1]  # mlxfn::Error, not a refused call
+
+
 # ----------------------------------------------------------------------------
 # Shapeless traces at several sizes.
 
