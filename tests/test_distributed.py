@@ -192,12 +192,13 @@ def llms(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     return launch("llm_rank.py", tmp_path_factory.mktemp("llms"))
 
 
-@pytest.mark.parametrize("case", ["llama_tp", "qwen2_tp", "qwen3_moe_tp", "qwen2_pp"])
+@pytest.mark.parametrize("case", ["llama_tp", "qwen2_tp", "qwen3_moe_tp", "qwen2_pp", "qwen2_pp_example"])
 def test_sharded_llm_imported_per_rank_decodes_as_the_unsharded_model(llms: list[dict[str, Any]], case: str) -> None:
     """Tensor parallel (``model.shard``: Llama, Qwen2, Qwen3-MoE) and
-    pipeline parallel (``model.model.pipeline``: Qwen2): the greedy tokens
-    of each rank's imported step function, for prompts of two lengths, are
-    the unsharded model's and the sharded model's."""
+    pipeline parallel (``model.model.pipeline``: Qwen2, also through
+    ``examples/distributed/llm_per_rank.py``): the greedy tokens of each
+    rank's imported step function, for prompts of two lengths, are the
+    unsharded model's and the sharded model's."""
     for rank, report in enumerate(llms):
         result = report[case]
         assert result["imported"] == result["unsharded"], f"rank {rank}"

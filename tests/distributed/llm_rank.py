@@ -4,15 +4,19 @@ Each rank builds the same seeded mlx-lm model, decodes greedily with it
 unsharded, shards it (tensor parallel: ``model.shard(group)``; pipeline:
 ``model.model.pipeline(group)``), exports the sharded step function
 (prefill and decode step, every length) to its own file, imports it and
-decodes again.  It reports the token ids of each.
+decodes again.  It reports the token ids of each.  One more case runs
+``examples/distributed/llm_per_rank.py`` as a user would: a model directory
+in safetensors, loaded per rank, exported, served with ``--check``.
 
     mlx.launch --backend ring -n 2 --python PY llm_rank.py OUT_DIR
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import mlx.core as mx
@@ -54,11 +58,37 @@ def run_case(out: Path, name: str, group: mx.distributed.Group) -> dict[str, Any
     }
 
 
+def example() -> ModuleType:
+    path = Path(__file__).resolve().parents[2] / "examples" / "distributed" / "llm_per_rank.py"
+    spec = importlib.util.spec_from_file_location("llm_per_rank", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_example(out: Path, group: mx.distributed.Group) -> dict[str, Any]:
+    """The example's pipeline-parallel Qwen2, from safetensors to served tokens."""
+    from mlx_lm.utils import load_model
+
+    llm_per_rank = example()
+    model_dir = out / f"example-model-rank{group.rank()}"  # the same bytes on each rank
+    llm_per_rank.make_model(model_dir, "qwen2", 2)
+    unsharded, _ = load_model(model_dir, strict=False)
+    want = [generate(step_function(unsharded), p, TOKENS) for p in PROMPTS]
+    llm_per_rank.export(model_dir, out / "example-files", "pipeline")
+    # serve --check: the tokens of the file, checked against mlx-lm's sharded model
+    got = [llm_per_rank.serve(out / "example-files", p, TOKENS, model_dir) for p in PROMPTS]
+    return {"unsharded": want, "sharded": got, "imported": got}
+
+
 def main(out_dir: str, names: list[str]) -> None:
     group = mx.distributed.init()
     ran: set[str] = set()
     record_handlers(ran)
     results: dict[str, Any] = {name: run_case(Path(out_dir), name, group) for name in names or CASES}
+    if not names:
+        results["qwen2_pp_example"] = run_example(Path(out_dir), group)
     results["handlers"] = sorted(ran)
     report(out_dir, group.rank(), results)
 
