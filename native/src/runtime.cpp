@@ -48,8 +48,9 @@ struct Plan {
   std::vector<const ArgList*> args;  // every node's state, in order
   Arrays constants;
   bool other_sizes = false;         // not the sizes the trace was traced at
-  bool checked = false;             // output shapes checked once
-  size_t calls = 0;                 // calls since (shaped traces only)
+  std::atomic<bool> checked{false};  // output shapes checked once
+  std::atomic<size_t> calls{0};      // calls so far (shaped traces only)
+  std::mutex compiling;              // guards `compiled`
   std::function<Arrays(const Arrays&)> compiled;  // fused, after kFuseAfterCalls
 };
 
@@ -242,9 +243,14 @@ struct ImportedFunction::Impl {
   Arrays run(size_t t, const std::vector<int64_t>& sizes, Arrays inputs) {
     Entry& entry = entries[t];
     std::shared_ptr<Plan> p = plan(entry, sizes);
-    if (p->compiled) return p->compiled(inputs);
-    if (entry.trace.dims.empty() && !legacy_shapeless && p->checked &&
-        ++p->calls >= kFuseAfterCalls) {
+    bool shaped = entry.trace.dims.empty() && !legacy_shapeless;
+    if (shaped && p->checked && ++p->calls >= kFuseAfterCalls) {
+      std::function<Arrays(const Arrays&)> compiled;
+      {
+        std::lock_guard<std::mutex> lock(p->compiling);
+        compiled = p->compiled;
+      }
+      if (compiled) return compiled(inputs);
       static std::atomic<std::uintptr_t> next_id{1};
       std::weak_ptr<Plan> weak = p;
       auto fun = [this, t, weak](const Arrays& in) {
@@ -254,8 +260,12 @@ struct ImportedFunction::Impl {
       };
       // A fresh id per plan: MLX's compile caches are per thread and keyed
       // by it, so an id is never reused for another function.
-      p->compiled = mx::detail::compile(fun, next_id.fetch_add(1) + (std::uintptr_t(1) << 62));
-      return p->compiled(inputs);
+      compiled = mx::detail::compile(fun, next_id.fetch_add(1) + (std::uintptr_t(1) << 62));
+      {
+        std::lock_guard<std::mutex> lock(p->compiling);
+        if (!p->compiled) p->compiled = compiled;
+      }
+      return compiled(inputs);
     }
     return interpret(t, sizes, p, std::move(inputs));
   }
