@@ -47,6 +47,8 @@ Value = int | Fraction
 Oracle = Callable[[int], Value | None]
 
 WINDOW_BELOW, WINDOW_ABOVE = 3, 9  # the consecutive sizes sampled around the base
+SMALL_BELOW, SMALL_ABOVE = 1, 3  # sampled first: no step there, and the window is not needed
+FAR_ENOUGH = 4  # samples outside the window that spare a candidate more probes
 MIN_FAR_CHECKS = 2  # sizes outside the window a form must also predict
 
 
@@ -134,30 +136,33 @@ def _first_leaving(at: _Samples, predict: Callable[[int], Value], start: int, pr
     probe matches.  Values that leave the line stay off it (a staircase, a
     kink), so the bisection is exact.  An unknown value (the number's node
     is not in the graph at that size: mlx-lm's ``KVCache`` has no buffer at
-    a multiple of 256) is stepped over to a size next to it."""
+    a multiple of 256) is stepped over: the sizes on either side of it."""
 
-    def known(n: int, a: int, b: int) -> int | None:
-        """``n``, or a size next to it strictly between ``a`` and ``b``, with a known value."""
-        low, high = min(a, b), max(a, b)
-        for m in (n, n + 1, n - 1, n + 2, n - 2):
-            if low < m < high and at(m) is not None:
-                return m
-        return None
+    def on(n: int) -> bool | None:
+        v = at(n)
+        return None if v is None else v == predict(n)
 
     good = start
     for p in probes:
-        q = known(p, good, p + (1 if p > good else -1) * 3)
-        if q is None:
+        d = 1 if p > good else -1
+        if on(p) is None:
+            if p - d != good and on(p - d):
+                good = p - d
+            p += d
+            if on(p) is None:
+                continue
+        if on(p):
+            good = p
             continue
-        if at(q) == predict(q):
-            good = q
-            continue
-        bad = q
+        bad = p
         while abs(bad - good) > 1:
-            middle = known((good + bad) // 2, good, bad)
-            if middle is None:
-                break  # no known value between: ``bad`` is the nearest known
-            if at(middle) == predict(middle):
+            middle = (good + bad) // 2
+            here = on(middle)
+            if here is None:  # step over it: the sizes next to it
+                here, middle = on(middle - d), middle - d
+                if here is None or middle == good:
+                    break
+            if here:
                 good = middle
             else:
                 bad = middle
@@ -165,13 +170,13 @@ def _first_leaving(at: _Samples, predict: Callable[[int], Value], start: int, pr
     return None
 
 
-def _far(base: int, lo: int, hi: int, up: bool) -> list[int]:
-    """Sizes probed away from the base: as the range search of dynamic.py."""
+def _far(edge: int, lo: int, hi: int, up: bool) -> list[int]:
+    """Sizes probed away from ``edge`` (the window's): as the range search of dynamic.py."""
     if up:
-        sizes = {base + WINDOW_ABOVE + 2, 2 * base + 5, 64, 256, 1024, 4096, hi}
-        return sorted(s for s in sizes if base + WINDOW_ABOVE < s <= hi)
-    sizes = {base - WINDOW_BELOW - 1, base // 2, 8, 4, 3, 2, 1, 0}
-    return sorted((s for s in sizes if lo <= s < base - WINDOW_BELOW), reverse=True)
+        sizes = {edge + 2, 2 * edge + 5, 64, 256, 2048, hi}
+        return sorted(s for s in sizes if edge < s <= hi)
+    sizes = {edge - 1, edge // 2, 8, 4, 3, 2, 1, 0}
+    return sorted((s for s in sizes if lo <= s < edge), reverse=True)
 
 
 def fit_steps(value: Oracle, base: int, dim: int, lo: int = 0, hi: int = 1 << 15) -> SizeExpr | None:
@@ -182,12 +187,24 @@ def fit_steps(value: Oracle, base: int, dim: int, lo: int = 0, hi: int = 1 << 15
     v0 = at(base)
     if v0 is None:
         return None
-    window = [n for n in range(base - WINDOW_BELOW, base + WINDOW_ABOVE + 1) if at(n) is not None]
-    diffs: dict[int, Value] = {}
-    for n in window:
-        a, b = at(n), at(n + 1)
-        if a is not None and b is not None and n + 1 <= base + WINDOW_ABOVE:
-            diffs[n] = b - a
+
+    def sample(below: int, above: int) -> tuple[list[int], dict[int, Value]]:
+        """The sizes of ``base - below .. base + above`` with a known value, and the differences."""
+        window = [n for n in range(base - below, base + above + 1) if at(n) is not None]
+        diffs = {
+            n: b - a
+            for n in window
+            if n + 1 <= base + above and (a := at(n)) is not None and (b := at(n + 1)) is not None
+        }
+        return window, diffs
+
+    # A few sizes first: a number on one line there (a buffer padded to 256,
+    # traced at 8) steps far away, found by bisection; else the whole window.
+    below, above = SMALL_BELOW, SMALL_ABOVE
+    window, diffs = sample(below, above)
+    if len(diffs) < below + above or len(set(diffs.values())) != 1:
+        below, above = WINDOW_BELOW, WINDOW_ABOVE
+        window, diffs = sample(below, above)
     if len(diffs) < 4:
         return None
     counts = Counter(diffs.values())
@@ -216,18 +233,20 @@ def fit_steps(value: Oracle, base: int, dim: int, lo: int = 0, hi: int = 1 << 15
     elif len(steps) == 1:
         (s,) = steps
         height = diffs[s - 1] - slope
-        nxt = _first_leaving(at, stair(s, height), base + WINDOW_ABOVE, _far(base, lo, hi, True))
+        nxt = _first_leaving(at, stair(s, height), base + above, _far(base + above, lo, hi, True))
         if nxt is not None:
             candidates.append(periodic(slope, height, nxt - s, s, base, v0, dim))
         else:
-            prev = _first_leaving(at, stair(s, height), base - WINDOW_BELOW, _far(base, lo, hi, False))
+            prev = _first_leaving(at, stair(s, height), base - below, _far(base - below, lo, hi, False))
             if prev is not None:
                 candidates.append(periodic(slope, height, s - (prev + 1), s, base, v0, dim))
     else:
         for up in (True, False):
+            if candidates:
+                break  # found above: the range search looks below
             sign = 1 if up else -1
-            edge = base + WINDOW_ABOVE if up else base - WINDOW_BELOW
-            off = _first_leaving(at, line_at, edge, _far(base, lo, hi, up))
+            edge = base + above if up else base - below
+            off = _first_leaving(at, line_at, edge, _far(edge, lo, hi, up))
             if off is None:
                 continue
             v_off, v_next, v_after = at(off), at(off + sign), at(off + 2 * sign)
@@ -238,22 +257,42 @@ def fit_steps(value: Oracle, base: int, dim: int, lo: int = 0, hi: int = 1 << 15
                 # next one past it gives the period.
                 height = (v_off - line_at(off)) * sign
                 first = off if up else off + 1
-                more = _first_leaving(at, stair(first, height), off + 2 * sign, _far(off, lo, hi, up))
+                more = _period_of_padding(at, stair(first, height), off, slope, height) if up else None
+                if more is None:
+                    more = _first_leaving(at, stair(first, height), off + 2 * sign, _far(off + 2 * sign, lo, hi, up))
                 if more is not None:
                     candidates.append(periodic(slope, height, abs(more - off), first, base, v0, dim))
             else:  # a kink: the line, and the line past it
                 past = line((v_after - v_next) * sign, off + sign, v_next, dim)
                 here = line(slope, base, v0, dim)
                 candidates += [Op("min", here, past), Op("max", here, past)]
-    best, best_far = None, MIN_FAR_CHECKS - 1
-    for candidate in candidates:
-        # More sizes far away, then the candidate that gives the most samples.
+    # The candidate that gives the most samples; more sizes far away unless
+    # the bisections gave enough already.
+    if candidates and max(_predicts(c, at, window) for c in candidates) < FAR_ENOUGH:
         for n in _around(base, lo, hi):
             at(n)
+    best, best_far = None, MIN_FAR_CHECKS - 1
+    for candidate in candidates:
         far = _predicts(candidate, at, window)
         if far > best_far:
             best, best_far = candidate, far
     return best
+
+
+def _period_of_padding(
+    at: _Samples, stair: Callable[[int], Value], off: int, slope: Value, height: Value
+) -> int | None:
+    """The next step after the one at ``off`` when the period is the step's
+    height (a flat number padded to a multiple of it: ``ceil(n / 256) * 256``
+    steps by 256 every 256 sizes): two probes instead of a bisection; None
+    if that is not so."""
+    if slope != 0 or not isinstance(height, int) or height < 2:
+        return None
+    nxt = off + height
+    before = next((at(n) for n in (nxt - 1, nxt - 2) if at(n) is not None), None)
+    if before is None or before != stair(nxt - 1) or at(nxt) is None or at(nxt) == stair(nxt):
+        return None
+    return nxt
 
 
 def _around(base: int, lo: int, hi: int) -> list[int]:
