@@ -7,6 +7,7 @@ import's where MLX serves the case."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -17,6 +18,7 @@ import mlx.nn as nn
 import pytest
 
 import mlxfn
+from mlxfn import _progress
 from mlxfn.ir import Expr, Op, Trace, constant, size_of
 from mlxfn.shapeless.fit import fit_steps
 
@@ -238,3 +240,24 @@ def test_files_with_expressions_are_format_3_and_others_stay_format_2(tmp_path: 
     for path, version in ((plain, 2), (stepped, 3)):  # a version-2 reader still reads the plain one
         assert int.from_bytes(path.read_bytes()[8:12], "little") == version
         assert_same(mlxfn.import_function(path)(mx.ones((5,))), mlxfn.import_function(path)(mx.ones((5,))))
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_the_progress_line_counts_the_probes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tty: bool) -> None:
+    err = _Tty() if tty else io.StringIO()
+    monkeypatch.setattr(_progress.sys, "stderr", err)
+    monkeypatch.setattr(_progress, "SLOW", 0.0)  # a slow export, as a 32-layer model's
+    export(tmp_path, lambda x: x[: x.shape[0] // 2] * 2, mx.ones((8, 3)))
+    text = err.getvalue()
+    if not tty:
+        assert text == ""
+        return
+    lines = [line for line in text.split("\r") if line]
+    counts = [int(line.split("traced at ")[1].split()[0]) for line in lines]
+    assert counts == sorted(counts) and counts[-1] > 5, lines  # kept up to date while it probes
+    assert lines[-1].startswith(f"mlxfn: shapeless export: traced at {counts[-1]} sizes, done in ")

@@ -60,6 +60,7 @@ import mlx.core as mx
 import numpy as np
 
 from ._mlx import byte_view
+from ._progress import counting
 from .ir import Dim, Expr, Node, Shape, Signature, SizeExpr, TensorSpec, Trace
 from .shapeless.fit import fit_steps
 from .trace import Captured, build_trace, capture
@@ -442,11 +443,18 @@ class Fit:
 class Prober:
     """Traces ``fun`` at other sizes of its inputs (zero-filled), with a cache."""
 
-    def __init__(self, fun: Callable[..., Any], specs: Sequence[TensorSpec], keyword_names: Sequence[str]) -> None:
+    def __init__(
+        self,
+        fun: Callable[..., Any],
+        specs: Sequence[TensorSpec],
+        keyword_names: Sequence[str],
+        tick: Callable[[], None] = lambda: None,
+    ) -> None:
         self._fun = fun
         self._specs = list(specs)
         self._names = list(keyword_names)
         self._shots: dict[tuple[Shape, ...], Shot | None] = {}
+        self._tick = tick  # called at each probe (the progress line)
 
     def shapes(self, changes: Mapping[Axis, int]) -> tuple[Shape, ...]:
         shapes = [list(s.shape) for s in self._specs]
@@ -461,6 +469,7 @@ class Prober:
             arrays = [mx.zeros(shape, spec.dtype) for shape, spec in zip(shapes, self._specs)]
             n_pos = len(arrays) - len(self._names)
             args, kwargs = arrays[:n_pos], dict(zip(self._names, arrays[n_pos:]))
+            self._tick()
             try:
                 records = capture(self._fun, args, kwargs, True)
             except Exception:  # noqa: BLE001 - a size the function does not accept
@@ -988,16 +997,16 @@ def trace_shapeless(
     size from 1 to ``MAX_SIZE`` is served (or ``MAX_SEGMENTS`` traces are
     made).  A function none of whose sizes can vary gives its one shaped
     trace."""
-    with _collector_paused():
-        return _trace_shapeless(fun, args, kwargs)
+    with _collector_paused(), counting("shapeless export: traced at", "sizes") as tick:
+        return _trace_shapeless(fun, args, kwargs, tick)
 
 
 def _trace_shapeless(
-    fun: Callable[..., Any], args: Sequence[mx.array], kwargs: Mapping[str, mx.array]
+    fun: Callable[..., Any], args: Sequence[mx.array], kwargs: Mapping[str, mx.array], tick: Callable[[], None]
 ) -> list[Captured]:
     signature = Signature.of(args, kwargs)
     specs, names = signature.flat(), signature.keyword_names
-    prober = Prober(fun, specs, names)
+    prober = Prober(fun, specs, names, tick)
     base = Shot(capture(fun, args, kwargs, True), signature)
     prober.seed(base)
     captured = base.captured
@@ -1012,7 +1021,7 @@ def _trace_shapeless(
             gap = _first_gap(covered)
             if gap is None:
                 break
-            segment = _segment(fun, specs, names, dim.axes, gap, covered)
+            segment = _segment(fun, specs, names, dim.axes, gap, covered, tick)
             if segment is None:
                 break
             out.append(segment)
@@ -1038,6 +1047,7 @@ def _segment(
     axes: Sequence[Axis],
     size: int,
     covered: list[tuple[int, int]],
+    tick: Callable[[], None],
 ) -> Captured | None:
     """A trace with ``axes`` at ``size``: dynamic where it can be, clamped so
     that no two traces serve one size; None if the function fails there."""
@@ -1045,7 +1055,7 @@ def _segment(
     for i, axis in axes:
         moved[i][axis] = size
     seg_specs = [TensorSpec(tuple(s), spec.dtype) for s, spec in zip(moved, specs)]
-    prober = Prober(fun, seg_specs, names)
+    prober = Prober(fun, seg_specs, names, tick)
     base = prober.shot({})
     if base is None:
         return None
