@@ -54,10 +54,60 @@ struct Plan {
   std::function<Arrays(const Arrays&)> compiled;  // fused, after kFuseAfterCalls
 };
 
+// Nodes computed from constants alone, whatever the sizes (a weight's
+// transpose, rotary frequencies): built at a trace's first call, then
+// reused by every call, so each call's graph only holds what its inputs
+// change.  Only views of constants, or small results, are kept (a cast
+// of a whole weight would double the memory that mapping saves).
+struct Hoisted {
+  std::vector<bool> node;     // which nodes
+  std::vector<size_t> first;  // each node's first output id
+  std::mutex mutex;
+  std::atomic<bool> ready{false};
+  std::vector<Arrays> arrays;  // by node, once ready
+};
+
+constexpr size_t kHoistBytes = size_t(1) << 20;
+
+bool is_view(const std::string& op) {
+  return op == "Transpose" || op == "Broadcast" || op == "BroadcastAxes" || op == "ExpandDims" ||
+         op == "Squeeze" || op == "Slice";
+}
+
+std::shared_ptr<Hoisted> find_hoisted(const Trace& trace) {
+  auto h = std::make_shared<Hoisted>();
+  size_t n_in = trace.inputs.size();
+  std::vector<bool> fixed(n_in + trace.constants.size(), false);  // by value id
+  for (size_t p = 0; p < trace.constants.size(); ++p) fixed[n_in + p] = true;
+  for (const ConstantExpr& ce : trace.constant_exprs) fixed[n_in + ce.position] = false;
+  size_t k = 0;
+  h->node.assign(trace.nodes.size(), false);
+  for (size_t i = 0; i < trace.nodes.size(); ++i) {
+    const Node& node = trace.nodes[i];
+    bool follows = k < trace.following.size() && trace.following[k] == i;
+    if (follows) ++k;
+    bool ok = !trace.repeated[i] && !follows && node.output_exprs.empty() && !node.shapeless;
+    for (uint32_t id : node.inputs) ok = ok && fixed[id];
+    size_t bytes = 0;
+    for (const TensorInfo& t : node.outputs) {
+      size_t n = t.dtype.size();
+      for (int d : t.shape) n *= size_t(d);
+      bytes += n;
+    }
+    ok = ok && (is_view(node.op) || bytes <= kHoistBytes);
+    h->node[i] = ok;
+    h->first.push_back(fixed.size());
+    for (size_t o = 0; o < node.outputs.size(); ++o) fixed.push_back(ok);
+  }
+  h->arrays.resize(trace.nodes.size());
+  return h;
+}
+
 struct Entry {
   Trace trace;
   std::vector<Handler> handlers;
   std::list<std::pair<std::vector<int64_t>, std::shared_ptr<Plan>>> plans;  // most recent first
+  std::shared_ptr<Hoisted> hoisted;
 };
 
 std::string describe_shape(const mx::Shape& shape, const std::map<int, const Dim*>& dims) {
@@ -115,6 +165,7 @@ struct ImportedFunction::Impl {
         }
         entry.handlers.push_back(h);
       }
+      entry.hoisted = find_hoisted(entry.trace);
       entries.push_back(std::move(entry));
     }
     if (load == Load::Copy) {
@@ -287,11 +338,17 @@ struct ImportedFunction::Impl {
                std::make_move_iterator(inputs.end()));
     env.insert(env.end(), p->constants.begin(), p->constants.end());
     bool check = !p->checked && !legacy_shapeless;
+    Hoisted& hoisted = *entry.hoisted;
+    bool reuse = hoisted.ready.load(std::memory_order_acquire);
     for (size_t i = 0; i < trace.nodes.size(); ++i) {
       const Node& node = trace.nodes[i];
       if (trace.repeated[i]) {  // nothing reads its ids (dedupe): placeholders
         mx::array placeholder = env.back();
         for (size_t k = 0; k < node.outputs.size(); ++k) env.push_back(placeholder);
+        continue;
+      }
+      if (reuse && hoisted.node[i]) {
+        env.insert(env.end(), hoisted.arrays[i].begin(), hoisted.arrays[i].end());
         continue;
       }
       args.clear();
@@ -320,10 +377,30 @@ struct ImportedFunction::Impl {
       for (mx::array& o : outs) env.push_back(std::move(o));
     }
     p->checked = true;
+    if (!reuse && !inputs_are_tracers(env, trace.inputs.size())) {
+      std::lock_guard<std::mutex> lock(hoisted.mutex);
+      if (!hoisted.ready.load()) {
+        for (size_t i = 0; i < trace.nodes.size(); ++i) {
+          if (!hoisted.node[i]) continue;
+          auto begin = env.begin() + std::ptrdiff_t(hoisted.first[i]);
+          hoisted.arrays[i].assign(begin, begin + std::ptrdiff_t(trace.nodes[i].outputs.size()));
+        }
+        hoisted.ready.store(true, std::memory_order_release);
+      }
+    }
     Arrays result;
     result.reserve(trace.outputs.size());
     for (uint32_t id : trace.outputs) result.push_back(env[id]);
     return result;
+  }
+
+  // Whether this is a trace by mx::compile (its placeholders are tracers):
+  // what it builds belongs to that trace, not to later calls.
+  static bool inputs_are_tracers(const Arrays& env, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+      if (env[i].is_tracer()) return true;
+    }
+    return false;
   }
 
   void check_outputs(size_t t, const std::vector<int64_t>& sizes, size_t i, const Node& node,
