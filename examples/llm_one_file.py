@@ -220,6 +220,93 @@ def generate_directly(model: nn.Module, prompt: list[int], count: int, kind: str
     return tokens
 
 
+# ----------------------------------------------------------------------------
+# State-space models (mlx-lm's mamba and its ArraysCache): mlx-lm runs the
+# recurrence as a Python loop over the tokens, so each number of tokens is
+# another graph and no trace follows the prompt's length.  A chunked step
+# function does: ``step(tokens, *state) -> (last logits, *state)`` with the
+# state (each layer's convolution window and SSM state, of fixed shapes) in
+# and out, traced once per chunk length; a prompt is fed in chunks.
+
+MAMBA = dict(
+    vocab_size=128,
+    hidden_size=64,
+    intermediate_size=128,
+    state_size=16,
+    num_hidden_layers=2,
+    conv_kernel=4,
+    use_bias=False,
+    use_conv_bias=True,
+    time_step_rank=8,
+)
+CHUNKS = (8, 1)  # the chunk lengths traced, longest first
+
+
+def tiny_mamba(seed: int = 0) -> nn.Module:
+    """A seeded mlx-lm mamba model of the ``MAMBA`` config."""
+    module = importlib.import_module("mlx_lm.models.mamba")
+    model = module.Model(module.ModelArgs(model_type="mamba", **MAMBA))
+    mx.random.seed(seed)
+    model.update(
+        nn.utils.tree_map(
+            lambda p: mx.random.normal(p.shape) * (1.5 / p.shape[-1] ** 0.5) if p.ndim >= 2 else p,
+            model.parameters(),
+        )
+    )
+    mx.eval(model.parameters())
+    return model
+
+
+def ssm_step_function(model: nn.Module) -> Callable[..., tuple[mx.array, ...]]:
+    """``step(tokens, *state) -> (last logits, *state)``: every layer's
+    convolution window and SSM state in and out (mlx-lm's ``ArraysCache``)."""
+    from mlx_lm.models.cache import ArraysCache
+
+    def step(tokens: mx.array, *state: mx.array) -> tuple[mx.array, ...]:
+        caches = [ArraysCache(size=2) for _ in model.layers]
+        for c, conv, ssm in zip(caches, state[0::2], state[1::2]):
+            c[0], c[1] = conv, ssm
+        logits = model(tokens, cache=caches)
+        out = [logits[:, -1, :]]
+        for c in caches:
+            out += [c[0], c[1]]
+        return tuple(out)
+
+    return step
+
+
+def empty_state(model: nn.Module) -> list[mx.array]:
+    """Zero states of a batch of one (what a step without a state starts from)."""
+    cache = make_prompt_cache(model)
+    model(mx.zeros((1, 1), mx.int32), cache=cache)
+    return [mx.zeros_like(a) for c in cache for a in (c[0], c[1])]
+
+
+def export_ssm(model: nn.Module, path: Path) -> None:
+    """Write the chunked step of a state-space ``model``, one trace per chunk length."""
+    step, state = ssm_step_function(model), empty_state(model)
+    with mlxfn.exporter(path, step, shapeless=True) as exporter:
+        for chunk in CHUNKS:
+            exporter(mx.zeros((1, chunk), mx.int32), *state)
+
+
+def generate_chunked(step: Callable[..., Any], model: nn.Module, prompt: list[int], count: int) -> list[int]:
+    """Greedy decoding with a chunked step: the prompt in chunks of ``CHUNKS``."""
+    state = empty_state(model)
+    logits, start = None, 0
+    while start < len(prompt):
+        chunk = next(c for c in CHUNKS if c <= len(prompt) - start)
+        logits, *state = step(mx.array([prompt[start : start + chunk]], dtype=mx.int32), *state)
+        start += chunk
+    assert logits is not None, "an empty prompt"
+    tokens = []
+    for _ in range(count):
+        token = mx.argmax(logits, axis=-1).astype(mx.int32)
+        tokens.append(int(token.item()))
+        logits, *state = step(token.reshape(1, 1), *state)
+    return tokens
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", choices=sorted(ARCHS), default="llama")
