@@ -12,15 +12,17 @@ float32) and exports it once per rank (``model.shard`` over 2 ranks,
   ``mlx_lm.utils.sharded_load`` does (``load_model(lazy=True)``,
   ``model.shard``, ``mx.eval``) and runs the prompt to its first token;
 - ``mlxfn``: each rank imports its own file and runs the same prompt
-  (the prefill trace of its step function) to its first token.
+  (the prefill trace of its step function) to its first token; its
+  constants are the file's mapped pages (``load="auto"``: map here);
+- ``mlxfn-copy``: the same with ``load="copy"`` (read into memory).
 
 Each rank times, after ``mx.distributed.init()``: importing what it needs
-(``mlx_lm`` and the model's module; ``mlxfn``), loading (mlxfn: mapping the
-file; its pages are read at the first call), and the first token.  Each
-figure is the slower rank's.  The first round of each side is untimed
-(page cache, first-touch costs); figures are medians of the rest, ratios
-against ``mlx-lm``.  Both sides must give the same token.  The prefill's
-compute is the same on both sides: on a busy CPU it dominates.
+(``mlx_lm`` and the model's module; ``mlxfn``), loading (mlxfn: opening the
+file; the constants are mapped or read at the first call), and the first
+token.  Each figure is the slower rank's.  The first round of each side
+is untimed (page cache, first-touch costs); figures are medians of the
+rest, ratios against ``mlx-lm``.  Every side must give the same token.  The
+prefill's compute is the same on every side: on a busy CPU it dominates.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ HERE = Path(__file__).resolve()
 EXAMPLE = HERE.parent.parent / "examples" / "distributed" / "llm_per_rank.py"
 LAUNCH = Path(sys.executable).parent / "mlx.launch"
 RANKS = 2
-SIDES = ("mlx-lm", "mlxfn")
+SIDES = ("mlx-lm", "mlxfn", "mlxfn-copy")
 FIGURES = ("import_s", "load_s", "after_import_s", "first_token_s")
 
 
@@ -100,7 +102,8 @@ def rank_side(side: str, model_dir: Path, files: Path, prompt: int, out: Path) -
         import mlxfn
 
         imported = time.perf_counter()
-        step = mlxfn.import_function(files / f"model-rank{group.rank()}-of-{group.size()}.mlxfn")
+        load = "copy" if side == "mlxfn-copy" else "auto"
+        step = mlxfn.import_function(files / f"model-rank{group.rank()}-of-{group.size()}.mlxfn", load=load)
         loaded = time.perf_counter()
         logits = step(tokens)[0]
     token = int(mx.argmax(logits, axis=-1).item())
@@ -173,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         runs: dict[str, list[dict[str, float]]] = {side: [] for side in SIDES}
         tokens: set[int] = set()
         for round_ in range(args.rounds + 1):
-            for side in SIDES if round_ % 2 == 0 else SIDES[::-1]:
+            for side in SIDES[round_ % len(SIDES) :] + SIDES[: round_ % len(SIDES)]:  # each side first in turn
                 out = scratch / f"round{round_}"
                 out.mkdir(exist_ok=True)
                 common = ["--model-dir", str(model_dir), "--files", str(files), "--out", str(out)]
