@@ -15,11 +15,17 @@ from pathlib import Path
 
 import pytest
 
+from mlxfn.distributed import COLLECTIVES
 from mlxfn.replay import supported_primitives
 
 from conftest import HANDLERS_RUN, RECORD_TO
 
-SUITES = ("test_primitives.py", "test_primitives_synthetic.py", "test_primitives_transforms.py")
+SUITES = (
+    "test_primitives.py",
+    "test_primitives_synthetic.py",
+    "test_primitives_transforms.py",
+    "test_distributed.py",
+)
 
 # MLX 0.32.4's PrimitiveFactory (mlx/export.cpp): the names its export
 # callback reports (aliases are remapped to these before the callback).
@@ -75,5 +81,5 @@ def test_every_handler_is_run_by_a_test(request: pytest.FixtureRequest, tmp_path
 
 
 def test_no_handler_outside_mlx_table() -> None:
-    extra = supported_primitives() - MLX_EXPORT_TABLE - MLX_EXPORT_ALIASES
+    extra = supported_primitives() - MLX_EXPORT_TABLE - MLX_EXPORT_ALIASES - COLLECTIVES
     assert not extra, f"handlers for names MLX never reports: {sorted(extra)}"
