@@ -209,6 +209,16 @@ class Shot:
         """Which numbers are output sizes (derived: the others are state)."""
         return frozenset(k for i, (_, out, _) in enumerate(self.layout) for k in range(out, self.node_end(i)))
 
+    @functools.cached_property
+    def output_numbers(self) -> dict[int, tuple[int, int]]:
+        """Value id of a node's output -> where its sizes are among the numbers, and how many."""
+        found = {}
+        for (_, start, first_id), (_, _, outs, _) in zip(self.layout, self.nodes):
+            for o, (_, ndim) in enumerate(outs):
+                found[first_id + o] = (start, ndim)
+                start += ndim
+        return found
+
     def forget_records(self) -> None:
         """Drop MLX's records (a probe that will not become a trace)."""
         self._records = None
@@ -371,12 +381,8 @@ def _shape_of(base: Shot, x: int, predicted: Sequence[Number | Fraction | None],
         return list(inputs[x])
     if x < base.fixed:
         return list(base.constants[x - len(inputs)].shape)
-    for i, (_, out, first_id) in enumerate(base.layout):
-        outs = base.nodes[i][2]
-        if first_id <= x < first_id + len(outs):
-            start = out + sum(ndim for _, ndim in outs[: x - first_id])
-            return list(predicted[start : start + outs[x - first_id][1]])
-    raise AssertionError(f"value {x} is not defined in the base trace")
+    start, ndim = base.output_numbers[x]
+    return list(predicted[start : start + ndim])
 
 
 # ----------------------------------------------------------------------------
@@ -601,6 +607,8 @@ def _wrong(shot: Shot | None, base: Shot, result: Fit, sizes: Sequence[int]) -> 
     inputs = [spec.shape for spec in shot.signature.flat()]
     if not all(_no_op(base, i, predicted, inputs) for i in match.skipped):
         return None
+    if values == predicted:
+        return set()  # the common case, compared in one step
     return {k for k, (v, p) in enumerate(zip(values, predicted)) if v is not None and v != p} - result.free
 
 
