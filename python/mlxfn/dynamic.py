@@ -24,14 +24,27 @@ function again at other sizes instead, and keeps what it can prove:
 2. **Fit.** Every number of the graph (argument leaves, int or float; output
    sizes; the values of scalar constants) becomes ``c0 + sum(ci * si)`` from
    unit steps of each size, with ``cij * si * sj`` terms when a joint check
-   needs them, and must match exactly at other sizes.  A constant array that
+   needs them, and must match exactly at other sizes.  All the sizes are
+   fitted together first; one at a time only where that fails.  An integer
+   that no polynomial follows is refitted where it is first mispredicted,
+   along one size, as floor or ceiling division, modulo, min or max
+   (``shapeless.fit``: a strided convolution's length, ``n // 2``, mlx-lm's
+   ``KVCache`` buffer ``ceil(n / 256) * 256``, a window ``min(n, w)``); an
+   expression fitted for one number is tried on the others first (a
+   32-layer model has 64 such buffers, fitted once).  A constant array that
    changes with a size makes that size fixed.
 3. **Range.** Sizes below and above the traced one are probed (0 to 4, 8,
-   half the size, powers of two up to ``MAX_SIZE``, bisection at a change):
+   half the size, 64, 256, 2048 and ``MAX_SIZE``, bisection at a change),
+   every size moved at once first and one at a time only where that fails:
    the trace serves the sizes around its own where the graph keeps its
-   structure and every number its predicted value.  Empty inputs (size 0)
-   are served where the graph holds there too; where it changes or the
-   function fails at 0, the range starts at 1 and 0 is refused.
+   structure and every number its predicted value.  A probe may lack some
+   of the trace's slices and slice updates, which MLX leaves out of a
+   graph where they would copy their input whole (``x[:n]`` of an ``x`` of
+   ``n``; the buffer of a prompt of 256 tokens): each is proven to copy
+   whole there by the fit (starts 0, strides 1, the output's shape its
+   input's), never assumed (``align``).  Empty inputs (size 0) are served
+   where the graph holds there too; where it changes or the function fails
+   at 0, the range starts at 1 and 0 is refused.
 4. **Segments.** The sizes outside a range are traced again where the
    first change is (the other sizes at their example values), as many
    times as needed (up to ``MAX_SEGMENTS`` traces in all): one file serves
@@ -39,9 +52,11 @@ function again at other sizes instead, and keeps what it can prove:
    sort switching on, a one-token prompt without a mask: each gets its own
    trace), and 0 where a trace's graph holds at 0.
 
-Probing costs about one trace (microseconds per primitive) per probe, no
-computation.  What it cannot see: a function whose graph changes at a size
-between probes without changing its structure or numbers at the probes.
+Probing costs one trace (no computation) per probe: about 50 ms for a
+32-layer model, so the number of probes is the export's cost (a one-file
+LLM takes about 70).  What it cannot see: a function whose graph changes at
+a size between probes without changing its structure or numbers at the
+probes.
 """
 
 from __future__ import annotations
