@@ -377,6 +377,113 @@ def test_primitives_equal_the_original(primitive_jobs: list[Job]) -> None:
 
 
 # ----------------------------------------------------------------------------
+# Records no CPU trace produces (tests/test_primitives_synthetic.py's): the
+# GPU-only fused primitives, name aliases, states no public op emits on CPU.
+
+
+def _one_node_file(path: Path, op: str, args: Sequence[Any], xs: Sequence[mx.array], outputs: int) -> Path:
+    """A file whose one trace applies ``op`` with state ``args`` to its inputs;
+    output shapes as Python's handler makes them."""
+    from mlxfn import _mlxfn
+    from mlxfn.ir import Node
+    from mlxfn.replay import handler_for
+
+    handler = handler_for(op)
+    assert handler is not None
+    outs = as_tuple(handler(Node(op, tuple(args), tuple(range(len(xs))), ()), list(xs)))
+    n = len(xs)
+    record = {
+        "keyword_names": [],
+        "inputs": [(x.shape, x.dtype) for x in xs],
+        "constants": [],
+        "nodes": [(op, list(args), list(range(n)), [(o.shape, o.dtype) for o in outs], [])],
+        "outputs": list(range(n, n + len(outs)))[:outputs],
+        "dims": [],
+        "constant_exprs": [],
+    }
+    graph = {"mlx_version": mx.__version__, "metadata": "", "shapeless": False, "traces": [record]}
+    _mlxfn.write_file(str(path), graph, [])
+    return path
+
+
+def _synthetic_cases() -> list[tuple[str, str, tuple[Any, ...], list[mx.array]]]:
+    x, w, b, g = normal(2, 3, 8), normal(8, seed=1), normal(8, seed=2), normal(2, 3, 8, seed=3)
+    q, k, v = normal(1, 4, 5, 8), normal(1, 2, 7, 8, seed=1), normal(1, 2, 7, 8, seed=2)
+    bool_mask = mx.logical_or(normal(1, 4, 5, 7, seed=3) > 0, mx.arange(7) == 0)
+    sinks = normal(4, seed=4)
+    r, offset, freqs = normal(1, 2, 5, 8), mx.array(3), mx.array([1.0, 10.0, 100.0])
+    qw, qs, qb = mx.quantize(normal(4, 64), group_size=32, bits=4)
+    ints = [mx.array([7, -7, 7, -7, 6, 0], dtype=mx.int32), mx.array([2, 2, -2, -2, -3, 5], dtype=mx.int32)]
+    cube = mx.arange(5 * 6 * 2).reshape(5, 6, 2)
+    cases: list[tuple[str, str, tuple[Any, ...], list[mx.array]]] = [
+        ("rms", "RMSNorm", (1e-5,), [x, w]),
+        ("rms no weight", "RMSNorm", (1e-5,), [x, mx.array(1.0)]),
+        ("rms vjp", "RMSNormVJP", (1e-5,), [x, w, g]),
+        ("rms vjp no weight", "RMSNormVJP", (1e-5,), [x, mx.array(1.0), g]),
+        ("layer", "LayerNorm", (1e-5,), [x, w, b]),
+        ("layer bare", "LayerNorm", (1e-6,), [x, mx.array(1.0), mx.array(0.0)]),
+        ("layer vjp", "LayerNormVJP", (1e-5,), [x, w, b, g]),
+        ("layer vjp no bias", "LayerNormVJP", (1e-5,), [x, w, mx.array(0.0), g]),
+        ("dequantize", "Quantize", (32, 4, 0, True), [qw, qs, qb]),
+        ("quantize", "Quantize", (32, 4, 0, False), [normal(4, 64)]),
+        ("copy", "Copy", (), [x]),
+        ("stop", "StopGradient", (), [x]),
+        ("int divide", "Divide", (), ints),
+        ("uint divide", "Divide", (), [mx.array([7, 9], mx.uint8), mx.array([2, 4], mx.uint8)]),
+        ("gather wide", "Gather", ([0, 1], (2, 2, 1)), [cube, mx.array([0, 3, 1]), mx.array([1, 4, 0])]),
+        ("gather wide one", "Gather", ([1], (5, 3, 2)), [cube, mx.array([1, 3, 0])]),
+        (
+            "scatter wide",
+            "Scatter",
+            (2, [0]),
+            [mx.zeros((5, 6)), mx.array([0, 2, 2]), mx.arange(36, dtype=mx.float32).reshape(3, 2, 6)],
+        ),
+    ]
+    for traditional in (False, True):
+        cases += [
+            (f"rope {traditional}", "RoPE", (6, traditional, 10000.0, 0.5, True), [r, offset]),
+            (f"rope back {traditional}", "RoPE", (6, traditional, 10000.0, 0.5, False), [r, offset]),
+            (f"rope freqs {traditional}", "RoPE", (6, traditional, 1.0, 1.0, True), [r, offset, freqs]),
+        ]
+    for kind, extra in [
+        ("none", []),
+        ("causal", []),
+        ("bool", [bool_mask]),
+        ("additive", [normal(1, 4, 5, 7, seed=3)]),
+        ("sinks", [sinks]),
+    ]:
+        for lse in (False, True):
+            args = (0.3, kind == "causal", kind == "sinks", lse, False)
+            cases.append((f"sdpa {kind} {lse}", "ScaledDotProductAttention", args, [q, k, v, *extra]))
+    from test_primitives_synthetic import ALIASES
+
+    cases += [(f"alias {alias}", alias, tuple(args), list(xs)) for alias, _, args, xs, _ in ALIASES]
+    return cases
+
+
+def test_synthetic_records_equal_python(mlxfn_run: Path, tmp_path: Path) -> None:
+    from mlxfn.ir import Node
+    from mlxfn.replay import handler_for
+
+    jobs = []
+    for i, (name, op, args, xs) in enumerate(_synthetic_cases()):
+        handler = handler_for(op)
+        assert handler is not None
+        want = as_tuple(handler(Node(op, args, tuple(range(len(xs))), ()), list(xs)))
+        mx.eval(want)
+        path = _one_node_file(tmp_path / f"{i}.mlxfn", op, args, xs, len(want))
+        jobs.append(Job(path, tuple(plain(xs)), want=want, name=name))
+    run_jobs(mlxfn_run, tmp_path / "jobs", jobs)
+    failures = []
+    for job in jobs:
+        try:
+            job.check()
+        except AssertionError as err:
+            failures.append(f"{job.name}: {err}")
+    assert not failures, "\n".join(failures)
+
+
+# ----------------------------------------------------------------------------
 # An LLM generating from one file (examples/cpp/llm_generate.cpp).
 
 
