@@ -186,8 +186,10 @@ def test_models_equal_the_original_and_mlx_import(mlxfn_run: Path, tmp_path: Pat
         assert_same(called(mx.import_function(str(tmp_path / f"{name}.mlx")), *args), want)
         jobs.append(Job(path, args, want=want, name=name))
         jobs.append(Job(path, args, want=want, name=f"{name} (copy)", options=("--copy",)))
-        # After 64 calls a shaped trace is compiled with fusion: still equal.
-        jobs.append(Job(path, args, want=want, name=f"{name} (fused)", options=("--calls", "70")))
+        # After 64 calls a shaped trace is compiled with fusion: still equal,
+        # also on four threads calling at once.
+        options = ("--calls", "70", "--threads", "4")
+        jobs.append(Job(path, args, want=want, name=f"{name} (fused, threads)", options=options))
     run_jobs(mlxfn_run, tmp_path / "jobs", jobs)
     for job in jobs:
         meta = job.check()
@@ -317,6 +319,18 @@ def test_shapeless_traces_at_several_sizes(mlxfn_run: Path, tmp_path: Path) -> N
         path = export(tmp_path / f"{name}.mlxfn", fun, *example, shapeless=True)
         for k, args in enumerate([example, *calls]):
             jobs.append(expect(path, fun, args, f"{name} call {k}"))
+        # Several threads at once, each at sizes of its own plan.
+        threaded = expect(path, fun, calls[-1], f"{name} threads")
+        jobs.append(
+            Job(
+                threaded.file,
+                threaded.args,
+                want=threaded.want,
+                refused=threaded.refused,
+                options=("--calls", "3", "--threads", "3"),
+                name=threaded.name,
+            )
+        )
     # A length the kernel does not fit: outside the trace's range, refused
     # with MLX's message (the function itself refuses it too).
     conv1d = nn.Conv1d(3, 4, 3, stride=2)

@@ -9,6 +9,8 @@
 //   --bytes        import from the file's bytes in memory, not from its path
 //   --copy         Load::Copy (constants copied, not mapped)
 //   --calls N      call N times (outputs of the last call are written)
+//   --threads N    then call N times more on each of N threads at once: every
+//                  thread's outputs must equal the first ones (status 3 if not)
 // Exit status: 0 ok; 2 the call was refused (std::invalid_argument: the
 // message, MLX's for a call that matches no trace, goes to stderr); 3 any
 // other error.
@@ -31,6 +33,7 @@
 #include <sstream>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "mlx/io.h"
@@ -46,7 +49,40 @@ struct Options {
   bool from_bytes = false;
   mlxfn::Load load = mlxfn::Load::Auto;
   int calls = 1;
+  int threads = 0;
 };
+
+// Call `fn` `calls` times on each of `threads` threads at once; the
+// problem if any thread failed or got other outputs than `want`.
+std::string run_threads(const mlxfn::ImportedFunction& fn, const mx::Args& args,
+                        const mx::Kwargs& kwargs, const std::vector<mx::array>& want,
+                        int threads, int calls) {
+  std::vector<std::string> problems(static_cast<size_t>(threads));
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      try {
+        for (int c = 0; c < calls; ++c) {
+          std::vector<mx::array> outs = fn(args, kwargs);
+          mx::eval(outs);
+          for (size_t i = 0; i < want.size(); ++i) {
+            if (!mx::array_equal(outs.at(i), want[i], true).item<bool>()) {
+              problems[size_t(t)] = "thread " + std::to_string(t) + ": output " +
+                                    std::to_string(i) + " differs";
+            }
+          }
+        }
+      } catch (const std::exception& e) {
+        problems[size_t(t)] = "thread " + std::to_string(t) + ": " + e.what();
+      }
+    });
+  }
+  for (std::thread& th : pool) th.join();
+  for (const std::string& p : problems) {
+    if (!p.empty()) return p;
+  }
+  return "";
+}
 
 // Run one file on one inputs file; the exit status, the message in `error`.
 int run(const std::string& file, const std::string& inputs, const std::string& outputs,
@@ -83,6 +119,10 @@ int run(const std::string& file, const std::string& inputs, const std::string& o
       outs = kwargs.empty() ? (*fn)(args) : args.empty() ? (*fn)(kwargs) : (*fn)(args, kwargs);
       mx::eval(outs);
     }
+    if (opt.threads > 0) {
+      std::string problem = run_threads(*fn, args, kwargs, outs, opt.threads, opt.calls);
+      if (!problem.empty()) throw std::runtime_error(problem);
+    }
     std::unordered_map<std::string, mx::array> named;
     for (size_t i = 0; i < outs.size(); ++i) {
       named.emplace("out" + std::to_string(i), mx::contiguous(outs[i]));
@@ -106,6 +146,8 @@ bool parse(const std::vector<std::string>& words, size_t from, Options& opt) {
       opt.load = mlxfn::Load::Copy;
     } else if (words[i] == "--calls" && i + 1 < words.size()) {
       opt.calls = std::stoi(words[++i]);
+    } else if (words[i] == "--threads" && i + 1 < words.size()) {
+      opt.threads = std::stoi(words[++i]);
     } else {
       std::cerr << "mlxfn_run: unknown option " << words[i] << "\n";
       return false;
@@ -145,7 +187,7 @@ int main(int argc, char** argv) {
   Options opt;
   if (words.size() < 3 || !parse(words, 3, opt)) {
     std::cerr << "usage: mlxfn_run FILE INPUTS.safetensors OUTPUTS.safetensors [--bytes] "
-                 "[--copy] [--calls N]\n       mlxfn_run --batch LIST\n";
+                 "[--copy] [--calls N] [--threads N]\n       mlxfn_run --batch LIST\n";
     return 64;
   }
   std::string error;
