@@ -404,6 +404,10 @@ def _shape_of(base: Shot, x: int, predicted: Sequence[Number | Fraction | None],
 # Fitting every number as a multilinear polynomial of the sizes.
 
 
+Terms = tuple[tuple[tuple[int, ...], int | Fraction], ...]  # a polynomial: (product of sizes, coefficient)
+Plan = tuple[list[tuple[Terms, list[int]]], list[tuple[SizeExpr, list[int]]]]
+
+
 @dataclass
 class Fit:
     """Every number of the base trace as a multilinear polynomial of the
@@ -431,23 +435,45 @@ class Fit:
     lines: dict[int, dict[int, list[Number | None] | None]] = field(default_factory=dict)
     fitted: dict[int, list[SizeExpr]] = field(default_factory=dict)
     refits: int = 0
+    _planned: tuple[tuple[int, ...], Plan] | None = None  # ``_plan``'s, and what it was made from
 
     def predict(self, sizes: Sequence[int]) -> list[Number | Fraction | None]:
+        """Every number at ``sizes`` (None: a division by zero there)."""
         out: list[Number | Fraction | None] = list(self.base)
-        for k, terms in self.varying.items():
+        polynomials, expressions = self._plan()
+        for terms, ks in polynomials:
             total: int | Fraction = 0
-            for subset, coeff in terms.items():
+            for subset, coeff in terms:
                 product: int | Fraction = coeff
                 for i in subset:
                     product *= sizes[i]
                 total += product
-            out[k] = total
-        for k, e in self.special.items():
+            for k in ks:
+                out[k] = total
+        for e, ks in expressions:
             try:
-                out[k] = e.exact(sizes)
+                value: int | Fraction | None = e.exact(sizes)
             except ZeroDivisionError:
-                out[k] = None
+                value = None
+            for k in ks:
+                out[k] = value
         return out
+
+    def _plan(self) -> Plan:
+        """The numbers that follow the sizes grouped by their polynomial or
+        expression, each evaluated once per prediction (a 32-layer model
+        repeats a few dozen of them thousands of times)."""
+        key = (id(self.varying), len(self.varying), id(self.special), len(self.special))
+        if self._planned is None or self._planned[0] != key:
+            polynomials: dict[Terms, list[int]] = {}
+            for k, terms in self.varying.items():
+                if k not in self.special:
+                    polynomials.setdefault(tuple(sorted(terms.items())), []).append(k)
+            expressions: dict[SizeExpr, list[int]] = {}
+            for k, e in self.special.items():
+                expressions.setdefault(e, []).append(k)
+            self._planned = (key, (list(polynomials.items()), list(expressions.items())))
+        return self._planned[1]
 
     def expr(self, k: int, integer: bool) -> SizeExpr | None:
         """Number ``k`` as an expression, or None when it is a constant."""

@@ -19,6 +19,7 @@ division, modulo, min, max: ``SizeExpr``), in node arguments, in
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -317,9 +318,17 @@ def _args_from_record(value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=4096)
+def _expr_record(expr: SizeExpr) -> dict[str, Any]:
+    """``expr.to_record()``, once per distinct expression: a 32-layer model's
+    trace holds the same few dozen thousands of times (the record is only
+    read)."""
+    return expr.to_record()
+
+
 def _args_to_record(value: Any) -> Any:
     if isinstance(value, (Expr, Op)):
-        return value.to_record()
+        return _expr_record(value)
     if isinstance(value, tuple):
         return tuple(_args_to_record(v) for v in value)
     if isinstance(value, list):
@@ -377,7 +386,7 @@ class Node:
         outputs = [(o.shape, o.dtype) for o in self.outputs]
         if not dynamic:
             return (self.op, list(self.args), list(self.inputs), outputs, [])
-        exprs = [(out, axis, None if e is None else e.to_record()) for out, axis, e in self.output_exprs]
+        exprs = [(out, axis, None if e is None else _expr_record(e)) for out, axis, e in self.output_exprs]
         return (self.op, list(_args_to_record(self.args)), list(self.inputs), outputs, exprs)
 
     @staticmethod
@@ -508,7 +517,7 @@ class Trace:
             "nodes": [n.to_record(dynamic) for n in self.nodes],
             "outputs": list(self.outputs),
             "dims": [([tuple(a) for a in d.axes], d.lo, d.hi) for d in self.dims],
-            "constant_exprs": [(p, e.to_record()) for p, e in self.constant_exprs],
+            "constant_exprs": [(p, _expr_record(e)) for p, e in self.constant_exprs],
         }
 
     @staticmethod
