@@ -395,23 +395,32 @@ def test_primitives_equal_the_original(primitive_jobs: list[Job]) -> None:
 # GPU-only fused primitives, name aliases, states no public op emits on CPU.
 
 
-def _one_node_file(path: Path, op: str, args: Sequence[Any], xs: Sequence[mx.array], outputs: int) -> Path:
+def _one_node_file(
+    path: Path,
+    op: str,
+    args: Sequence[Any],
+    xs: Sequence[mx.array],
+    outputs: int,
+    specs: Sequence[tuple[Sequence[int], mx.Dtype]] | None = None,
+) -> Path:
     """A file whose one trace applies ``op`` with state ``args`` to its inputs;
-    output shapes as Python's handler makes them."""
+    output shapes ``specs``, or as Python's handler makes them."""
     from mlxfn import _mlxfn
     from mlxfn.ir import Node
     from mlxfn.replay import handler_for
 
-    handler = handler_for(op)
-    assert handler is not None
-    outs = as_tuple(handler(Node(op, tuple(args), tuple(range(len(xs))), ()), list(xs)))
+    if specs is None:
+        handler = handler_for(op)
+        assert handler is not None
+        outs = as_tuple(handler(Node(op, tuple(args), tuple(range(len(xs))), ()), list(xs)))
+        specs = [(o.shape, o.dtype) for o in outs]
     n = len(xs)
     record = {
         "keyword_names": [],
         "inputs": [(x.shape, x.dtype) for x in xs],
         "constants": [],
-        "nodes": [(op, list(args), list(range(n)), [(o.shape, o.dtype) for o in outs], [])],
-        "outputs": list(range(n, n + len(outs)))[:outputs],
+        "nodes": [(op, list(args), list(range(n)), [(tuple(s), d) for s, d in specs], [])],
+        "outputs": list(range(n, n + len(specs)))[:outputs],
         "dims": [],
         "constant_exprs": [],
     }
@@ -487,6 +496,23 @@ def test_synthetic_records_equal_python(mlxfn_run: Path, tmp_path: Path) -> None
         mx.eval(want)
         path = _one_node_file(tmp_path / f"{i}.mlxfn", op, args, xs, len(want))
         jobs.append(Job(path, tuple(plain(xs)), want=want, name=name))
+    # A user kernel without its GPU backend: refused naming the kernel, as in Python.
+    from test_primitives_synthetic import METAL_SOURCE, _kernel_args
+
+    if not (mx.metal.is_available() or mx.cuda.is_available()):
+        for precompiled in (False, True):
+            args = _kernel_args("custom_kernel_myexp", METAL_SOURCE, precompiled)
+            path = _one_node_file(
+                tmp_path / f"kernel{precompiled}.mlxfn", "CustomKernel", args, [mx.ones(8)], 1, [((8,), mx.float32)]
+            )
+            jobs.append(
+                Job(
+                    path,
+                    (mx.ones(8),),
+                    refused="CustomKernel 'custom_kernel_myexp' needs a Metal or CUDA GPU",
+                    name="kernel",
+                )
+            )
     run_jobs(mlxfn_run, tmp_path / "jobs", jobs)
     failures = []
     for job in jobs:

@@ -140,14 +140,6 @@ Arrays sdpa(const State& n, const Arrays& xs) {
   return {out, attention_logsumexp(q, k, scale, causal, mask, sinks)};
 }
 
-// A user kernel needs its backend (Metal or CUDA); without it MLX raises too.
-Arrays custom_kernel(const State& n, const Arrays&) {
-  std::string name = n.nargs() > 0 && n.args[0].kind == Arg::Kind::Str ? n.args[0].s : "?";
-  throw std::runtime_error("[mlxfn] CustomKernel " + name +
-                           ": the C++ runtime does not rebuild custom kernels (use Python's "
-                           "mlxfn.import_function on a Metal or CUDA machine)");
-}
-
 }  // namespace
 
 void add_fast(std::unordered_map<std::string, Handler>& m) {
@@ -158,7 +150,6 @@ void add_fast(std::unordered_map<std::string, Handler>& m) {
   m["LayerNormVJP"] = layer_norm_vjp;
   m["RoPE"] = rope;
   m["ScaledDotProductAttention"] = sdpa;
-  m["CustomKernel"] = custom_kernel;
 }
 
 }  // namespace mlxfn::detail

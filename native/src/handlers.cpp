@@ -14,6 +14,7 @@ const std::unordered_map<std::string, Handler>& handlers() {
     add_indexing(*m);
     add_fast(*m);
     add_distributed(*m);
+    add_custom_kernel(*m);
     return m;
   }();
   return *map;

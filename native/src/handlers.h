@@ -33,6 +33,7 @@ void add_linalg(std::unordered_map<std::string, Handler>& map);
 void add_indexing(std::unordered_map<std::string, Handler>& map);
 void add_fast(std::unordered_map<std::string, Handler>& map);
 void add_distributed(std::unordered_map<std::string, Handler>& map);
+void add_custom_kernel(std::unordered_map<std::string, Handler>& map);
 
 // MLX's QuantizationMode enum as the export callback reports it.
 const char* quantization_mode(int64_t code);
