@@ -261,3 +261,36 @@ def test_the_progress_line_counts_the_probes(tmp_path: Path, monkeypatch: pytest
     counts = [int(line.split("traced at ")[1].split()[0]) for line in lines]
     assert counts == sorted(counts) and counts[-1] > 5, lines  # kept up to date while it probes
     assert lines[-1].startswith(f"mlxfn: shapeless export: traced at {counts[-1]} sizes, done in ")
+
+
+def test_a_slice_that_takes_all_only_at_the_traced_size_is_not_trusted(tmp_path: Path) -> None:
+    # Traced at 8, x[:8] is all of x and MLX leaves the slice out of the
+    # graph: the trace has none.  At 9 the probe has one, so the trace must
+    # not serve 9 as "all of x": the rows stay fixed at 8.
+    fun = lambda x: x[:8] * 2  # noqa: E731
+    fn = export(tmp_path, fun, mx.ones((8, 3)))
+    for n in (1, 5, 8, 9, 12, 300):
+        x = normal(n, 3)
+        try:
+            got = fn(x)
+        except ValueError:
+            continue  # refused: never a wrong answer
+        assert_same(got, (fun(x),))
+    with pytest.raises(ValueError, match="No imported function"):
+        fn(normal(9, 3))
+
+
+def test_a_probe_lacking_a_slice_that_does_not_copy_whole_is_another_graph(tmp_path: Path) -> None:
+    # Traced at 10, x[:8] slices; at 8 MLX leaves the slice out and the fit
+    # proves it takes all of x there (stop 8, size 8); at 7 the trace's
+    # slice would still ask for 8 rows: not a no-op, refused or another trace.
+    fun = lambda x: x[:8] + 1  # noqa: E731
+    fn = export(tmp_path, fun, mx.ones((10, 3)))
+    for n in (3, 7, 8, 9, 10, 40):
+        x = normal(n, 3)
+        try:
+            got = fn(x)
+        except ValueError:
+            continue
+        assert_same(got, (fun(x),))
+    assert any(t.sizes_for(mlxfn.ir.Signature.of([normal(8, 3)], {})) for t in fn.traces)
