@@ -73,6 +73,23 @@ I floor_div(Fraction a, Fraction b) {
 
 Fraction polynomial(Ratio constant, const std::vector<Term>& terms,
                     const std::vector<int64_t>& sizes) {
+  // Nearly every expression has whole coefficients: integers, no gcd.
+  bool whole = constant.den == 1;
+  for (const Term& t : terms) whole = whole && t.coeff.den == 1;
+  if (whole) {
+    I total = constant.num;
+    for (const Term& t : terms) {
+      I product = t.coeff.num;
+      for (uint32_t d : t.dims) {
+        if (d >= sizes.size()) {
+          throw std::invalid_argument("[mlxfn] a size expression names a dim the trace lacks");
+        }
+        product = checked_mul(product, sizes[d]);
+      }
+      total = checked_add(total, product);
+    }
+    return {total, 1};
+  }
   Fraction total = reduce(constant.num, constant.den);
   for (const Term& t : terms) {
     I product = t.coeff.num;
