@@ -380,11 +380,16 @@ struct ImportedFunction::Impl {
     if (!reuse && !inputs_are_tracers(env, trace.inputs.size())) {
       std::lock_guard<std::mutex> lock(hoisted.mutex);
       if (!hoisted.ready.load()) {
+        Arrays all;
         for (size_t i = 0; i < trace.nodes.size(); ++i) {
           if (!hoisted.node[i]) continue;
           auto begin = env.begin() + std::ptrdiff_t(hoisted.first[i]);
           hoisted.arrays[i].assign(begin, begin + std::ptrdiff_t(trace.nodes[i].outputs.size()));
+          all.insert(all.end(), hoisted.arrays[i].begin(), hoisted.arrays[i].end());
         }
+        // Evaluated before other calls share them: no two threads ever
+        // evaluate one lazy array at once.  Views and small results only.
+        mx::eval(all);
         hoisted.ready.store(true, std::memory_order_release);
       }
     }
