@@ -17,6 +17,7 @@
 #include "handlers.h"
 #include "mlx/compile_impl.h"
 #include "mlx/ops.h"
+#include "mlx/transforms.h"
 #include "mlx/utils.h"
 #include "mlxfn/mlxfn.h"
 #include "mlxfn/mlxfn_core.h"
