@@ -11,6 +11,7 @@
 #include <optional>
 #include <sstream>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "constants.h"
 #include "convert.h"
@@ -202,10 +203,9 @@ struct ImportedFunction::Impl {
   // The file's constants `indices` as arrays, made once and shared by every trace.
   Arrays materialize(const std::vector<uint32_t>& indices) {
     std::vector<uint32_t> wanted;
+    std::unordered_set<uint32_t> seen;
     for (uint32_t i : indices) {
-      if (!constants.count(i) && std::find(wanted.begin(), wanted.end(), i) == wanted.end()) {
-        wanted.push_back(i);
-      }
+      if (!constants.count(i) && seen.insert(i).second) wanted.push_back(i);
     }
     if (!wanted.empty()) {
       MlxfnError* err = nullptr;
