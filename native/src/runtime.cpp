@@ -10,6 +10,7 @@
 #include <mutex>
 #include <optional>
 #include <sstream>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -54,6 +55,19 @@ struct Plan {
   std::atomic<size_t> calls{0};      // calls so far (shaped traces only)
   std::mutex compiling;              // guards `compiled`
   std::function<Arrays(const Arrays&)> compiled;  // fused, after kFuseAfterCalls
+  std::uintptr_t compile_id = 0;
+  // The thread that compiled keeps the traced tape (and the constants it
+  // holds) in its compile cache: dropped with the plan when that thread
+  // drops it (other threads' entries go when those threads end).
+  // A cache belongs to its thread: only that thread erases from it.
+  mx::detail::CompileCacheWeakPtr compile_cache;
+  std::thread::id compile_thread;
+
+  ~Plan() {
+    if (compile_id != 0 && std::this_thread::get_id() == compile_thread) {
+      mx::detail::compile_erase(compile_cache, compile_id);
+    }
+  }
 };
 
 // Nodes computed from constants alone, whatever the sizes (a weight's
@@ -312,10 +326,16 @@ struct ImportedFunction::Impl {
       };
       // A fresh id per plan: MLX's compile caches are per thread and keyed
       // by it, so an id is never reused for another function.
-      compiled = mx::detail::compile(fun, next_id.fetch_add(1) + (std::uintptr_t(1) << 62));
+      std::uintptr_t id = next_id.fetch_add(1) + (std::uintptr_t(1) << 62);
+      compiled = mx::detail::compile(fun, id);
       {
         std::lock_guard<std::mutex> lock(p->compiling);
-        if (!p->compiled) p->compiled = compiled;
+        if (!p->compiled) {
+          p->compiled = compiled;
+          p->compile_id = id;
+          p->compile_cache = mx::detail::compile_cache();
+          p->compile_thread = std::this_thread::get_id();
+        }
       }
       return compiled(inputs);
     }
