@@ -234,6 +234,32 @@ def test_keyword_inputs_several_traces_and_bytes(mlxfn_run: Path, tmp_path: Path
             assert meta["load_mode"] == "map", (job.name, meta)
 
 
+def test_mapped_constants_stay_out_of_anonymous_memory(tmp_path: Path) -> None:
+    """64 MB of weights: MLX's own import copies them into the process's
+    anonymous memory; the C++ runtime computes on the file's pages."""
+    program = build_program(ROOT / "native" / "tools" / "mlxfn_time.cpp", "mlxfn_time")
+    w = normal(4096, 4096, seed=5)
+    mx.eval(w)
+
+    def f(x: mx.array) -> mx.array:
+        return x @ w
+
+    x = normal(2, 4096)
+    ours = export(tmp_path / "w.mlxfn", f, x)
+    mx.export_function(str(tmp_path / "w.mlx"), f, x)
+    mx.save_safetensors(str(tmp_path / "in.safetensors"), {"arg0": x})
+    weights_kb = w.nbytes // 1024
+
+    def anonymous_kb(*cmd: str) -> int:
+        proc = subprocess.run([str(program), *cmd, "--steady", "0"], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        fields = dict(kv.split("=") for kv in proc.stdout.split())
+        return int(fields["rss_anon"])
+
+    assert anonymous_kb(str(ours), str(tmp_path / "in.safetensors")) < weights_kb // 4
+    assert anonymous_kb(str(tmp_path / "w.mlx"), str(tmp_path / "in.safetensors"), "--mlx") > weights_kb
+
+
 def test_a_call_that_matches_no_trace_gets_mlx_message(mlxfn_run: Path, tmp_path: Path) -> None:
     def f(x: mx.array, *, bias: mx.array) -> mx.array:
         return x * 2 + bias
