@@ -12,7 +12,9 @@
 // the file is served, dynamic ones (exported with shapeless=True) at every
 // size in their ranges.  A call that matches no trace throws MLX's
 // std::invalid_argument "[import_function::call] No imported function
-// found ...".  A bad file throws mlxfn::Error.
+// found ...".  A bad file throws mlxfn::Error.  An ImportedFunction is cheap
+// to copy (copies share the import) and may be called from several threads
+// at once.
 #pragma once
 
 #include <cstddef>
