@@ -383,16 +383,15 @@ struct ImportedFunction::Impl {
           throw std::invalid_argument(
               at + " refuses these inputs, as the original function would: " + e.what());
         }
-        throw std::runtime_error(at + " does not replay: " + e.what());
+        throw ReplayError(at + " does not replay: " + e.what());
       } catch (const std::exception& e) {
-        throw std::runtime_error(where(t, sizes) + ": node " + std::to_string(i) + " (" +
-                                 node.op + ") does not replay: " + e.what());
+        throw ReplayError(where(t, sizes) + ": node " + std::to_string(i) + " (" + node.op +
+                          ") does not replay: " + e.what());
       }
       if (outs.size() != node.outputs.size()) {
-        throw std::runtime_error(where(t, sizes) + ": node " + std::to_string(i) + " (" +
-                                 node.op + ") produced " + std::to_string(outs.size()) +
-                                 " outputs, the file records " +
-                                 std::to_string(node.outputs.size()));
+        throw ReplayError(where(t, sizes) + ": node " + std::to_string(i) + " (" + node.op +
+                          ") produced " + std::to_string(outs.size()) +
+                          " outputs, the file records " + std::to_string(node.outputs.size()));
       }
       if (check) check_outputs(t, sizes, i, node, outs);
       for (mx::array& o : outs) env.push_back(std::move(o));
@@ -445,7 +444,7 @@ struct ImportedFunction::Impl {
         msg << where(t, sizes) << ": node " << i << " (" << node.op << ") output " << k << " is "
             << got << " " << outs[k].dtype() << ", the file records " << want.shape << " "
             << want.dtype;
-        throw std::runtime_error(msg.str());
+        throw ReplayError(msg.str());
       }
     }
   }

@@ -40,6 +40,14 @@ class Error : public std::runtime_error {
   int kind_;
 };
 
+// A file whose graph does not replay at a call: a node refuses the inputs
+// the file gives it, or computes other shapes than the file records (a
+// damaged or hand-made file; mlxfn never writes one).  Python's ReplayError.
+class ReplayError : public Error {
+ public:
+  explicit ReplayError(const std::string& message) : Error(2, message) {}
+};
+
 // How constants become arrays at a trace's first call.
 enum class Load {
   Auto,  // mapped where MLX can run on the mapped file, else copied
