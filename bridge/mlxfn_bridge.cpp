@@ -9,7 +9,10 @@
 //   trace_without_fusion  call a function with MLX's compile mode set to
 //                         no_fuse (tracing without JIT-built kernels);
 //   version_problem()     whether the loaded MLX is the one built against;
-//   self_check()          the checks that make wrap() safe in this process.
+//   self_check()          the checks that make wrap() safe in this process;
+//   NativeFunction        a function imported by mlxfn's C++ runtime
+//                         (libmlxfn.so, native/include/mlxfn/mlxfn.h),
+//                         called with a list and a dict of arrays.
 //
 // wrap() relies on two internals of MLX's CPU allocator (0.32.4): a buffer's
 // data starts 8 bytes after its pointer, which holds the byte size, and a
@@ -38,6 +41,7 @@
 
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/unordered_map.h>
 #include <nanobind/stl/vector.h>
 
 #include "mlx/allocator.h"
@@ -51,6 +55,7 @@
 #include "mlx/stream.h"
 #include "mlx/transforms.h"
 #include "mlx/version.h"
+#include "mlxfn/mlxfn.h"
 
 namespace nb = nanobind;
 namespace mx = mlx::core;
@@ -433,6 +438,63 @@ nb::object trace_without_fusion(nb::callable fn, nb::args args) {
   return fn(*args);
 }
 
+mlxfn::Load load_of(const std::string& load) {
+  if (load == "auto") return mlxfn::Load::Auto;
+  if (load == "map") return mlxfn::Load::Map;
+  if (load == "copy") return mlxfn::Load::Copy;
+  throw nb::value_error(("load must be 'auto', 'map' or 'copy', not '" + load + "'").c_str());
+}
+
+// A function imported by the C++ runtime.  Calls release the GIL: the
+// runtime runs no Python, and threads then call it at once (MLX's streams
+// are per thread, as under Python).  An import from bytes keeps the bytes
+// object for as long as the function lives; its constants are copied (an
+// array it returns may outlive the function, so it must not point into the
+// bytes).
+class NativeFunction {
+ public:
+  NativeFunction(const std::string& path, const std::string& load)
+      : fn_(import_path(path, load_of(load))) {}
+
+  static NativeFunction* from_bytes(nb::bytes data, const std::string& load) {
+    if (load == "map") {
+      throw nb::value_error(
+          "load='map' is not possible for bytes: an array over them could outlive the bytes "
+          "(import the file by its path to map it)");
+    }
+    load_of(load);  // the same refusal of other values as a path's import
+    const void* bytes = data.c_str();
+    size_t size = data.size();
+    mlxfn::ImportedFunction fn = [&] {
+      nb::gil_scoped_release release;
+      return mlxfn::import_function(bytes, size, mlxfn::Load::Copy);
+    }();
+    return new NativeFunction(std::move(fn), std::move(data));
+  }
+
+  std::vector<mx::array> call(const std::vector<mx::array>& args,
+                              const std::unordered_map<std::string, mx::array>& kwargs) const {
+    nb::gil_scoped_release release;
+    return fn_(args, kwargs);
+  }
+
+  const std::string& metadata() const { return fn_.metadata(); }
+  std::string load_mode() const { return fn_.load_mode(); }
+  size_t trace_count() const { return fn_.trace_count(); }
+
+ private:
+  NativeFunction(mlxfn::ImportedFunction fn, nb::bytes keep)
+      : fn_(std::move(fn)), keep_(std::move(keep)) {}
+
+  static mlxfn::ImportedFunction import_path(const std::string& path, mlxfn::Load load) {
+    nb::gil_scoped_release release;
+    return mlxfn::import_function(path, load);
+  }
+
+  mlxfn::ImportedFunction fn_;
+  nb::object keep_;  // the bytes of an import from memory (None for a path)
+};
+
 }  // namespace
 
 NB_MODULE(_bridge, m) {
@@ -453,4 +515,36 @@ NB_MODULE(_bridge, m) {
            "The constant at offset as an mx.array over the mapping (no copy).")
       .def_prop_ro("length", &Mapping::length)
       .def_prop_ro("live_arrays", &Mapping::live_arrays);
+
+  // mlxfn::Error as NativeError(kind, message): _native.py raises the
+  // exception mlxfn raises for that kind (mlxfn.errors, FileNotFoundError);
+  // a graph that does not replay at a call is mlxfn.errors.ReplayError.
+  // The module's attribute keeps the type alive.
+  nb::exception<mlxfn::Error> native_error(m, "NativeError", PyExc_RuntimeError);
+  nb::register_exception_translator(
+      [](const std::exception_ptr& p, void* type) {
+        try {
+          std::rethrow_exception(p);
+        } catch (const mlxfn::ReplayError& e) {
+          nb::object replay = nb::module_::import_("mlxfn.errors").attr("ReplayError");
+          PyErr_SetString(replay.ptr(), e.what());
+        } catch (const mlxfn::Error& e) {
+          nb::object args = nb::make_tuple(e.kind(), e.what());
+          PyErr_SetObject(static_cast<PyObject*>(type), args.ptr());
+        }
+      },
+      native_error.ptr());
+  nb::class_<NativeFunction>(m, "NativeFunction")
+      .def(nb::init<const std::string&, const std::string&>(), nb::arg("path"),
+           nb::arg("load") = "auto", "Import the mlxfn file at path with mlxfn's C++ runtime.")
+      .def_static("from_bytes", &NativeFunction::from_bytes, nb::arg("data"),
+                  nb::arg("load") = "auto",
+                  "Import an mlxfn file held in bytes (its constants are copied).")
+      .def("__call__", &NativeFunction::call, nb::arg("args"), nb::arg("kwargs"),
+           "The outputs of the trace that matches the inputs (MLX's ValueError if none).")
+      .def_prop_ro("metadata", &NativeFunction::metadata)
+      .def_prop_ro("load_mode", &NativeFunction::load_mode)
+      .def_prop_ro("trace_count", &NativeFunction::trace_count);
+  m.def("supported_primitives", &mlxfn::supported_primitives,
+        "Every MLX primitive the C++ runtime rebuilds, by name.");
 }

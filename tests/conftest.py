@@ -96,3 +96,46 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
     if os.environ.get(RECORD_TO):
         Path(os.environ[RECORD_TO]).write_text("\n".join(sorted(HANDLERS_RUN)))
+
+
+# ----------------------------------------------------------------------------
+# Which runtime runs imported functions (MLXFN_RUNTIME, python/mlxfn/_import.py):
+# mlxfn's C++ runtime by default, the Python replay as the portable fallback.
+
+# Modules whose every test runs twice, with the default runtime ("auto": the
+# C++ runtime where the bridge has it) and with the Python replay: the API,
+# its errors, keyword inputs and several traces (test_api*), mx.grad, vmap
+# and compile of an import (test_transforms), shapeless traces at many sizes
+# (test_dynamic) and threads (test_reliability_concurrency).  Every other
+# module runs once, with the runtime MLXFN_RUNTIME names (default "auto").
+BOTH_RUNTIMES = {"test_api", "test_api_errors", "test_transforms", "test_dynamic", "test_reliability_concurrency"}
+# Modules that test the Python replay's own machinery: always the replay.
+# test_sharing: its rules for sharing arrays between imports (fn._constants);
+# test_reliability_leaks: its caches (_SHARED, _VERIFIED) and one mapping per
+# import.  test_runtime_native checks the native path's sharing and unmapping.
+PYTHON_ONLY = {"test_sharing", "test_reliability_leaks"}
+
+
+def _module_name(module: Any) -> str:
+    return str(module.__name__).rsplit(".", 1)[-1] if module is not None else ""
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    import os
+
+    if _module_name(metafunc.module) in BOTH_RUNTIMES and "_runtime" in metafunc.fixturenames:
+        chosen = os.environ.get("MLXFN_RUNTIME") or "auto"
+        metafunc.parametrize("_runtime", list(dict.fromkeys([chosen, "python"])), indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def _runtime(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The runtime this test's imports use (set in MLXFN_RUNTIME for it)."""
+    import os
+
+    choice = getattr(request, "param", None)
+    if choice is None and _module_name(request.module) in PYTHON_ONLY:
+        choice = "python"
+    if choice is not None:
+        monkeypatch.setenv("MLXFN_RUNTIME", choice)
+    return os.environ.get("MLXFN_RUNTIME", "auto")

@@ -1,4 +1,18 @@
-"""Import: map the file, rebuild each trace from MLX ops on first use."""
+"""Import: map the file, rebuild each trace from MLX ops on first use.
+
+Calls run through mlxfn's C++ runtime (``libmlxfn.so`` through the bridge,
+``_native.native_import``) where it is present: it rebuilds the graph in
+C++, so a call pays no Python per node (a decode step, whose cache length
+is new at every call, included).  The Python replay (``replay/``,
+``_runner``) is the portable fallback: wheels without the bridge
+(``MLXFN_NO_BRIDGE=1``, other platforms), and files the runtime is not
+asked to serve here (collectives, which run on the ``group=`` given to the
+import).  ``ImportedFunction.runtime`` says which runs, and why.
+
+``MLXFN_RUNTIME`` chooses: ``auto`` (the default), ``python`` (always the
+replay: the test suite runs both) or ``native`` (an error where the runtime
+is missing; a file it is not asked to serve still replays, and says why).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +24,7 @@ from typing import Any
 
 import mlx.core as mx
 
-from . import _mlxfn
+from . import _mlxfn, _native
 from ._load import LoadMode, Mapper, check_load, choose, load_constants
 from ._mlx import import_with_metadata
 from ._runner import Runner
@@ -24,6 +38,16 @@ _CALL = "[import_function::call]"
 # Runners kept per dynamic trace: one per recent set of sizes (a compiled
 # tape each); a decode step's sizes change every call, a prefill's repeat.
 _RUNNERS_PER_TRACE = 16
+RUNTIME_ENV = "MLXFN_RUNTIME"
+_RUNTIMES = ("auto", "python", "native")
+
+
+def runtime_choice() -> str:
+    """``MLXFN_RUNTIME`` (read at each import), "auto" when unset."""
+    value = os.environ.get(RUNTIME_ENV, "auto") or "auto"
+    if value not in _RUNTIMES:
+        raise ValueError(f"{RUNTIME_ENV}={value!r}: expected one of {', '.join(_RUNTIMES)}")
+    return value
 
 
 class _Entry:
@@ -76,6 +100,18 @@ _VERIFIED: weakref.WeakValueDictionary[_Key, mx.array] = weakref.WeakValueDictio
 _SHARED_LOCK = threading.Lock()
 
 
+class _Native:
+    """A function imported by the C++ runtime, held where imports of the same
+    unchanged file in the same mode find it (``_NATIVE``): they share its
+    constants and its rebuilt traces, as Python imports share ``_SHARED``."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+
+_NATIVE: weakref.WeakValueDictionary[_Scope, _Native] = weakref.WeakValueDictionary()
+
+
 def _identity(file: _mlxfn.File) -> _Identity | None:
     """The open file's identity: what an import of the same, unchanged file
     also finds (None for a file not read from disk: it shares nothing)."""
@@ -104,12 +140,16 @@ class ImportedFunction:
     """
 
     def __init__(
-        self, file: _mlxfn.File, verified: bool = False, load: str = "auto", group: mx.distributed.Group | None = None
+        self,
+        file: _mlxfn.File,
+        verified: bool = False,
+        load: str = "auto",
+        group: mx.distributed.Group | None = None,
+        runtime: str = "auto",
     ) -> None:
         self._file = file
         self._verified = verified  # file.verify() passed: its constants match their hashes
         self._load = choose(load)
-        self._mapper = Mapper(file, self._load.how) if self._load.mode == "map" else None
         legacy = file.shapeless and file.format_version == 1
         self._entries = [_Entry(r, t, legacy) for t, r in enumerate(file.traces())]
         for entry in self._entries:
@@ -126,6 +166,42 @@ class ImportedFunction:
         self._constants: dict[int, mx.array] = {}
         self._checksum = f"{file.graph_checksum:08x}"
         self._lock = threading.Lock()
+        self._native: _Native | None = None
+        self._native_checked = False  # the first native call checks the file is unchanged
+        self._runtime_reason = self._open_native(runtime, bool(collectives))
+        self._mapper = Mapper(file, self._load.how) if self._load.mode == "map" and self._native is None else None
+
+    def _open_native(self, runtime: str, collectives: bool) -> str:
+        """Import through the C++ runtime where it serves this file (sets
+        ``_native``); returns why the Python replay runs instead, or ""."""
+        if runtime == "python":
+            return f"{RUNTIME_ENV}=python"
+        native, why_not = _native.runtime()
+        if native is None:
+            if runtime == "native":
+                raise RuntimeError(f"{RUNTIME_ENV}=native, but mlxfn's C++ runtime is not available: {why_not}")
+            return why_not
+        if collectives:
+            return "the file has collectives, which the Python replay runs on the import's group"
+        with _SHARED_LOCK:
+            shared = None if self._scope is None else _NATIVE.get(self._scope)
+            if shared is None:
+                try:
+                    shared = _Native(_native.native_import(self._file.path, self._load.mode))
+                except (ValueError, RuntimeError) as err:  # refused here; the replay may serve it
+                    if runtime == "native":
+                        raise
+                    return f"the C++ runtime refused the file: {err}"
+                if self._scope is not None:
+                    _NATIVE[self._scope] = shared
+        self._native = shared
+        return ""
+
+    @property
+    def runtime(self) -> str:
+        """What runs calls: "native" (mlxfn's C++ runtime) or "python" (the
+        replay), with the reason for the replay: "python (why)"."""
+        return "native" if self._native is not None else f"python ({self._runtime_reason})"
 
     @property
     def metadata(self) -> str:
@@ -204,6 +280,22 @@ class ImportedFunction:
 
     def __call__(self, *args: Any, **kwargs: Any) -> tuple[mx.array, ...]:
         positional, keywords = split_inputs(args, kwargs, _CALL)
+        if self._native is not None:
+            if not self._native_checked:
+                # As a Python import at its first call: refuse a file rewritten
+                # in place since the import, even when a shared import did the loading.
+                self._file.check_unchanged()
+                self._native_checked = True
+            try:
+                return tuple(self._native.fn(positional, keywords))
+            except ValueError as err:
+                if not str(err).startswith(f"{_CALL} No imported function found"):
+                    raise
+            except RuntimeError as err:
+                raise _native.python_error(err) from err.__cause__
+            # The runtime writes MLX's C++ text; Python callers get MLX's Python one.
+            call = Signature.of(positional, keywords)
+            raise no_match_error(_CALL, [e.head for e in self._entries], call) from None
         call = Signature.of(positional, keywords)
         for entry in self._entries:
             sizes = entry.sizes_for(call)
@@ -298,5 +390,5 @@ def import_function(
         handle = _mlxfn.File.open(path)
         if verify:
             handle.verify()
-        fn = ImportedFunction(handle, verified=verify, load=load, group=group)
+        fn = ImportedFunction(handle, verified=verify, load=load, group=group, runtime=runtime_choice())
     return (fn, fn.metadata) if return_metadata else fn

@@ -11,6 +11,9 @@ each question gets an answer with its reason:
 - :func:`no_fuse` -- can a trace be compiled without fused kernels?  Needs
   only a bridge built for the loaded mlx (MLX's compile mode is C++ only).
 - :func:`read_constants` -- copies that overlap compute, for the copy path.
+- :func:`runtime` -- can files be imported by mlxfn's C++ runtime
+  (``libmlxfn.so``, which the bridge links to)?  :func:`native_import` does
+  it, raising the exceptions mlxfn raises for a bad file.
 
 The self-check builds its own probe buffers, so its answer does not depend
 on what MLX did before it in the process (allocations, frees, threads).
@@ -97,6 +100,60 @@ def read_constants(
     return arrays
 
 
+def runtime() -> tuple[Any | None, str]:
+    """The bridge's ``NativeFunction`` class (mlxfn's C++ runtime) when it is
+    there, else (None, why not)."""
+    module, why_not = bridge()
+    if module is None:
+        return None, why_not
+    native = getattr(module, "NativeFunction", None)
+    if native is None:
+        return None, "the C++ bridge was built without mlxfn's C++ runtime"
+    return native, ""
+
+
+def _python_error(kind: int, message: str) -> Exception:
+    """The exception mlxfn raises in Python for the core's error ``kind``
+    (``MlxfnErrorKind`` in native/include/mlxfn/mlxfn_core.h)."""
+    from . import errors
+
+    if kind == 0:
+        return FileNotFoundError(message)
+    if kind == 1:
+        return OSError(message)
+    by_kind: dict[int, type[Exception]] = {
+        2: errors.FormatError,
+        3: errors.VersionError,
+        4: errors.IntegrityError,
+        5: ValueError,
+    }
+    return by_kind.get(kind, RuntimeError)(message)
+
+
+def python_error(err: RuntimeError) -> Exception:
+    """What mlxfn raises in Python for ``err`` from a native call: the
+    bridge's ``NativeError(kind, message)`` as its kind's exception, any
+    other error unchanged."""
+    module, _ = bridge()
+    if module is not None and isinstance(err, module.NativeError):
+        kind, message = err.args
+        return _python_error(kind, message)
+    return err
+
+
+def native_import(path: str, load: str) -> Any:
+    """``NativeFunction(path, load)``; a file the runtime refuses raises what
+    mlxfn raises in Python for that kind of problem."""
+    module, _ = bridge()
+    native, why_not = runtime()
+    if module is None or native is None:
+        raise RuntimeError(f"mlxfn's C++ runtime is not available: {why_not}")
+    try:
+        return native(path, load)
+    except module.NativeError as err:
+        raise python_error(err) from None
+
+
 def describe() -> dict[str, str]:
     """What ``mlxfn inspect`` and bug reports show: the bridge and the two answers."""
     module, why_not = bridge()
@@ -105,6 +162,7 @@ def describe() -> dict[str, str]:
         "bridge": f"built for MLX {module.MLX_VERSION}" if module is not None else why_not,
         "map": how or map_reason,
         "no_fuse": "yes" if no_fuse() is not None else "no",
+        "runtime": "C++ (libmlxfn)" if runtime()[0] is not None else runtime()[1],
     }
 
 

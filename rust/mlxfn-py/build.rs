@@ -90,10 +90,15 @@ fn main() {
         let objects = compiler(&includes, &nb_dir).file(nb_source.join("nb_combined.cpp")).compile_intermediates();
         fs::rename(&objects[0], &nb_object).unwrap();
     }
+    // The runtime first: the bridge links to it.
+    let mlx_include = PathBuf::from(get("mlx_include"));
+    build_runtime(&root, &package, &mlx_include, Path::new(&get("mlx_lib")), &out);
+
     // The bridge itself, with warnings as errors: the lint gate of bridge/.
     let bridge_source = root.join("bridge/mlxfn_bridge.cpp");
     let bridge = compiler(&includes, &out.join("bridge"))
         .file(&bridge_source)
+        .include(root.join("native/include"))
         .warnings(true)
         .extra_warnings(true)
         .warnings_into_errors(true)
@@ -108,6 +113,11 @@ fn main() {
         .args(&objects)
         .arg("-o")
         .arg(&partial)
+        // The runtime (NativeFunction) is the wheel's libmlxfn.so, not a second
+        // copy compiled in: one runtime per process, shared with C++ users.
+        .arg(format!("-L{}", package.join("lib").display()))
+        .arg("-lmlxfn")
+        .arg("-Wl,-rpath,$ORIGIN/lib")
         .arg(format!("-L{}", get("mlx_lib")))
         .arg("-lmlx")
         // libmlx.so where a wheel install puts it (site-packages/mlx/lib); in a
@@ -117,9 +127,6 @@ fn main() {
     run(&mut link, "linking the bridge");
     remove_stale(&package, &get("ext_suffix"));
     fs::rename(&partial, &target).unwrap(); // an importer never sees a half-written module
-
-    let mlx_include = PathBuf::from(get("mlx_include"));
-    build_runtime(&root, &package, &mlx_include, Path::new(&get("mlx_lib")), &out);
 }
 
 /// `libmlxfn.so`, its headers and its CMake package, under `package`.
