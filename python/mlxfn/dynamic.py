@@ -929,8 +929,13 @@ class _Refitted(Exception):
     """Numbers were refitted during a range search: it starts again."""
 
 
-def _dynamic(prober: Prober, base: Shot, specs: Sequence[TensorSpec]) -> tuple[Trace, list[Dim]] | None:
-    """The dynamic trace around the base sizes, or None (no size can vary)."""
+def _dynamic(
+    prober: Prober, base: Shot, specs: Sequence[TensorSpec], hints: Sequence[list[list[Axis]]] = ()
+) -> tuple[Trace, list[Dim]] | None:
+    """The dynamic trace around the base sizes, or None (no size can vary).
+    ``hints``: sets of groups to try first, before looking for the groups
+    (a segment tries its parent's sizes: each set costs a fit, the search
+    a probe or more per size of the example)."""
 
     def size_of(group: list[Axis]) -> int:
         return specs[group[0][0]].shape[group[0][1]]
@@ -944,11 +949,18 @@ def _dynamic(prober: Prober, base: Shot, specs: Sequence[TensorSpec]) -> tuple[T
     def alone(group: list[Axis]) -> bool:
         return fit(prober, base, [group], [size_of(group)]) is not None
 
-    groups, splits = _groups(prober, base, specs)
-    symbols = groups
-    result = fit(prober, base, symbols, [size_of(g) for g in symbols]) if symbols else None
+    result = None
+    for hint in hints:
+        symbols = _by_size(hint, specs)
+        result = fit(prober, base, symbols, [size_of(g) for g in symbols]) if symbols else None
+        if result is not None:
+            break
     if result is None:
-        symbols = [g for g in groups if alone(g)]
+        groups, splits = _groups(prober, base, specs)
+        symbols = groups
+        result = fit(prober, base, symbols, [size_of(g) for g in symbols]) if symbols else None
+        if result is None:
+            symbols = [g for g in groups if alone(g)]
     while result is None and symbols:
         result = fit(prober, base, symbols, [size_of(g) for g in symbols])
         if result is not None:
@@ -1070,7 +1082,7 @@ def _trace_shapeless(
             gap = _first_gap(covered)
             if gap is None:
                 break
-            segment = _segment(fun, specs, names, dim.axes, gap, covered, tick)
+            segment = _segment(fun, specs, names, dim.axes, gap, covered, tick, [list(d.axes) for d in dims])
             if segment is None:
                 break
             out.append(segment)
@@ -1097,6 +1109,7 @@ def _segment(
     size: int,
     covered: list[tuple[int, int]],
     tick: Callable[[], None],
+    parent: Sequence[list[Axis]] = (),
 ) -> Captured | None:
     """A trace with ``axes`` at ``size``: dynamic where it can be, clamped so
     that no two traces serve one size; None if the function fails there."""
@@ -1108,7 +1121,10 @@ def _segment(
     base = prober.shot({})
     if base is None:
         return None
-    found = _dynamic(prober, base, seg_specs)
+    # The parent's sizes first; then without this segment's own (a size
+    # that changes the graph here, as a one-token prompt's).
+    others = [g for g in parent if g != list(axes)]
+    found = _dynamic(prober, base, seg_specs, [list(parent), others] if others != list(parent) else [others])
     if found is None:
         return base.captured  # served at these sizes only
     trace, dims = found  # the segment's axes among them, or fixed at ``size``
