@@ -106,9 +106,20 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 # C++ runtime where the bridge has it) and with the Python replay: the API,
 # its errors, keyword inputs and several traces (test_api*), mx.grad, vmap
 # and compile of an import (test_transforms), shapeless traces at many sizes
-# (test_dynamic) and threads (test_reliability_concurrency).  Every other
-# module runs once, with the runtime MLXFN_RUNTIME names (default "auto").
-BOTH_RUNTIMES = {"test_api", "test_api_errors", "test_transforms", "test_dynamic", "test_reliability_concurrency"}
+# (test_dynamic), threads (test_reliability_concurrency), and every
+# primitive (test_primitives*: each is rebuilt once in C++ and once by its
+# Python handler, which test_primitives_coverage counts).  Every other module
+# runs once, with the runtime MLXFN_RUNTIME names (default "auto").
+BOTH_RUNTIMES = {
+    "test_api",
+    "test_api_errors",
+    "test_transforms",
+    "test_dynamic",
+    "test_reliability_concurrency",
+    "test_primitives",
+    "test_primitives_synthetic",
+    "test_primitives_transforms",
+}
 # Modules that test the Python replay's own machinery: always the replay.
 # test_sharing: its rules for sharing arrays between imports (fn._constants);
 # test_reliability_leaks: its caches (_SHARED, _VERIFIED) and one mapping per

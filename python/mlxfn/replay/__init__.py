@@ -20,7 +20,7 @@ from . import (  # noqa: F401  (imported for their registrations)
     scatter,
     shape,
 )
-from .plan import build_replay, check_handlers
+from .interpreter import build_replay, check_handlers
 from .registry import handler_for, register, supported_primitives, unsupported_reason
 
 __all__ = [

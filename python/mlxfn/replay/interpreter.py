@@ -1,4 +1,8 @@
-"""Turn a trace into a Python function that replays it with MLX ops."""
+"""The interpreter: a trace replayed node by node with MLX ops, in Python.
+
+The portable fallback of mlxfn's C++ runtime (``_import``): wheels without
+the bridge, and files the runtime is not asked to serve.
+"""
 
 from __future__ import annotations
 
