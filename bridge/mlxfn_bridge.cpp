@@ -56,6 +56,7 @@
 #include "mlx/transforms.h"
 #include "mlx/version.h"
 #include "mlxfn/mlxfn.h"
+#include "mlxfn/mlxfn_core.h"
 
 namespace nb = nanobind;
 namespace mx = mlx::core;
@@ -445,6 +446,25 @@ mlxfn::Load load_of(const std::string& load) {
   throw nb::value_error(("load must be 'auto', 'map' or 'copy', not '" + load + "'").c_str());
 }
 
+// The core's error as mlxfn::Error (what the runtime throws for a bad file).
+[[noreturn]] void raise_core(MlxfnError* err) {
+  mlxfn::Error error(int(mlxfn_error_kind(err)), mlxfn_error_message(err));
+  mlxfn_error_free(err);
+  throw error;
+}
+
+// Every constant of the file in `data` checked against its stored hash by
+// the core (mlxfn_file_verify), as File.verify() checks a file on disk.
+void verify_bytes(const void* data, size_t size) {
+  MlxfnError* err = nullptr;
+  MlxfnFile* file =
+      mlxfn_file_open_bytes(static_cast<const uint8_t*>(data), size, "<memory>", &err);
+  if (file == nullptr) raise_core(err);
+  bool ok = mlxfn_file_verify(file, &err);
+  mlxfn_file_free(file);
+  if (!ok) raise_core(err);
+}
+
 // A function imported by the C++ runtime.  Calls release the GIL: the
 // runtime runs no Python, and threads then call it at once (MLX's streams
 // are per thread, as under Python).  An import from bytes keeps the bytes
@@ -456,7 +476,7 @@ class NativeFunction {
   NativeFunction(const std::string& path, const std::string& load)
       : fn_(import_path(path, load_of(load))) {}
 
-  static NativeFunction* from_bytes(nb::bytes data, const std::string& load) {
+  static NativeFunction* from_bytes(nb::bytes data, const std::string& load, bool verify) {
     if (load == "map") {
       throw nb::value_error(
           "load='map' is not possible for bytes: an array over them could outlive the bytes "
@@ -467,6 +487,7 @@ class NativeFunction {
     size_t size = data.size();
     mlxfn::ImportedFunction fn = [&] {
       nb::gil_scoped_release release;
+      if (verify) verify_bytes(bytes, size);
       return mlxfn::import_function(bytes, size, mlxfn::Load::Copy);
     }();
     return new NativeFunction(std::move(fn), std::move(data));
@@ -538,8 +559,9 @@ NB_MODULE(_bridge, m) {
       .def(nb::init<const std::string&, const std::string&>(), nb::arg("path"),
            nb::arg("load") = "auto", "Import the mlxfn file at path with mlxfn's C++ runtime.")
       .def_static("from_bytes", &NativeFunction::from_bytes, nb::arg("data"),
-                  nb::arg("load") = "auto",
-                  "Import an mlxfn file held in bytes (its constants are copied).")
+                  nb::arg("load") = "auto", nb::arg("verify") = false,
+                  "Import an mlxfn file held in bytes (its constants are copied); verify=True "
+                  "checks every constant against its stored hash first.")
       .def("__call__", &NativeFunction::call, nb::arg("args"), nb::arg("kwargs"),
            "The outputs of the trace that matches the inputs (MLX's ValueError if none).")
       .def_prop_ro("metadata", &NativeFunction::metadata)

@@ -212,3 +212,36 @@ def test_dropping_every_native_import_unmaps_the_file_and_frees_its_constants(tm
         if sys.platform == "linux":
             assert mappings() == 0, f"load={load!r}: the file is still mapped"
         assert mx.get_active_memory() - active < WEIGHT.nbytes // 4, f"load={load!r}: the weight was not freed"
+
+
+def test_import_function_of_bytes_equals_the_original_and_mlx(tmp_path: Path) -> None:
+    path, theirs = tmp_path / "f.mlxfn", tmp_path / "f.mlx"
+    scale = mx.array(1.5)
+    mlxfn.export_function(path, mlp, X[:, :32], scale=scale, metadata="bundled")
+    mx.export_function(str(theirs), mlp, X[:, :32], scale=scale)
+    fn, metadata = mlxfn.import_function(path.read_bytes(), return_metadata=True, verify=True)
+    assert (fn.runtime, fn.load_mode.mode, metadata) == ("native", "copy", "bundled")
+    got = fn(X[:, :32], scale=scale)
+    assert_same(got, mx.import_function(str(theirs))(X[:, :32], scale=scale))
+    assert_same(got, (mlp(X[:, :32], scale=scale),))
+    with pytest.raises(ValueError, match="No imported function found"):
+        fn(X[:, :16], scale=scale)
+    with pytest.raises(ValueError, match="load='map' is not possible for bytes"):
+        mlxfn.import_function(path.read_bytes(), load="map")
+    with pytest.raises(ValueError, match="load must be one of"):
+        mlxfn.import_function(path.read_bytes(), load="mmap")
+
+
+def test_bad_bytes_raise_what_a_bad_file_raises(tmp_path: Path) -> None:
+    path = tmp_path / "f.mlxfn"
+    mlxfn.export_function(path, lambda x: x @ WEIGHT, X)
+    data = path.read_bytes()
+    with pytest.raises(mlxfn.FormatError):
+        mlxfn.import_function(data[:100])
+    with pytest.raises(mlxfn.FormatError):
+        mlxfn.import_function(b"not an mlxfn file at all")
+    damaged = bytearray(data)
+    damaged[-64] ^= 1  # a byte of the weight: only verify=True reads it
+    with pytest.raises(mlxfn.IntegrityError):
+        mlxfn.import_function(bytes(damaged), verify=True)
+    mlxfn.import_function(bytes(damaged))  # imported: constants are not checked without verify

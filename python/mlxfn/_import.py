@@ -287,12 +287,10 @@ class ImportedFunction:
                 self._file.check_unchanged()
                 self._native_checked = True
             try:
-                return tuple(self._native.fn(positional, keywords))
+                return _call_native(self._native.fn, positional, keywords)
             except ValueError as err:
                 if not str(err).startswith(f"{_CALL} No imported function found"):
                     raise
-            except RuntimeError as err:
-                raise _native.python_error(err) from err.__cause__
             # The runtime writes MLX's C++ text; Python callers get MLX's Python one.
             call = Signature.of(positional, keywords)
             raise no_match_error(_CALL, [e.head for e in self._entries], call) from None
@@ -306,6 +304,53 @@ class ImportedFunction:
                 with running_on(self._group):
                     return self._runner(entry, sizes)(*inputs)
         raise no_match_error(_CALL, [e.head for e in self._entries], call)
+
+
+def _call_native(fn: Any, positional: list[mx.array], keywords: dict[str, mx.array]) -> tuple[mx.array, ...]:
+    """A call of a ``NativeFunction``, its errors raised as mlxfn raises them."""
+    try:
+        return tuple(fn(positional, keywords))
+    except RuntimeError as err:
+        raise _native.python_error(err) from err.__cause__
+
+
+class MemoryImportedFunction:
+    """A function imported from an mlxfn file held in ``bytes`` (an app's
+    bundled asset), by mlxfn's C++ runtime: the only runtime that reads a
+    file from memory.  Its constants are copied at a trace's first call (an
+    array over the bytes could outlive them), so ``load_mode`` is "copy"."""
+
+    def __init__(self, fn: Any) -> None:
+        self._fn = fn
+
+    @property
+    def metadata(self) -> str:
+        metadata: str = self._fn.metadata
+        return metadata
+
+    @property
+    def load_mode(self) -> LoadMode:
+        return LoadMode("copy", "copy", "imported from bytes, whose arrays could outlive them")
+
+    @property
+    def runtime(self) -> str:
+        return "native"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> tuple[mx.array, ...]:
+        positional, keywords = split_inputs(args, kwargs, _CALL)
+        return _call_native(self._fn, positional, keywords)
+
+
+def _import_bytes(data: bytes, verify: bool, load: str, group: mx.distributed.Group | None) -> MemoryImportedFunction:
+    check_load(load)
+    if load == "map":
+        raise ValueError(
+            "[import_function] load='map' is not possible for bytes: an array over them could outlive them "
+            "(import the file by its path to map it)"
+        )
+    if group is not None:
+        raise ValueError("[import_function] group= is not possible for bytes: import the file by its path")
+    return MemoryImportedFunction(_native.native_import_bytes(data, load, verify))
 
 
 class MlxImportedFunction:
@@ -332,7 +377,7 @@ class MlxImportedFunction:
 
 
 def import_function(
-    file: PathLike,
+    file: PathLike | bytes,
     return_metadata: bool = False,
     *,
     verify: bool = False,
@@ -363,9 +408,17 @@ def import_function(
     have the size and rank that exported the file, else ``ValueError``
     naming both.  ``group`` is not used for a file without collectives.
 
+    ``file`` may be the ``bytes`` of an mlxfn file (an app's bundled asset):
+    it is imported by mlxfn's C++ runtime, which needs the bridge (else
+    ``RuntimeError``), with its constants copied (``load="map"`` and
+    ``group=`` raise ``ValueError``).
+
     A path that cannot be read as a file (a directory) raises
     ``RuntimeError``, as MLX; a missing file ``FileNotFoundError``.
     """
+    if isinstance(file, bytes):
+        memory = _import_bytes(file, verify, load, group)
+        return (memory, memory.metadata) if return_metadata else memory
     path = os.fspath(file)
     if not isinstance(path, str):
         raise TypeError(f"file must be a str or os.PathLike[str], not {type(file).__name__}")

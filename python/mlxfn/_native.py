@@ -154,6 +154,19 @@ def native_import(path: str, load: str) -> Any:
         raise python_error(err) from None
 
 
+def native_import_bytes(data: bytes, load: str, verify: bool) -> Any:
+    """``NativeFunction.from_bytes(data, load, verify)``, refusals raised as
+    :func:`native_import` raises them."""
+    module, _ = bridge()
+    native, why_not = runtime()
+    if module is None or native is None:
+        raise RuntimeError(f"[import_function] importing from bytes needs mlxfn's C++ runtime: {why_not}")
+    try:
+        return native.from_bytes(data, load, verify)
+    except module.NativeError as err:
+        raise python_error(err) from None
+
+
 def describe() -> dict[str, str]:
     """What ``mlxfn inspect`` and bug reports show: the bridge and the two answers."""
     module, why_not = bridge()
