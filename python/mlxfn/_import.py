@@ -131,12 +131,15 @@ class ImportedFunction:
     file, and with other imports where no one can tell: mapped imports of
     the same unchanged file, copying imports of the same unchanged file,
     copying imports whose files were verified): mapped in place or copied,
-    as ``load_mode`` says.  Calls then run the rebuilt graph as
-    ``mlxfn._runner`` decides: compiled without fused kernels first (no
-    kernel builds on a cold machine), fused once the trace has been called
-    often.  A dynamic trace (exported with ``shapeless=True``) serves every
-    size in its ranges: its numbers are evaluated for the call's sizes and
-    every node's output shape is checked on the first call at those sizes.
+    as ``load_mode`` says.  Calls run in mlxfn's C++ runtime where it is
+    present (``runtime == "native"``: the constants are the runtime's, shared
+    by imports of the same unchanged file in the same mode), else in the
+    Python replay as ``mlxfn._runner`` decides: compiled without fused
+    kernels first (no kernel builds on a cold machine), fused once the trace
+    has been called often.  A dynamic trace (exported with
+    ``shapeless=True``) serves every size in its ranges: its numbers are
+    evaluated for the call's sizes and every node's output shape is checked
+    on the first call at those sizes.
     """
 
     def __init__(
