@@ -10,6 +10,9 @@ rounds that alternate the sides in one run:
 
 - ``C++``: mlxfn's C++ runtime (``llm_generate``, which reports its own
   decode time per token: the process start, import and prefill are not in it);
+- ``C++ no islands``: the same with ``MLXFN_ISLANDS=0``: the decode step's
+  static islands (native/src/islands.h) are never compiled, every node runs
+  on its own (the runtime before islands);
 - ``mlxfn (Python)``: the file imported by ``mlxfn.import_function``;
 - ``mlx-lm``: the model with mlx-lm's own ``KVCache``, no export.
 
@@ -145,9 +148,16 @@ def mlx_lm_decode(model: nn.Module, prompt: list[int], count: int) -> tuple[floa
     return (time.perf_counter() - start) / (count - 1), tokens
 
 
-def cpp_decode(program: Path, path: Path, prompt: list[int], count: int) -> tuple[float, list[int]]:
+def cpp_decode(
+    program: Path, path: Path, prompt: list[int], count: int, islands: bool = True
+) -> tuple[float, list[int]]:
+    env = {**os.environ, "MLXFN_ISLANDS": "1" if islands else "0"}
     proc = subprocess.run(
-        [str(program), str(path), str(count), *map(str, prompt)], capture_output=True, text=True, timeout=600
+        [str(program), str(path), str(count), *map(str, prompt)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
     if proc.returncode != 0:
         raise SystemExit(f"llm_generate failed: {proc.stderr}")
@@ -178,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         imported = mlxfn.import_function(path)
         sides: dict[str, Callable[[], tuple[float, list[int]]]] = {
             "C++": lambda: cpp_decode(program, path, prompt, args.tokens),
+            "C++ no islands": lambda: cpp_decode(program, path, prompt, args.tokens, islands=False),
             "mlxfn (Python)": lambda: python_decode(imported, prompt, args.tokens),
             "mlx-lm": lambda: mlx_lm_decode(model, prompt, args.tokens),
         }

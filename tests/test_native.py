@@ -571,3 +571,54 @@ def test_llm_generate_equals_python(tmp_path: Path, arch: str, quantize: bool) -
         )
         assert proc.returncode == 0, proc.stderr
         assert [int(t) for t in proc.stdout.split()] == expected, f"prompt of {length}"
+
+
+# ----------------------------------------------------------------------------
+# A decode step's static islands (native/src/islands.h): compiled with MLX's
+# fusion after 16 calls at one batch size, then called at every cache length.
+
+
+def test_decode_islands_compiled_equal_the_original(mlxfn_run: Path, tmp_path: Path) -> None:
+    """20 calls of a decode step (the last ones through the compiled islands,
+    on two threads at once) give the original step's outputs bit for bit."""
+    import llm_one_file as llm
+
+    jobs = []
+    for arch, quantize in [("llama", False), ("qwen2", False), ("llama", True)]:
+        model = llm.tiny_model(arch, quantize, layers=4)
+        path = tmp_path / f"{arch}-{quantize}.mlxfn"
+        export_concatenate(model, path)
+        step = llm.step_function(model, "concatenate")
+        for length in (7, 30):
+            logits, *cache = step(mx.array([[(5 * i + 2) % 97 for i in range(length)]], dtype=mx.int32))
+            token = mx.argmax(logits, axis=-1).astype(mx.int32).reshape(1, 1)
+            args = plain((token, *cache))
+            options = ("--calls", "20", "--threads", "2")
+            jobs.append(Job(path, args, want=called(step, *args), options=options, name=f"{arch} {quantize} {length}"))
+    run_jobs(mlxfn_run, tmp_path / "jobs", jobs)
+    for job in jobs:
+        job.check()
+
+
+def test_llm_decode_past_the_island_threshold_equals_python(tmp_path: Path) -> None:
+    """48 tokens (most decode steps through compiled islands) equal Python's
+    import's and mlx-lm's, as the runtime with islands off (MLXFN_ISLANDS=0) does."""
+    import llm_one_file as llm
+
+    program = build_program(ROOT / "examples" / "cpp" / "llm_generate.cpp", "llm_generate")
+    model = llm.tiny_model("llama", layers=4)
+    path = tmp_path / "llm.mlxfn"
+    export_concatenate(model, path)
+    prompt = [(7 * i + 3) % 128 for i in range(11)]
+    expected = llm.generate(mlxfn.import_function(path), prompt, 48)
+    assert expected == llm.generate_directly(model, prompt, 48)
+    for islands in ("1", "0"):
+        proc = subprocess.run(
+            [str(program), str(path), "48", *map(str, prompt)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "MLXFN_ISLANDS": islands},
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert [int(t) for t in proc.stdout.split()] == expected, f"MLXFN_ISLANDS={islands}"
