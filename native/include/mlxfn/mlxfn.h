@@ -68,6 +68,8 @@ class ImportedFunction {
   std::string load_mode() const;
   // How many traces the file holds.
   std::size_t trace_count() const;
+  // Every primitive the file's traces use, by name (sorted, once each).
+  std::vector<std::string> primitives() const;
 
   struct Impl;
 
