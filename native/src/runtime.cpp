@@ -1,9 +1,12 @@
 // mlxfn::import_function and ImportedFunction: match a call to a trace,
 // make the trace's constants into arrays once, evaluate a dynamic trace's
 // expressions at the call's sizes once per set of sizes (a Plan), and build
-// the call's graph from the handlers (handlers.h).
+// the call's graph from the handlers (handlers.h).  A shaped trace called
+// often is compiled with MLX's fusion whole; a dynamic one in its static
+// islands (islands.h), which serve every value of the sizes they ignore.
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <functional>
 #include <list>
 #include <map>
@@ -17,6 +20,7 @@
 #include "constants.h"
 #include "convert.h"
 #include "handlers.h"
+#include "islands.h"
 #include "mlx/compile_impl.h"
 #include "mlx/ops.h"
 #include "mlx/transforms.h"
@@ -36,6 +40,12 @@ constexpr size_t kPlansPerTrace = 16;  // a decode step's sizes change every cal
 // process pays the kernel builds once (seconds on a cold CPU kernel cache),
 // a short one never (python/mlxfn/_runner.py makes the same choice).
 constexpr size_t kFuseAfterCalls = 64;
+// Calls of a dynamic trace's island at one set of its sizes before it is
+// compiled (islands.h): fewer than a shaped trace's, as a decode step's
+// islands serve every cache length, but never the first.
+constexpr size_t kIslandAfterCalls = 16;
+// The elementwise nodes an island needs to be worth a compile.
+constexpr size_t kIslandMinElementwise = 2;
 
 [[noreturn]] void raise(MlxfnError* err) {
   int kind = int(mlxfn_error_kind(err));
@@ -119,11 +129,45 @@ std::shared_ptr<Hoisted> find_hoisted(const Trace& trace) {
   return h;
 }
 
+// An island compiled with fusion at one set of its sizes; it leaves its
+// thread's compile cache as a Plan's tape does.
+struct CompiledIsland {
+  std::function<Arrays(const Arrays&)> fn;
+  std::uintptr_t id = 0;
+  mx::detail::CompileCacheWeakPtr cache;
+  std::thread::id thread;
+
+  ~CompiledIsland() {
+    if (id != 0 && std::this_thread::get_id() == thread) mx::detail::compile_erase(cache, id);
+  }
+};
+
+// An island's calls by the values of its sizes (most recent first).
+struct IslandCalls {
+  std::mutex mutex;
+  std::list<std::pair<std::vector<int64_t>, size_t>> counts;
+  std::list<std::pair<std::vector<int64_t>, std::shared_ptr<CompiledIsland>>> compiled;
+};
+
+std::uintptr_t fresh_compile_id() {
+  // A fresh id per compiled function: MLX's compile caches are per thread
+  // and keyed by it, so an id is never reused for another function.
+  static std::atomic<std::uintptr_t> next_id{1};
+  return next_id.fetch_add(1) + (std::uintptr_t(1) << 62);
+}
+
+bool islands_enabled() {
+  const char* v = std::getenv("MLXFN_ISLANDS");  // "0": off (benches compare)
+  return v == nullptr || std::string(v) != "0";
+}
+
 struct Entry {
   Trace trace;
   std::vector<Handler> handlers;
   std::list<std::pair<std::vector<int64_t>, std::shared_ptr<Plan>>> plans;  // most recent first
   std::shared_ptr<Hoisted> hoisted;
+  Islands islands;
+  std::vector<std::unique_ptr<IslandCalls>> island_calls;
 };
 
 std::string describe_shape(const mx::Shape& shape, const std::map<int, const Dim*>& dims) {
@@ -182,6 +226,12 @@ struct ImportedFunction::Impl {
         entry.handlers.push_back(h);
       }
       entry.hoisted = find_hoisted(entry.trace);
+      if (!legacy_shapeless && islands_enabled()) {
+        entry.islands = find_islands(entry.trace, entry.hoisted->node, kIslandMinElementwise);
+        for (size_t k = 0; k < entry.islands.islands.size(); ++k) {
+          entry.island_calls.push_back(std::make_unique<IslandCalls>());
+        }
+      }
       entries.push_back(std::move(entry));
     }
     if (load == Load::Copy) {
@@ -317,16 +367,13 @@ struct ImportedFunction::Impl {
         compiled = p->compiled;
       }
       if (compiled) return compiled(inputs);
-      static std::atomic<std::uintptr_t> next_id{1};
       std::weak_ptr<Plan> weak = p;
       auto fun = [this, t, weak](const Arrays& in) {
         std::shared_ptr<Plan> plan = weak.lock();
         if (!plan) throw std::runtime_error("[mlxfn] a compiled trace outlived its import");
         return interpret(t, {}, plan, in);
       };
-      // A fresh id per plan: MLX's compile caches are per thread and keyed
-      // by it, so an id is never reused for another function.
-      std::uintptr_t id = next_id.fetch_add(1) + (std::uintptr_t(1) << 62);
+      std::uintptr_t id = fresh_compile_id();
       compiled = mx::detail::compile(fun, id);
       {
         std::lock_guard<std::mutex> lock(p->compiling);
@@ -340,6 +387,35 @@ struct ImportedFunction::Impl {
       return compiled(inputs);
     }
     return interpret(t, sizes, p, std::move(inputs));
+  }
+
+  // Node i of trace t applied to `args` (its inputs), its outputs checked
+  // against the file on a plan's first call.
+  Arrays run_node(size_t t, const std::vector<int64_t>& sizes, Plan& p, size_t i,
+                  const ArgList& state, const Arrays& args, bool check) {
+    Entry& entry = entries[t];
+    const Node& node = entry.trace.nodes[i];
+    Arrays outs;
+    try {
+      outs = entry.handlers[i](State(node, state), args);
+    } catch (const std::invalid_argument& e) {
+      std::string at = where(t, sizes) + ": node " + std::to_string(i) + " (" + node.op + ")";
+      if (p.other_sizes) {
+        throw std::invalid_argument(
+            at + " refuses these inputs, as the original function would: " + e.what());
+      }
+      throw ReplayError(at + " does not replay: " + e.what());
+    } catch (const std::exception& e) {
+      throw ReplayError(where(t, sizes) + ": node " + std::to_string(i) + " (" + node.op +
+                        ") does not replay: " + e.what());
+    }
+    if (outs.size() != node.outputs.size()) {
+      throw ReplayError(where(t, sizes) + ": node " + std::to_string(i) + " (" + node.op +
+                        ") produced " + std::to_string(outs.size()) +
+                        " outputs, the file records " + std::to_string(node.outputs.size()));
+    }
+    if (check) check_outputs(t, sizes, i, node, outs);
+    return outs;
   }
 
   Arrays interpret(size_t t, const std::vector<int64_t>& sizes, const std::shared_ptr<Plan>& p,
@@ -361,43 +437,29 @@ struct ImportedFunction::Impl {
     bool check = !p->checked && !legacy_shapeless;
     Hoisted& hoisted = *entry.hoisted;
     bool reuse = hoisted.ready.load(std::memory_order_acquire);
-    for (size_t i = 0; i < trace.nodes.size(); ++i) {
-      const Node& node = trace.nodes[i];
-      if (trace.repeated[i]) {  // nothing reads its ids (dedupe): placeholders
-        mx::array placeholder = env.back();
-        for (size_t k = 0; k < node.outputs.size(); ++k) env.push_back(placeholder);
-        continue;
-      }
-      if (reuse && hoisted.node[i]) {
-        env.insert(env.end(), hoisted.arrays[i].begin(), hoisted.arrays[i].end());
-        continue;
-      }
-      args.clear();
-      for (uint32_t id : node.inputs) args.push_back(env[id]);
-      Arrays outs;
-      try {
-        outs = entry.handlers[i](State(node, *p->args[i]), args);
-      } catch (const std::invalid_argument& e) {
-        std::string at = where(t, sizes) + ": node " + std::to_string(i) + " (" + node.op + ")";
-        if (p->other_sizes) {
-          throw std::invalid_argument(
-              at + " refuses these inputs, as the original function would: " + e.what());
+    bool tracing = inputs_are_tracers(env, trace.inputs.size());
+    if (!entry.islands.schedule.empty() && !tracing) {
+      run_units(t, sizes, *p, env, args, check, reuse);
+    } else {
+      for (size_t i = 0; i < trace.nodes.size(); ++i) {
+        const Node& node = trace.nodes[i];
+        if (trace.repeated[i]) {  // nothing reads its ids (dedupe): placeholders
+          mx::array placeholder = env.back();
+          for (size_t k = 0; k < node.outputs.size(); ++k) env.push_back(placeholder);
+          continue;
         }
-        throw ReplayError(at + " does not replay: " + e.what());
-      } catch (const std::exception& e) {
-        throw ReplayError(where(t, sizes) + ": node " + std::to_string(i) + " (" + node.op +
-                          ") does not replay: " + e.what());
+        if (reuse && hoisted.node[i]) {
+          env.insert(env.end(), hoisted.arrays[i].begin(), hoisted.arrays[i].end());
+          continue;
+        }
+        args.clear();
+        for (uint32_t id : node.inputs) args.push_back(env[id]);
+        Arrays outs = run_node(t, sizes, *p, i, *p->args[i], args, check);
+        for (mx::array& o : outs) env.push_back(std::move(o));
       }
-      if (outs.size() != node.outputs.size()) {
-        throw ReplayError(where(t, sizes) + ": node " + std::to_string(i) + " (" + node.op +
-                          ") produced " + std::to_string(outs.size()) +
-                          " outputs, the file records " + std::to_string(node.outputs.size()));
-      }
-      if (check) check_outputs(t, sizes, i, node, outs);
-      for (mx::array& o : outs) env.push_back(std::move(o));
     }
     p->checked = true;
-    if (!reuse && !inputs_are_tracers(env, trace.inputs.size())) {
+    if (!reuse && !tracing) {
       std::lock_guard<std::mutex> lock(hoisted.mutex);
       if (!hoisted.ready.load()) {
         Arrays all;
@@ -417,6 +479,120 @@ struct ImportedFunction::Impl {
     result.reserve(trace.outputs.size());
     for (uint32_t id : trace.outputs) result.push_back(env[id]);
     return result;
+  }
+
+  // A dynamic trace's call unit by unit (islands.h): a node, or an island,
+  // compiled once called often enough at the values of its sizes.  `env`
+  // holds the inputs and constants and is filled to every value id.
+  void run_units(size_t t, const std::vector<int64_t>& sizes, Plan& p, Arrays& env,
+                 Arrays& args, bool check, bool reuse) {
+    Entry& entry = entries[t];
+    const Trace& trace = entry.trace;
+    const Islands& islands = entry.islands;
+    Hoisted& hoisted = *entry.hoisted;
+    size_t total = islands.first.empty() ? env.size()
+                                         : islands.first.back() + trace.nodes.back().outputs.size();
+    mx::array placeholder = env.back();
+    env.resize(total, placeholder);
+    auto run_one = [&](size_t i) {
+      const Node& node = trace.nodes[i];
+      uint32_t first = islands.first[i];
+      if (reuse && hoisted.node[i]) {
+        std::copy(hoisted.arrays[i].begin(), hoisted.arrays[i].end(), env.begin() + first);
+        return;
+      }
+      args.clear();
+      for (uint32_t id : node.inputs) args.push_back(env[id]);
+      Arrays outs = run_node(t, sizes, p, i, *p.args[i], args, check);
+      for (size_t o = 0; o < outs.size(); ++o) env[first + o] = std::move(outs[o]);
+    };
+    for (const Unit& unit : islands.schedule) {
+      if (unit.island < 0) {
+        run_one(unit.node);
+        continue;
+      }
+      const Island& island = islands.islands[size_t(unit.island)];
+      std::shared_ptr<CompiledIsland> compiled = island_for(t, size_t(unit.island), sizes, p);
+      if (!compiled) {
+        for (size_t i : island.nodes) run_one(i);
+        continue;
+      }
+      Arrays in;
+      in.reserve(island.inputs.size());
+      for (uint32_t id : island.inputs) in.push_back(env[id]);
+      Arrays outs;
+      try {
+        outs = compiled->fn(in);
+      } catch (const std::exception& e) {
+        throw ReplayError(where(t, sizes) + ": the island of nodes " +
+                          std::to_string(island.nodes.front()) + ".." +
+                          std::to_string(island.nodes.back()) + " does not replay: " + e.what());
+      }
+      // Its nodes' outputs were checked at the calls before it was compiled,
+      // at these same values of its sizes.
+      for (size_t k = 0; k < outs.size(); ++k) env[island.outputs[k]] = std::move(outs[k]);
+    }
+  }
+
+  // Island k of trace t compiled at the values of its sizes, once called
+  // kIslandAfterCalls times at them; else nullptr (run node by node).
+  std::shared_ptr<CompiledIsland> island_for(size_t t, size_t k, const std::vector<int64_t>& sizes,
+                                             const Plan& p) {
+    Entry& entry = entries[t];
+    const Island& island = entry.islands.islands[k];
+    IslandCalls& calls = *entry.island_calls[k];
+    std::vector<int64_t> key;
+    key.reserve(island.dims.size());
+    for (uint32_t d : island.dims) key.push_back(sizes[d]);
+    {
+      std::lock_guard<std::mutex> lock(calls.mutex);
+      for (auto& [at, compiled] : calls.compiled) {
+        if (at == key) return compiled;
+      }
+      auto it = calls.counts.begin();
+      while (it != calls.counts.end() && it->first != key) ++it;
+      if (it == calls.counts.end()) {
+        calls.counts.emplace_front(key, 0);
+        if (calls.counts.size() > kPlansPerTrace) calls.counts.pop_back();
+        it = calls.counts.begin();
+      } else {
+        calls.counts.splice(calls.counts.begin(), calls.counts, it);
+      }
+      if (++it->second < kIslandAfterCalls) return nullptr;
+    }
+    // The island's nodes as a function of its inputs, with their states at
+    // these sizes (every plan with these values of its dims has the same).
+    auto states = std::make_shared<std::vector<ArgList>>();
+    for (size_t i : island.nodes) states->push_back(*p.args[i]);
+    auto fun = [this, t, k, states](const Arrays& in) {
+      const Entry& e = entries[t];
+      const Island& is = e.islands.islands[k];
+      std::unordered_map<uint32_t, mx::array> values;
+      for (size_t j = 0; j < in.size(); ++j) values.emplace(is.inputs[j], in[j]);
+      for (size_t j = 0; j < is.nodes.size(); ++j) {
+        const Node& node = e.trace.nodes[is.nodes[j]];
+        Arrays a;
+        for (uint32_t id : node.inputs) a.push_back(values.at(id));
+        Arrays outs = e.handlers[is.nodes[j]](State(node, (*states)[j]), a);
+        uint32_t first = e.islands.first[is.nodes[j]];
+        for (size_t o = 0; o < outs.size(); ++o) values.emplace(first + o, std::move(outs[o]));
+      }
+      Arrays out;
+      for (uint32_t id : is.outputs) out.push_back(values.at(id));
+      return out;
+    };
+    auto compiled = std::make_shared<CompiledIsland>();
+    compiled->id = fresh_compile_id();
+    compiled->fn = mx::detail::compile(fun, compiled->id);
+    compiled->cache = mx::detail::compile_cache();
+    compiled->thread = std::this_thread::get_id();
+    std::lock_guard<std::mutex> lock(calls.mutex);
+    for (auto& [at, other] : calls.compiled) {
+      if (at == key) return other;  // another thread was first
+    }
+    calls.compiled.emplace_front(key, compiled);
+    if (calls.compiled.size() > kPlansPerTrace) calls.compiled.pop_back();
+    return compiled;
   }
 
   // Whether this is a trace by mx::compile (its placeholders are tracers):
@@ -558,6 +734,16 @@ std::string ImportedFunction::load_mode() const {
 }
 
 std::size_t ImportedFunction::trace_count() const { return impl_->entries.size(); }
+
+std::vector<std::string> ImportedFunction::primitives() const {
+  std::vector<std::string> names;
+  for (const auto& entry : impl_->entries) {
+    for (const auto& node : entry.trace.nodes) names.push_back(node.op);
+  }
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  return names;
+}
 
 std::vector<std::string> ImportedFunction::primitives() const {
   std::vector<std::string> names;
