@@ -745,16 +745,6 @@ std::vector<std::string> ImportedFunction::primitives() const {
   return names;
 }
 
-std::vector<std::string> ImportedFunction::primitives() const {
-  std::vector<std::string> names;
-  for (const auto& entry : impl_->entries) {
-    for (const auto& node : entry.trace.nodes) names.push_back(node.op);
-  }
-  std::sort(names.begin(), names.end());
-  names.erase(std::unique(names.begin(), names.end()), names.end());
-  return names;
-}
-
 std::vector<std::string> supported_primitives() {
   std::vector<std::string> names;
   for (const auto& [name, _] : handlers()) names.push_back(name);
