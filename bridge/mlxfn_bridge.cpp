@@ -502,6 +502,7 @@ class NativeFunction {
   const std::string& metadata() const { return fn_.metadata(); }
   std::string load_mode() const { return fn_.load_mode(); }
   size_t trace_count() const { return fn_.trace_count(); }
+  std::vector<std::string> primitives() const { return fn_.primitives(); }
 
  private:
   NativeFunction(mlxfn::ImportedFunction fn, nb::bytes keep)
@@ -566,7 +567,8 @@ NB_MODULE(_bridge, m) {
            "The outputs of the trace that matches the inputs (MLX's ValueError if none).")
       .def_prop_ro("metadata", &NativeFunction::metadata)
       .def_prop_ro("load_mode", &NativeFunction::load_mode)
-      .def_prop_ro("trace_count", &NativeFunction::trace_count);
+      .def_prop_ro("trace_count", &NativeFunction::trace_count)
+      .def_prop_ro("primitives", &NativeFunction::primitives);
   m.def("supported_primitives", &mlxfn::supported_primitives,
         "Every MLX primitive the C++ runtime rebuilds, by name.");
 }

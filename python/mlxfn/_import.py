@@ -153,13 +153,8 @@ class ImportedFunction:
         self._file = file
         self._verified = verified  # file.verify() passed: its constants match their hashes
         self._load = choose(load)
-        legacy = file.shapeless and file.format_version == 1
-        self._entries = [_Entry(r, t, legacy) for t, r in enumerate(file.traces())]
-        for entry in self._entries:
-            check_handlers([n[0] for n in entry.record["nodes"]], f"{file.path}: trace {entry.index}")
-        collectives = [(n[0], n[1]) for e in self._entries for n in e.record["nodes"] if n[0] in COLLECTIVES]
-        # The group the file's collectives run on (None: it has none).
-        self._group = group_for_import(file.path, recorded_group(collectives, file.path), group)
+        self._legacy = file.shapeless and file.format_version == 1
+        self._entry_list: list[_Entry] | None = None  # decoded where the Python replay needs them
         self._constant_infos = file.constant_infos()
         self._constant_keys = [
             (h, str(dtype), tuple(shape)) for h, (shape, dtype, _) in zip(file.constant_hashes(), self._constant_infos)
@@ -171,10 +166,27 @@ class ImportedFunction:
         self._lock = threading.Lock()
         self._native: _Native | None = None
         self._native_checked = False  # the first native call checks the file is unchanged
-        self._runtime_reason = self._open_native(runtime, bool(collectives))
-        self._mapper = Mapper(file, self._load.how) if self._load.mode == "map" and self._native is None else None
+        self._runtime_reason = self._open_native(runtime)
+        self._group: mx.distributed.Group | None = None
+        self._mapper: Mapper | None = None
+        if self._native is None:
+            for entry in self._entries:
+                check_handlers([n[0] for n in entry.record["nodes"]], f"{file.path}: trace {entry.index}")
+            collectives = [(n[0], n[1]) for e in self._entries for n in e.record["nodes"] if n[0] in COLLECTIVES]
+            # The group the file's collectives run on (None: it has none).
+            self._group = group_for_import(file.path, recorded_group(collectives, file.path), group)
+            self._mapper = Mapper(file, self._load.how) if self._load.mode == "map" else None
 
-    def _open_native(self, runtime: str, collectives: bool) -> str:
+    @property
+    def _entries(self) -> list[_Entry]:
+        """The file's traces as the Python replay reads them, decoded at first
+        use: an import served by the C++ runtime decodes them only to word
+        an error or for ``traces``."""
+        if self._entry_list is None:
+            self._entry_list = [_Entry(r, t, self._legacy) for t, r in enumerate(self._file.traces())]
+        return self._entry_list
+
+    def _open_native(self, runtime: str) -> str:
         """Import through the C++ runtime where it serves this file (sets
         ``_native``); returns why the Python replay runs instead, or ""."""
         if runtime == "python":
@@ -184,8 +196,6 @@ class ImportedFunction:
             if runtime == "native":
                 raise RuntimeError(f"{RUNTIME_ENV}=native, but mlxfn's C++ runtime is not available: {why_not}")
             return why_not
-        if collectives:
-            return "the file has collectives, which the Python replay runs on the import's group"
         with _SHARED_LOCK:
             shared = None if self._scope is None else _NATIVE.get(self._scope)
             if shared is None:
@@ -195,6 +205,8 @@ class ImportedFunction:
                     if runtime == "native":
                         raise
                     return f"the C++ runtime refused the file: {err}"
+                if COLLECTIVES.intersection(shared.fn.primitives):
+                    return "the file has collectives, which the Python replay runs on the import's group"
                 if self._scope is not None:
                     _NATIVE[self._scope] = shared
         self._native = shared
