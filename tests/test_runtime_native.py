@@ -245,3 +245,41 @@ def test_bad_bytes_raise_what_a_bad_file_raises(tmp_path: Path) -> None:
     with pytest.raises(mlxfn.IntegrityError):
         mlxfn.import_function(bytes(damaged), verify=True)
     mlxfn.import_function(bytes(damaged))  # imported: constants are not checked without verify
+
+
+def test_where_the_runtime_does_not_serve_a_file_the_replay_does_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlxfn import errors
+
+    path = tmp_path / "f.mlxfn"
+    mlxfn.export_function(path, mx.sin, X)
+
+    def refuse(path: str, load: str) -> None:
+        raise errors.FormatError(f"{path}: a primitive this runtime lacks")
+
+    with monkeypatch.context() as m:
+        m.setattr(_native, "native_import", refuse)
+        fn = mlxfn.import_function(path)
+        assert fn.runtime.startswith("python (the C++ runtime refused the file:")
+        assert_same(fn(X), (mx.sin(X),))
+        m.setenv("MLXFN_RUNTIME", "native")
+        with pytest.raises(mlxfn.FormatError, match="a primitive this runtime lacks"):
+            mlxfn.import_function(path)
+
+    class WithCollectives:  # what the runtime reports for a file exported under mx.distributed
+        primitives = ["AllReduce", "Sin"]
+
+    other = tmp_path / "g.mlxfn"  # another file: nothing shared with the imports above
+    mlxfn.export_function(other, mx.sin, X)
+    with monkeypatch.context() as m:
+        m.setattr(_native, "native_import", lambda path, load: WithCollectives())
+        fn = mlxfn.import_function(other)
+        assert fn.runtime == "python (the file has collectives, which the Python replay runs on the import's group)"
+        assert_same(fn(X), (mx.sin(X),))
+    with monkeypatch.context() as m:
+        m.setattr(_native, "runtime", lambda: (None, "no bridge here"))
+        assert mlxfn.import_function(other).runtime == "python (no bridge here)"
+        m.setenv("MLXFN_RUNTIME", "native")
+        with pytest.raises(RuntimeError, match="no bridge here"):
+            mlxfn.import_function(other)
