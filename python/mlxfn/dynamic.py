@@ -925,6 +925,13 @@ def _symbolic(base: Shot, result: Fit, dims: list[Dim]) -> Trace:
     return replace(trace, nodes=tuple(nodes), dims=tuple(dims), constant_exprs=tuple(constant_exprs))
 
 
+# The largest product of sizes probed with every size moved at once: a
+# function may build arrays of that many elements while it is traced (32,768
+# tokens in each of 32,768 batches would not fit), so the largest sizes are
+# probed one at a time, the others at their example sizes.
+JOINT_ELEMENTS = 1 << 22
+
+
 class _Refitted(Exception):
     """Numbers were refitted during a range search: it starts again."""
 
@@ -999,6 +1006,8 @@ def _dynamic(
             padded = [[s] * (longest - len(w)) + w for w, s in zip(walks, fit_result.sizes)]
             for k in range(longest if len(symbols) > 1 else 0):
                 point = [w[k] for w in padded]
+                if math.prod(point) > JOINT_ELEMENTS:
+                    break  # every size large at once: memory a trace may need (one at a time below)
                 if not holds(point):
                     break
                 for i, size in enumerate(point):
