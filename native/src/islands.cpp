@@ -71,44 +71,54 @@ bool elementwise(const std::string& op) {
 
 }  // namespace
 
+Mask state_dims(const ArgList& args) { return args_mask(args); }
+
+std::vector<Mask> node_dims(const Trace& trace) {
+  size_t n_in = trace.inputs.size();
+  constexpr Mask unknown = ~Mask(0);
+  if (trace.dims.size() > 63) return std::vector<Mask>(trace.nodes.size(), unknown);
+  std::vector<Mask> mask(n_in + trace.constants.size(), 0);  // by value id: its shape's
+  for (size_t d = 0; d < trace.dims.size(); ++d) {
+    for (auto [i, a] : trace.dims[d].axes) mask[i] |= Mask(1) << d;
+  }
+  std::vector<Mask> out;
+  out.reserve(trace.nodes.size());
+  for (const Node& node : trace.nodes) {
+    Mask m = node.shapeless ? unknown : args_mask(node.args);
+    for (uint32_t id : node.inputs) m |= mask[id];
+    size_t first = mask.size();
+    mask.resize(first + node.outputs.size(), node.shapeless ? unknown : 0);
+    for (const OutputExpr& oe : node.output_exprs) {
+      Mask shape = oe.expr ? expr_mask(*oe.expr) : unknown;
+      if (oe.output < node.outputs.size()) mask[first + oe.output] |= shape;
+      m |= shape;
+    }
+    out.push_back(m);
+  }
+  return out;
+}
+
 Islands find_islands(const Trace& trace, const std::vector<bool>& fixed, size_t min_elementwise) {
   Islands out;
-  size_t n_in = trace.inputs.size();
   size_t n_nodes = trace.nodes.size();
-  size_t ids = n_in + trace.constants.size();
+  size_t ids = trace.inputs.size() + trace.constants.size();
   for (const Node& node : trace.nodes) {
     out.first.push_back(uint32_t(ids));
     ids += node.outputs.size();
   }
-  if (trace.dims.empty() || trace.dims.size() > 64) return out;
-  Mask all = trace.dims.size() == 64 ? ~Mask(0) : (Mask(1) << trace.dims.size()) - 1;
-
-  std::vector<Mask> mask(ids, 0);           // by value id
-  std::vector<int64_t> producer(ids, -1);   // by value id: the node, or -1
-  for (size_t d = 0; d < trace.dims.size(); ++d) {
-    for (auto [i, a] : trace.dims[d].axes) mask[i] |= Mask(1) << d;
+  if (trace.dims.empty() || trace.dims.size() > 63) return out;
+  std::vector<Mask> node_mask = node_dims(trace);
+  std::vector<int64_t> producer(ids, -1);  // by value id: the node, or -1
+  for (size_t i = 0; i < n_nodes; ++i) {
+    for (size_t o = 0; o < trace.nodes[i].outputs.size(); ++o) producer[out.first[i] + o] = int64_t(i);
   }
-  for (const ConstantExpr& ce : trace.constant_exprs) mask[n_in + ce.position] = expr_mask(ce.expr);
 
-  // Which nodes may join an island, their sets and levels.
+  // Which nodes may join an island, their levels.
   std::vector<bool> eligible(n_nodes, false);
-  std::vector<Mask> node_mask(n_nodes, 0);
   std::vector<size_t> level(n_nodes, 0);
   for (size_t i = 0; i < n_nodes; ++i) {
     const Node& node = trace.nodes[i];
-    Mask m = node.shapeless ? all : args_mask(node.args);
-    for (uint32_t id : node.inputs) m |= mask[id];
-    node_mask[i] = m;
-    for (size_t o = 0; o < node.outputs.size(); ++o) {
-      mask[out.first[i] + o] = node.shapeless ? all : 0;
-      producer[out.first[i] + o] = int64_t(i);
-    }
-    for (const OutputExpr& oe : node.output_exprs) {
-      Mask shape = oe.expr ? expr_mask(*oe.expr) : all;
-      if (oe.output < node.outputs.size()) mask[out.first[i] + oe.output] |= shape;
-      node_mask[i] |= shape;
-      m |= shape;
-    }
+    Mask m = node_mask[i];
     eligible[i] = m != 0 && !trace.repeated[i] && !fixed[i] && compilable(node.op);
     if (!eligible[i]) continue;
     for (uint32_t id : node.inputs) {
@@ -128,7 +138,7 @@ Islands find_islands(const Trace& trace, const std::vector<bool>& fixed, size_t 
   for (auto& [key, nodes] : groups) {
     size_t work = 0;
     for (size_t i : nodes) work += elementwise(trace.nodes[i].op) ? 1 : 0;
-    if (work < min_elementwise) continue;
+    if (work < min_elementwise || (key.first & (Mask(1) << 63))) continue;  // 63: sizes unknown
     for (size_t i : nodes) island_of[i] = int64_t(out.islands.size());
     Island island;
     island.nodes = std::move(nodes);

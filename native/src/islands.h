@@ -33,6 +33,16 @@ struct Islands {
   std::vector<Unit> schedule;   // every node that runs, islands as one unit, in a valid order
 };
 
+// By node, the set of dims (bit d: trace.dims[d]) its state and its
+// inputs' shapes follow: at two sets of sizes equal on those dims the node
+// is the same function (the same state, outputs of the same shapes).  Bit
+// 63 set throughout where that cannot be told (over 63 dims, format-1
+// shapeless nodes, output sizes no expression captures).
+std::vector<uint64_t> node_dims(const Trace& trace);
+
+// The set of dims a state's expressions follow.
+uint64_t state_dims(const ArgList& args);
+
 // The islands of `trace` with at least `min_elementwise` elementwise nodes
 // (`fixed` nodes, built from constants once, stay outside them), or none
 // for a shaped trace.

@@ -57,7 +57,8 @@ constexpr size_t kIslandMinElementwise = 2;
 // A trace at one set of dynamic sizes: its nodes with every expression
 // evaluated, its constants with those whose value follows the sizes.
 struct Plan {
-  std::vector<ArgList> owned;       // the states that follow the sizes, concrete
+  std::vector<std::shared_ptr<const ArgList>> owned;  // the states that follow the sizes, concrete
+  std::vector<bool> recheck;        // by node: output shapes to check (empty: all)
   std::vector<const ArgList*> args;  // every node's state, in order
   Arrays constants;
   bool other_sizes = false;         // not the sizes the trace was traced at
@@ -168,7 +169,18 @@ struct Entry {
   std::shared_ptr<Hoisted> hoisted;
   Islands islands;
   std::vector<std::unique_ptr<IslandCalls>> island_calls;
+  std::vector<uint64_t> node_dims;   // by node: the dims it follows (islands.h)
+  std::vector<uint64_t> state_dims;  // by following node: the dims its state follows
 };
+
+// Whether sizes a and b are equal on every dim of `dims` (bit 63: unknown).
+bool same_on(uint64_t dims, const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
+  if (dims >> 63) return false;
+  for (size_t d = 0; d < a.size(); ++d) {
+    if ((dims >> d & 1) && a[d] != b[d]) return false;
+  }
+  return true;
+}
 
 std::string describe_shape(const mx::Shape& shape, const std::map<int, const Dim*>& dims) {
   std::ostringstream os;
@@ -226,6 +238,12 @@ struct ImportedFunction::Impl {
         entry.handlers.push_back(h);
       }
       entry.hoisted = find_hoisted(entry.trace);
+      if (!legacy_shapeless && !entry.trace.dims.empty()) {
+        entry.node_dims = node_dims(entry.trace);
+        for (size_t n : entry.trace.following) {
+          entry.state_dims.push_back(state_dims(entry.trace.nodes[n].args));
+        }
+      }
       if (!legacy_shapeless && islands_enabled()) {
         entry.islands = find_islands(entry.trace, entry.hoisted->node, kIslandMinElementwise);
         for (size_t k = 0; k < entry.islands.islands.size(); ++k) {
@@ -328,13 +346,31 @@ struct ImportedFunction::Impl {
       c = mx::reshape(value, c.shape());
     }
     plan->other_sizes = !trace.dims.empty() && sizes != trace.base_sizes();
+    // The last plan's states and checks serve the nodes that follow none of
+    // the sizes that changed (a decode step's new cache length leaves the
+    // batch's nodes as they were).
+    const auto* last = entry.plans.empty() || entry.node_dims.empty() ? nullptr
+                                                                       : &entry.plans.front();
     plan->owned.reserve(trace.following.size());
-    for (size_t n : trace.following) plan->owned.push_back(concrete(trace.nodes[n], sizes));
+    for (size_t k = 0; k < trace.following.size(); ++k) {
+      if (last && same_on(entry.state_dims[k], last->first, sizes)) {
+        plan->owned.push_back(last->second->owned[k]);
+      } else {
+        plan->owned.push_back(
+            std::make_shared<const ArgList>(concrete(trace.nodes[trace.following[k]], sizes)));
+      }
+    }
+    if (last && last->second->checked) {  // every node valid there: checked, or as before
+      plan->recheck.resize(trace.nodes.size());
+      for (size_t n = 0; n < trace.nodes.size(); ++n) {
+        plan->recheck[n] = !same_on(entry.node_dims[n], last->first, sizes);
+      }
+    }
     plan->args.reserve(trace.nodes.size());
     size_t k = 0;
     for (size_t n = 0; n < trace.nodes.size(); ++n) {
       bool follows = k < trace.following.size() && trace.following[k] == n;
-      plan->args.push_back(follows ? &plan->owned[k++] : &trace.nodes[n].args);
+      plan->args.push_back(follows ? plan->owned[k++].get() : &trace.nodes[n].args);
     }
     entry.plans.emplace_front(sizes, plan);
     if (entry.plans.size() > kPlansPerTrace) entry.plans.pop_back();
@@ -414,7 +450,7 @@ struct ImportedFunction::Impl {
                         ") produced " + std::to_string(outs.size()) +
                         " outputs, the file records " + std::to_string(node.outputs.size()));
     }
-    if (check) check_outputs(t, sizes, i, node, outs);
+    if (check && (p.recheck.empty() || p.recheck[i])) check_outputs(t, sizes, i, node, outs);
     return outs;
   }
 
