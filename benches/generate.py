@@ -8,8 +8,8 @@ imports it, and generates greedily, rounds alternating three sides in one
 process:
 
 - ``mlxfn``: the imported file (every decode step is a new cache length);
-- ``step``: the same step function, not exported (mlx-lm's
-  ``ConcatenateKVCache``): what the file replays;
+- ``step``: the same step function, not exported (mlx-lm's default
+  ``KVCache``, set from the cache arrays at each step): what the file replays;
 - ``mlx-lm``: the model with mlx-lm's own ``KVCache`` (``make_prompt_cache``).
 
 MLX's own shapeless export cannot serve these lengths (docs/MLX_LM_SURVEY.md),
