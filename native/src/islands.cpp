@@ -161,6 +161,9 @@ Islands find_islands(const Trace& trace, const std::vector<bool>& fixed, size_t 
       }
     }
   }
+  size_t n_in = trace.inputs.size();
+  std::vector<bool> sized(trace.constants.size(), false);
+  for (const ConstantExpr& ce : trace.constant_exprs) sized[ce.position] = true;
   for (size_t k = 0; k < out.islands.size(); ++k) {
     Island& island = out.islands[k];
     std::unordered_set<uint32_t> seen;
@@ -168,7 +171,10 @@ Islands find_islands(const Trace& trace, const std::vector<bool>& fixed, size_t 
       for (uint32_t id : trace.nodes[i].inputs) {
         int64_t j = producer[id];
         bool inside = j >= 0 && island_of[size_t(j)] == int64_t(k);
-        if (!inside && seen.insert(id).second) island.inputs.push_back(id);
+        if (inside || !seen.insert(id).second) continue;
+        island.inputs.push_back(id);
+        bool constant = id >= n_in && id < n_in + sized.size() && !sized[id - n_in];
+        island.held.push_back(constant || (j >= 0 && fixed[size_t(j)]));
       }
       for (size_t o = 0; o < trace.nodes[i].outputs.size(); ++o) {
         if (read_outside[out.first[i] + o]) island.outputs.push_back(uint32_t(out.first[i] + o));

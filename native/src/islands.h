@@ -17,6 +17,8 @@ namespace mlxfn::detail {
 struct Island {
   std::vector<size_t> nodes;      // in trace order (a valid order within the island)
   std::vector<uint32_t> inputs;   // value ids it reads from outside
+  std::vector<bool> held;         // by input: fixed for the import's life (a constant that
+                                  // follows no size, a fixed node's output)
   std::vector<uint32_t> outputs;  // value ids read outside it (or the trace's outputs)
   std::vector<uint32_t> dims;     // the dims its shapes and states follow
 };

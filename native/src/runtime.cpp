@@ -548,14 +548,17 @@ struct ImportedFunction::Impl {
         continue;
       }
       const Island& island = islands.islands[size_t(unit.island)];
-      std::shared_ptr<CompiledIsland> compiled = island_for(t, size_t(unit.island), sizes, p);
+      std::shared_ptr<CompiledIsland> compiled =
+          reuse ? island_for(t, size_t(unit.island), sizes, p, env) : nullptr;
       if (!compiled) {
         for (size_t i : island.nodes) run_one(i);
         continue;
       }
       Arrays in;
       in.reserve(island.inputs.size());
-      for (uint32_t id : island.inputs) in.push_back(env[id]);
+      for (size_t k = 0; k < island.inputs.size(); ++k) {
+        if (!island.held[k]) in.push_back(env[island.inputs[k]]);
+      }
       Arrays outs;
       try {
         outs = compiled->fn(in);
@@ -573,7 +576,7 @@ struct ImportedFunction::Impl {
   // Island k of trace t compiled at the values of its sizes, once called
   // kIslandAfterCalls times at them; else nullptr (run node by node).
   std::shared_ptr<CompiledIsland> island_for(size_t t, size_t k, const std::vector<int64_t>& sizes,
-                                             const Plan& p) {
+                                             const Plan& p, const Arrays& env) {
     Entry& entry = entries[t];
     const Island& island = entry.islands.islands[k];
     IslandCalls& calls = *entry.island_calls[k];
@@ -600,16 +603,26 @@ struct ImportedFunction::Impl {
     // these sizes (every plan with these values of its dims has the same).
     auto states = std::make_shared<std::vector<ArgList>>();
     for (size_t i : island.nodes) states->push_back(*p.args[i]);
-    auto fun = [this, t, k, states](const Arrays& in) {
+    // The inputs fixed for the import's life are held by the compiled
+    // function (constants of its tape), not passed at each call.
+    auto held = std::make_shared<std::unordered_map<uint32_t, mx::array>>();
+    for (size_t j = 0; j < island.inputs.size(); ++j) {
+      if (island.held[j]) held->emplace(island.inputs[j], env[island.inputs[j]]);
+    }
+    auto fun = [this, t, k, states, held](const Arrays& in) {
       const Entry& e = entries[t];
       const Island& is = e.islands.islands[k];
-      std::unordered_map<uint32_t, mx::array> values;
-      for (size_t j = 0; j < in.size(); ++j) values.emplace(is.inputs[j], in[j]);
+      std::unordered_map<uint32_t, mx::array> values = *held;
+      size_t next = 0;
+      for (size_t j = 0; j < is.inputs.size(); ++j) {
+        if (!is.held[j]) values.emplace(is.inputs[j], in.at(next++));
+      }
       for (size_t j = 0; j < is.nodes.size(); ++j) {
         const Node& node = e.trace.nodes[is.nodes[j]];
         Arrays a;
         for (uint32_t id : node.inputs) a.push_back(values.at(id));
         Arrays outs = e.handlers[is.nodes[j]](State(node, (*states)[j]), a);
+        fold(node, outs);
         uint32_t first = e.islands.first[is.nodes[j]];
         for (size_t o = 0; o < outs.size(); ++o) values.emplace(first + o, std::move(outs[o]));
       }
@@ -629,6 +642,19 @@ struct ImportedFunction::Impl {
     calls.compiled.emplace_front(key, compiled);
     if (calls.compiled.size() > kPlansPerTrace) calls.compiled.pop_back();
     return compiled;
+  }
+
+  // Outputs that, while an island is traced, follow its held inputs alone
+  // (a weight broadcast to the batch): evaluated there, so the compiled
+  // function holds them as constants instead of rebuilding them at every
+  // call.  Views and small results only, as hoisting.
+  static void fold(const Node& node, const Arrays& outs) {
+    size_t bytes = 0;
+    for (const mx::array& o : outs) {
+      if (o.is_tracer() || !o.has_primitive()) return;
+      bytes += o.nbytes();
+    }
+    if (is_view(node.op) || bytes <= kHoistBytes) mx::eval(outs);
   }
 
   // Whether this is a trace by mx::compile (its placeholders are tracers):
