@@ -575,7 +575,7 @@ def test_llm_generate_equals_python(tmp_path: Path, arch: str, quantize: bool) -
 
 # ----------------------------------------------------------------------------
 # A decode step's static islands (native/src/islands.h): compiled with MLX's
-# fusion after 16 calls at one batch size, then called at every cache length.
+# fusion after 8 calls at one batch size, then called at every cache length.
 
 
 def test_decode_islands_compiled_equal_the_original(mlxfn_run: Path, tmp_path: Path) -> None:

@@ -42,8 +42,10 @@ constexpr size_t kPlansPerTrace = 16;  // a decode step's sizes change every cal
 constexpr size_t kFuseAfterCalls = 64;
 // Calls of a dynamic trace's island at one set of its sizes before it is
 // compiled (islands.h): fewer than a shaped trace's, as a decode step's
-// islands serve every cache length, but never the first.
-constexpr size_t kIslandAfterCalls = 16;
+// islands serve every cache length, but never the first.  The trace costs
+// about 3 decode steps' savings (tiny32); kernels built once per machine
+// (MLX keeps them on disk).
+constexpr size_t kIslandAfterCalls = 8;
 // The elementwise nodes an island needs to be worth a compile.
 constexpr size_t kIslandMinElementwise = 2;
 
