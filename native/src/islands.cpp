@@ -13,6 +13,7 @@
 // the nodes' handlers at their states.
 #include "islands.h"
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <queue>
@@ -28,7 +29,7 @@ using Mask = uint64_t;
 Mask terms_mask(const std::vector<Term>& terms) {
   Mask m = 0;
   for (const Term& t : terms) {
-    for (uint32_t d : t.dims) m |= Mask(1) << d;
+    for (uint32_t d : t.dims) m |= Mask(1) << std::min<uint32_t>(d, 63);  // 63: unknown
   }
   return m;
 }
