@@ -622,3 +622,63 @@ def test_llm_decode_past_the_island_threshold_equals_python(tmp_path: Path) -> N
         )
         assert proc.returncode == 0, proc.stderr
         assert [int(t) for t in proc.stdout.split()] == expected, f"MLXFN_ISLANDS={islands}"
+
+
+SIZES_PROGRAM = """
+// Calls a shapeless file f(x (n, 8), y) at n = 1..COUNT, twice over; saves every output.
+#include <cstdlib>
+#include <string>
+#include <unordered_map>
+#include "mlx/mlx.h"
+#include "mlxfn/mlxfn.h"
+namespace mx = mlx::core;
+int main(int, char** argv) {
+  mlxfn::ImportedFunction fn = mlxfn::import_function(argv[1]);
+  auto inputs = mx::load_safetensors(argv[2]).first;
+  int count = std::atoi(argv[4]);
+  std::unordered_map<std::string, mx::array> out;
+  for (int rep = 0; rep < 2; ++rep) {
+    for (int n = 1; n <= count; ++n) {
+      std::vector<mx::array> r = fn(mx::Args{inputs.at("x" + std::to_string(n)), inputs.at("y")});
+      for (size_t k = 0; k < r.size(); ++k) {
+        out.insert_or_assign(std::to_string(rep) + "_" + std::to_string(n) + "_" + std::to_string(k), r[k]);
+      }
+    }
+  }
+  mx::save_safetensors(argv[3], out);
+}
+"""
+
+
+def test_a_part_that_follows_no_size_is_compiled_once_for_every_size(tmp_path: Path) -> None:
+    """The part of a shapeless function that only reads a fixed-shape input is
+    an island of no size: compiled at its 8th call, it serves every other
+    size (80 calls at 40 sizes), and every output equals the original's."""
+    w, b = normal(8, 8, seed=1), normal(8, seed=2)
+
+    def f(x: mx.array, y: mx.array) -> tuple[mx.array, ...]:
+        h = mx.sigmoid(y @ w + b) * y + 1.0
+        h = mx.exp(-h) * h - 0.5
+        z = x * 2.0 + h.sum(axis=0)
+        return z, h, mx.tanh(z[:, :4]) * 3.0
+
+    y = normal(4, 8, seed=3)
+    path = export(tmp_path / "f.mlxfn", f, normal(5, 8), y, shapeless=True)
+    xs = {f"x{n}": normal(n, 8, seed=10 + n) for n in range(1, 41)}
+    mx.save_safetensors(str(tmp_path / "in.safetensors"), {**xs, "y": y})
+    source = tmp_path / "sizes.cpp"
+    source.write_text(SIZES_PROGRAM)
+    program = build_program(source, "sizes")
+    proc = subprocess.run(
+        [str(program), str(path), str(tmp_path / "in.safetensors"), str(tmp_path / "out.safetensors"), "40"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = mx.load(str(tmp_path / "out.safetensors"))
+    assert isinstance(got, dict)
+    for n in range(1, 41):
+        want = called(f, xs[f"x{n}"], y)
+        for rep in range(2):
+            assert_same(tuple(got[f"{rep}_{n}_{k}"] for k in range(len(want))), want)

@@ -120,7 +120,7 @@ Islands find_islands(const Trace& trace, const std::vector<bool>& fixed, size_t 
   for (size_t i = 0; i < n_nodes; ++i) {
     const Node& node = trace.nodes[i];
     Mask m = node_mask[i];
-    eligible[i] = m != 0 && !trace.repeated[i] && !fixed[i] && compilable(node.op);
+    eligible[i] = !trace.repeated[i] && !fixed[i] && compilable(node.op);
     if (!eligible[i]) continue;
     for (uint32_t id : node.inputs) {
       int64_t j = producer[id];
