@@ -178,3 +178,11 @@ def test_atomic_file_commits_or_discards(tmp_path: Path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
     with pytest.raises(FileNotFoundError):
         _mlxfn.AtomicFile(str(tmp_path / "missing" / "x"))
+
+
+def test_dtype_order_comes_from_the_core() -> None:
+    """The dtype order is written once, in the Rust core: Python's table is
+    MLX's dtypes looked up by the core's names, code by code."""
+    assert len(_mlxfn.DTYPE_NAMES) == len(DTYPE_TABLE) == 14
+    for name, dtype in zip(_mlxfn.DTYPE_NAMES, DTYPE_TABLE):
+        assert str(dtype) == f"mlx.core.{name}"

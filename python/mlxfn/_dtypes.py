@@ -2,45 +2,24 @@
 
 The file stores a dtype as a small code; the binding maps between codes and
 Python objects through this table, so the Rust side never imports MLX.  The
-order is part of the file format (``DType`` in ``mlxfn.fbs``): append only.
+order is written once, in the core (``DType`` in ``dtype.rs``, held to
+``mlxfn.fbs`` by a test): the binding's ``DTYPE_NAMES`` are MLX's names in
+code order, and this table looks each one up in ``mlx.core``.
 """
 
 from __future__ import annotations
 
 import mlx.core as mx
-import numpy as np
 
-DTYPE_TABLE: tuple[mx.Dtype, ...] = (
-    mx.bool_,
-    mx.uint8,
-    mx.uint16,
-    mx.uint32,
-    mx.uint64,
-    mx.int8,
-    mx.int16,
-    mx.int32,
-    mx.int64,
-    mx.float16,
-    mx.float32,
-    mx.float64,
-    mx.bfloat16,
-    mx.complex64,
-)
+from . import _mlxfn
 
-# How constant bytes are viewed on the way into MLX (bfloat16 as its bits).
-NUMPY_DTYPES: dict[mx.Dtype, type] = {
-    mx.bool_: np.bool_,
-    mx.uint8: np.uint8,
-    mx.uint16: np.uint16,
-    mx.uint32: np.uint32,
-    mx.uint64: np.uint64,
-    mx.int8: np.int8,
-    mx.int16: np.int16,
-    mx.int32: np.int32,
-    mx.int64: np.int64,
-    mx.float16: np.float16,
-    mx.float32: np.float32,
-    mx.float64: np.float64,
-    mx.bfloat16: np.uint16,
-    mx.complex64: np.complex64,
-}
+
+def _mlx_dtype(name: str) -> mx.Dtype:
+    """MLX's dtype named ``name`` (``bool`` is ``mx.bool_`` in Python)."""
+    dtype = getattr(mx, "bool_" if name == "bool" else name, None)
+    if not isinstance(dtype, mx.Dtype):
+        raise ImportError(f"mlxfn's core knows the dtype {name!r}, which this mlx has not")
+    return dtype
+
+
+DTYPE_TABLE: tuple[mx.Dtype, ...] = tuple(_mlx_dtype(name) for name in _mlxfn.DTYPE_NAMES)

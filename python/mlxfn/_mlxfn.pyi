@@ -7,6 +7,7 @@ __all__ = [
     "ALIGNED_CONSTANT_MIN",
     "AtomicFile",
     "ConstantView",
+    "DTYPE_NAMES",
     "FORMAT_VERSION",
     "File",
     "LENGTH_PREFIX",
@@ -21,6 +22,7 @@ __all__ = [
     "__version__",
 ]
 
+DTYPE_NAMES: tuple[str, ...]
 FORMAT_VERSION: int
 OLDEST_FORMAT_VERSION: int
 SEGMENT_ALIGNMENT: int

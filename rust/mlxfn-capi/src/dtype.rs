@@ -11,9 +11,7 @@ use mlxfn_core::DType;
 /// MLX's name of each dtype, by code.
 fn names() -> &'static [CString] {
     static NAMES: OnceLock<Vec<CString>> = OnceLock::new();
-    NAMES.get_or_init(|| {
-        ALL_DTYPES.iter().map(|d| CString::new(format!("{d:?}").to_lowercase()).expect("no NUL")).collect()
-    })
+    NAMES.get_or_init(|| ALL_DTYPES.iter().map(|d| CString::new(d.mlx_name()).expect("no NUL")).collect())
 }
 
 /// How many dtype codes there are (codes are `0..count`).

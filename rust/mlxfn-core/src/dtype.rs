@@ -64,6 +64,13 @@ impl DType {
         self as u8
     }
 
+    /// MLX's name of the dtype (`float32`, `bfloat16`, `bool`): the variant's
+    /// name in lower case, so that the order of the names is written once,
+    /// here, for Python and C alike.
+    pub fn mlx_name(self) -> String {
+        format!("{self:?}").to_lowercase()
+    }
+
     /// Bytes per element.
     pub fn itemsize(self) -> u64 {
         match self {
@@ -104,6 +111,10 @@ mod tests {
             assert_eq!(DType::from_code(dtype.code()), Some(*dtype));
         }
         assert_eq!(DType::from_code(14), None);
+        let names: Vec<String> = ALL_DTYPES.iter().map(|d| d.mlx_name()).collect();
+        assert_eq!(names[0], "bool");
+        assert_eq!(names[12], "bfloat16");
+        assert_eq!(names[13], "complex64");
         assert_eq!(DType::Complex64.nbytes(&[2, 3]), Some(48));
         assert_eq!(DType::Float32.nbytes(&[]), Some(4));
         assert_eq!(DType::Float32.nbytes(&[0, 7]), Some(0));

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use mlxfn_core::FileKind;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyTuple};
 
 /// A file kind as Python sees it: `("mlxfn", None)`, `("mlx", version)` or `("unknown", None)`.
 fn kind_to_py(kind: FileKind) -> (&'static str, Option<String>) {
@@ -71,6 +71,8 @@ fn _mlxfn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(recognise, m)?)?;
     m.add_function(wrap_pyfunction!(read_mlx_header, m)?)?;
     m.add("FORMAT_VERSION", mlxfn_core::FORMAT_VERSION)?;
+    let names: Vec<String> = mlxfn_core::dtype::ALL_DTYPES.iter().map(|d| d.mlx_name()).collect();
+    m.add("DTYPE_NAMES", PyTuple::new(m.py(), names)?)?;
     m.add("SEGMENT_ALIGNMENT", mlxfn_core::SEGMENT_ALIGNMENT)?;
     m.add("SMALL_CONSTANT_ALIGNMENT", mlxfn_core::SMALL_CONSTANT_ALIGNMENT)?;
     m.add("ALIGNED_CONSTANT_MIN", mlxfn_core::ALIGNED_CONSTANT_MIN)?;
