@@ -615,6 +615,7 @@ struct ImportedFunction::Impl {
       const Entry& e = entries[t];
       const Island& is = e.islands.islands[k];
       std::unordered_map<uint32_t, mx::array> values = *held;
+      Arrays folded;
       size_t next = 0;
       for (size_t j = 0; j < is.inputs.size(); ++j) {
         if (!is.held[j]) values.emplace(is.inputs[j], in.at(next++));
@@ -624,10 +625,11 @@ struct ImportedFunction::Impl {
         Arrays a;
         for (uint32_t id : node.inputs) a.push_back(values.at(id));
         Arrays outs = e.handlers[is.nodes[j]](State(node, (*states)[j]), a);
-        fold(node, outs);
+        fold(node, outs, folded);
         uint32_t first = e.islands.first[is.nodes[j]];
         for (size_t o = 0; o < outs.size(); ++o) values.emplace(first + o, std::move(outs[o]));
       }
+      mx::eval(folded);
       Arrays out;
       for (uint32_t id : is.outputs) out.push_back(values.at(id));
       return out;
@@ -647,16 +649,17 @@ struct ImportedFunction::Impl {
   }
 
   // Outputs that, while an island is traced, follow its held inputs alone
-  // (a weight broadcast to the batch): evaluated there, so the compiled
-  // function holds them as constants instead of rebuilding them at every
-  // call.  Views and small results only, as hoisting.
-  static void fold(const Node& node, const Arrays& outs) {
+  // (a weight broadcast to the batch): evaluated before the trace ends
+  // (`folded`, at once), so the compiled function holds them as constants
+  // instead of rebuilding them at every call.  Views and small results
+  // only, as hoisting.
+  static void fold(const Node& node, const Arrays& outs, Arrays& folded) {
     size_t bytes = 0;
     for (const mx::array& o : outs) {
       if (o.is_tracer() || !o.has_primitive()) return;
       bytes += o.nbytes();
     }
-    if (is_view(node.op) || bytes <= kHoistBytes) mx::eval(outs);
+    if (is_view(node.op) || bytes <= kHoistBytes) folded.insert(folded.end(), outs.begin(), outs.end());
   }
 
   // Whether this is a trace by mx::compile (its placeholders are tracers):
