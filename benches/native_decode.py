@@ -1,6 +1,7 @@
-"""Greedy decoding from one mlxfn file in C++ against mlx-lm in Python.
+"""Greedy decoding from one mlxfn file (in C++, and through Python's import
+with each runtime) against mlx-lm in Python.
 
-    python benches/native_decode.py [--model tiny32|mlxlm-llama] [--prompt 40] [--tokens 64] [--rounds 5]
+    python benches/native_decode.py [--model tiny32|mlxlm-llama] [--prompt 40] [--tokens 64] [--rounds 5] [--replay]
 
 Exports a model's step function (``examples/llm_one_file.py`` with mlx-lm's
 ``ConcatenateKVCache``: any prompt and cache length, ``shapeless=True``),
@@ -13,7 +14,10 @@ rounds that alternate the sides in one run:
 - ``C++ no islands``: the same with ``MLXFN_ISLANDS=0``: the decode step's
   static islands (native/src/islands.h) are never compiled, every node runs
   on its own (the runtime before islands);
-- ``mlxfn (Python)``: the file imported by ``mlxfn.import_function``;
+- ``mlxfn (Python)``: the file imported by ``mlxfn.import_function`` (the
+  C++ runtime through the bridge, ``MLXFN_RUNTIME=native``);
+- ``mlxfn (replay)``, with ``--replay``: the same file replayed in Python
+  (``MLXFN_RUNTIME=python``, the fallback where the wheel has no bridge);
 - ``mlx-lm``: the model with mlx-lm's own ``KVCache``, no export.
 
 Every side must generate the same token ids.  Figures are medians per
@@ -165,6 +169,22 @@ def cpp_decode(
     return ms / 1e3, [int(t) for t in proc.stdout.split()]
 
 
+def import_with(path: Path, runtime: str) -> Any:
+    """``mlxfn.import_function(path)`` with ``MLXFN_RUNTIME=runtime``."""
+    saved = os.environ.get("MLXFN_RUNTIME")
+    os.environ["MLXFN_RUNTIME"] = runtime
+    try:
+        fn = mlxfn.import_function(path)
+    finally:
+        if saved is None:
+            del os.environ["MLXFN_RUNTIME"]
+        else:
+            os.environ["MLXFN_RUNTIME"] = saved
+    if not fn.runtime.startswith(runtime):
+        raise SystemExit(f"asked for the {runtime} runtime, got {fn.runtime}")
+    return fn
+
+
 def median(values: Sequence[float]) -> float:
     ordered = sorted(values)
     return ordered[len(ordered) // 2]
@@ -176,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt", type=int, default=40, help="prompt length in tokens")
     parser.add_argument("--tokens", type=int, default=64, help="tokens to generate")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--replay", action="store_true", help="also time the Python replay (slow)")
     args = parser.parse_args(argv)
 
     program = build_program(ROOT / "examples" / "cpp" / "llm_generate.cpp", "llm_generate")
@@ -185,13 +206,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "llm.mlxfn"
         export_concatenate(model, path)
-        imported = mlxfn.import_function(path)
+        imported = import_with(path, "native")
         sides: dict[str, Callable[[], tuple[float, list[int]]]] = {
             "C++": lambda: cpp_decode(program, path, prompt, args.tokens),
             "C++ no islands": lambda: cpp_decode(program, path, prompt, args.tokens, islands=False),
             "mlxfn (Python)": lambda: python_decode(imported, prompt, args.tokens),
             "mlx-lm": lambda: mlx_lm_decode(model, prompt, args.tokens),
         }
+        if args.replay:
+            replay = import_with(path, "python")
+            sides["mlxfn (replay)"] = lambda: python_decode(replay, prompt, args.tokens)
         expected = sides["mlx-lm"]()[1]
         times: dict[str, list[float]] = {name: [] for name in sides}
         for r in range(args.rounds + 1):  # the first round is untimed
