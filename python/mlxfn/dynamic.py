@@ -65,6 +65,7 @@ import functools
 import gc
 import itertools
 import math
+import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -139,6 +140,62 @@ def _same_array(a: mx.array, b: mx.array) -> bool:
     return bool(mx.array_equal(a, b, equal_nan=True).item())
 
 
+# The leaves whose ``repr`` names their value exactly (so that ``_parsed``
+# may key its memo by the ``repr`` of an argument list made of them alone).
+_PLAIN = (int, float, bool, str, type(None))
+
+
+def _plain(value: Any) -> bool:
+    kind = type(value)
+    if kind is tuple or kind is list:
+        return all(_plain(v) for v in value)
+    return kind in _PLAIN or isinstance(value, mx.Dtype)
+
+
+# ``repr`` of a node's arguments -> their skeleton, numeric leaves and the
+# positions of the floats among them: the same few hundred argument lists
+# come back in every layer and every probe (a 32-layer model: about 6,000
+# nodes per probe, a few hundred distinct lists).
+_PARSED: dict[str, tuple[Any, tuple[Number, ...], tuple[int, ...]]] = {}
+_PARSED_LIMIT = 1 << 16
+
+
+def _parsed(arguments: Any) -> tuple[Any, tuple[Number, ...], tuple[int, ...]]:
+    """``_split`` of a node's arguments, memoised by their ``repr`` where
+    that names them exactly (ints, finite or not floats, bools, strings and
+    dtypes, in lists and tuples)."""
+    text = repr(arguments)
+    found = _PARSED.get(text)
+    if found is None:
+        values: list[Number] = []
+        floats: list[int] = []
+        skeleton = _split(arguments, values, floats)
+        found = (skeleton, tuple(values), tuple(floats))
+        if _plain(arguments):
+            if len(_PARSED) >= _PARSED_LIMIT:
+                _PARSED.clear()
+            _PARSED[text] = found
+    return found
+
+
+# (dtype, number of axes) of a node's outputs, by their dtypes and shapes'
+# lengths: one shared tuple per kind of node.
+_OUTPUTS: dict[tuple[tuple[mx.Dtype, int], ...], tuple[tuple[str, int], ...]] = {}
+
+
+def _outputs(records: list[tuple[str, list[int], mx.Dtype]]) -> tuple[tuple[str, int], ...]:
+    """The dtypes (by name) and numbers of axes of a node's outputs."""
+    if len(records) == 1:
+        _, shape, dtype = records[0]
+        key: tuple[tuple[mx.Dtype, int], ...] = ((dtype, len(shape)),)
+    else:
+        key = tuple([(dtype, len(shape)) for _, shape, dtype in records])
+    found = _OUTPUTS.get(key)
+    if found is None:
+        found = _OUTPUTS[key] = tuple((str(dtype), ndim) for dtype, ndim in key)
+    return found
+
+
 class Shot:
     """One probe: the trace at some sizes, its structure key and its numbers,
     read straight from MLX's records (a probe's trace is built only when it
@@ -157,24 +214,30 @@ class Shot:
         layout: list[tuple[int, int, int]] = []
         self.constants: list[mx.array] = []
         output_names: list[str] = []
-        dtypes: dict[mx.Dtype, str] = {}
+        first_of = operator.itemgetter(0)
+        number_of = ids.__getitem__
+        parsed, outputs_of = _parsed, _outputs
+        count = 0  # len(ids)
+        computed = 0  # the ids of the nodes' outputs
         for rec in records:
             kind = rec["type"]
             if kind == "primitive":
-                inputs = tuple([ids[name] for name, _, _ in rec["inputs"]])
+                inputs = tuple(map(number_of, map(first_of, rec["inputs"])))
                 first = len(values)
-                skeleton = _split(rec["arguments"], values, floats)
-                layout.append((first, len(values), len(ids)))
-                outs = []
-                for name, shape, dtype in rec["outputs"]:
-                    ids[name] = len(ids)
-                    text = dtypes.get(dtype)
-                    if text is None:
-                        text = dtypes[dtype] = str(dtype)
-                    outs.append((text, len(shape)))
+                skeleton, numbers, at = parsed(rec["arguments"])
+                if at:
+                    floats += [first + k for k in at]
+                values += numbers
+                layout.append((first, len(values), count))
+                out_records = rec["outputs"]
+                for name, shape, _ in out_records:
+                    ids[name] = count
+                    count += 1
                     values += shape
-                nodes.append((rec["name"], inputs, tuple(outs), skeleton))
-            elif kind == "inputs":
+                computed += len(out_records)
+                nodes.append((rec["name"], inputs, outputs_of(out_records), skeleton))
+                continue
+            if kind == "inputs":
                 for name, _, _ in rec["inputs"]:
                     ids.setdefault(name, len(ids))
             elif kind == "constants":
@@ -183,10 +246,11 @@ class Shot:
                     self.constants.append(value)
             elif kind == "outputs":
                 output_names = [name for name, _, _ in rec["outputs"]]
+            count = len(ids)
         scalars = [_scalar(c) for c in self.constants]
         consts = tuple(("scalar", str(c.dtype), c.ndim) if sc else ("array",) for c, sc in zip(self.constants, scalars))
         self.node_numbers = len(values)  # the numbers of the nodes; then those of scalar constants
-        self.fixed = len(ids) - sum(len(outs) for _, _, outs, _ in nodes)  # ids of inputs and constants
+        self.fixed = len(ids) - computed  # ids of inputs and constants
         self.scalar_numbers: dict[int, int] = {}  # constant's value id -> its number
         for index, (c, sc) in enumerate(zip(self.constants, scalars)):
             if sc:
@@ -541,6 +605,12 @@ def _values(shot: Shot) -> list[Number]:
     return shot.values
 
 
+def _differing(a: Sequence[object], b: Sequence[object]) -> Iterator[int]:
+    """The positions where ``a`` and ``b`` differ (compared in C: a probe
+    has tens of thousands of numbers, nearly all equal)."""
+    return itertools.compress(itertools.count(), map(operator.ne, a, b))
+
+
 def _subsets(k: int, largest: int) -> list[tuple[int, ...]]:
     return [c for r in range(largest + 1) for c in itertools.combinations(range(k), r)]
 
@@ -560,31 +630,51 @@ def _polynomial(
             return None
         corners[subset] = _values(shot)
     n0 = corners[()]
-    changing = {k for values in corners.values() for k, (a, b) in enumerate(zip(values, n0)) if a != b}
+    changing = {k for values in corners.values() for k in _differing(values, n0)}
     varying: dict[int, dict[tuple[int, ...], int | Fraction]] = {}
+    # In the shifted sizes t_i = (s_i - B_i) / step: d_S = sum over T in S
+    # of (-1)^|S - T| f(corner T); then expand prod over S of (s_i - B_i) / step.
+    # Which corners each difference takes (with their signs), and what each
+    # difference adds to each product of sizes: the same for every number.
+    order_of = list(corners)
+    differences = [
+        (
+            subset,
+            [
+                (order_of.index(tuple(subset[i] for i in sub)), (-1) ** (len(subset) - len(sub)))
+                for sub in _subsets(len(subset), len(subset))
+            ],
+        )
+        for subset in order_of
+    ]
+    expansions = {
+        subset: [
+            (kept, math.prod(-sizes[i] for i in subset if i not in kept))
+            for kept in (tuple(subset[i] for i in keep) for keep in _subsets(len(subset), len(subset)))
+        ]
+        for subset in order_of
+    }
     # Integers where every corner is an integer and the step is 1 (nearly
-    # always: sizes); exact fractions otherwise.
+    # always: sizes); exact fractions otherwise.  Numbers with the same
+    # values at every corner (the same in every layer) share their terms.
     exact = step == 1
-    for k in changing:
-        # In the shifted sizes t_i = (s_i - B_i) / step: d_S = sum over T in S
-        # of (-1)^|S - T| f(corner T); then expand prod over S of (s_i - B_i) / step.
-        whole = exact and all(type(values[k]) is int for values in corners.values())
-        terms: dict[tuple[int, ...], Any] = {}
-        for subset in corners:
-            d: Any = 0
-            for sub in _subsets(len(subset), len(subset)):
-                corner = tuple(subset[i] for i in sub)
-                value = corners[corner][k]
-                d += (-1) ** (len(subset) - len(corner)) * (value if whole else Fraction(value))
-            if not whole:
-                d /= step ** len(subset)
-            for keep in _subsets(len(subset), len(subset)):
-                kept = tuple(subset[i] for i in keep)
-                factor = 1
-                for i in subset:
-                    if i not in kept:
-                        factor *= -sizes[i]
-                terms[kept] = terms.get(kept, 0) + factor * d
+    columns = list(corners.values())
+    done: dict[tuple[bool, tuple[Number, ...]], dict[tuple[int, ...], Any]] = {}
+    for k in sorted(changing):
+        at = tuple([values[k] for values in columns])
+        whole = exact and all(type(v) is int for v in at)
+        terms = done.get((whole, at))  # (1 == 1.0: the kind of arithmetic in the key)
+        if terms is None:
+            terms = {}
+            for subset, signed in differences:
+                d: Any = 0
+                for corner, sign in signed:
+                    d += sign * (at[corner] if whole else Fraction(at[corner]))
+                if not whole:
+                    d /= step ** len(subset)
+                for kept, factor in expansions[subset]:
+                    terms[kept] = terms.get(kept, 0) + factor * d
+            done[whole, at] = terms
         varying[k] = terms
     return Fit(symbols, list(sizes), list(n0), varying)
 
@@ -650,7 +740,7 @@ def _wrong(shot: Shot | None, base: Shot, result: Fit, sizes: Sequence[int]) -> 
         return None
     if values == predicted:
         return set()  # the common case, compared in one step
-    return {k for k, (v, p) in enumerate(zip(values, predicted)) if v is not None and v != p} - result.free
+    return {k for k in _differing(values, predicted) if values[k] is not None} - result.free
 
 
 def _matches(shot: Shot | None, base: Shot, result: Fit, sizes: Sequence[int]) -> bool:
@@ -903,8 +993,19 @@ def _symbolic(base: Shot, result: Fit, dims: list[Dim]) -> Trace:
             return [rebuild(v) for v in value]
         return value
 
+    # The numbers that hold an expression (or are free): a node with none
+    # of them is kept as it is (most nodes of a large model).
+    dynamic = set(result.special) | result.free
+    dynamic.update(k for k in result.varying if result.expr(k, base.is_int(k)) is not None)
     nodes = []
-    for n in base.captured.trace.nodes:
+    for i, n in enumerate(base.captured.trace.nodes):
+        if position != base.layout[i][0]:
+            raise AssertionError("a trace's numbers read out of order")
+        end = base.node_end(i)
+        if dynamic.isdisjoint(range(position, end)):
+            nodes.append(n)
+            position = end
+            continue
         args = rebuild(n.args)
         output_exprs: list[tuple[int, int, SizeExpr | None]] = []
         for o, spec in enumerate(n.outputs):
