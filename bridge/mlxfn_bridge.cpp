@@ -20,7 +20,6 @@
 // into).  self_check() tests both, and more, before Python uses wrap();
 // Python copies instead when anything fails (python/mlxfn/_native.py).
 
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -47,7 +46,6 @@
 #include "mlx/allocator.h"
 #include "mlx/array.h"
 #include "mlx/backend/cpu/encoder.h"
-#include "mlx/backend/gpu/device_info.h"
 #include "mlx/compile.h"
 #include "mlx/device.h"
 #include "mlx/ops.h"
@@ -57,13 +55,12 @@
 #include "mlx/version.h"
 #include "mlxfn/mlxfn.h"
 #include "mlxfn/mlxfn_core.h"
+#include "constants.h"  // native/src: the runtime's mapping and self-check
 
 namespace nb = nanobind;
 namespace mx = mlx::core;
 
 namespace {
-
-constexpr size_t kPrefix = sizeof(size_t);  // the CPU allocator's size field
 
 std::string header_version() {
   std::ostringstream s;
@@ -97,72 +94,28 @@ mx::Shape shape_of(const std::vector<int64_t>& dims, size_t* elements) {
   return shape;
 }
 
-// One mmap of a file; unmapped when the last Mapping or array holding it dies
-// (array deleters run on MLX's threads, without the GIL: they touch no Python).
-struct Region {
-  char* base = nullptr;
-  size_t length = 0;
-  std::atomic<size_t> live{0};  // arrays made by wrap() still alive
-
-  ~Region() {
-    if (base != nullptr) {
-      munmap(base, length);
-    }
-  }
-};
-
+// The mapping of a file, for the Python replay: the runtime's own
+// (native/src/constants.h), so mapped arrays are made and checked in one
+// place for C++ and Python.  Unmapped when the last Mapping or array holding
+// it dies (array deleters run on MLX's threads, without the GIL: they touch
+// no Python).
 class Mapping {
  public:
-  Mapping(int fd, size_t length) : region_(std::make_shared<Region>()) {
-    if (length == 0) {
-      throw nb::value_error("cannot map an empty file");
-    }
-    // Private and writable: copy-on-write, so no write can ever reach the
-    // file, and an unexpected write by MLX costs a page copy, not a crash.
-    void* base = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-    if (base == MAP_FAILED) {
-      throw std::system_error(errno, std::generic_category(), "mmap");
-    }
-    region_->base = static_cast<char*>(base);
-    region_->length = length;
-  }
+  Mapping(int fd, size_t length) : mapping_(fd, length) {}
 
-  // The constant at `offset` (its 8 prefix bytes before it must hold its
-  // byte length, as the mlxfn writer puts there) as an mx.array, no copy.
-  mx::array wrap(size_t offset, const std::vector<int64_t>& dims, int dtype_code) {
-    mx::Dtype dtype = dtype_of(dtype_code);
+  // The constant at `offset` (the 8 bytes before it must hold its byte
+  // length, as the mlxfn writer puts there) as an mx.array, no copy.
+  mx::array wrap(size_t offset, const std::vector<int64_t>& dims, int dtype_code) const {
     size_t elements = 0;
     mx::Shape shape = shape_of(dims, &elements);
-    size_t nbytes = elements * dtype.size();
-    if (offset < kPrefix || offset % 8 != 0 || nbytes == 0 ||
-        offset > region_->length || nbytes > region_->length - offset) {
-      throw nb::value_error(("constant at offset " + std::to_string(offset) + " of " +
-                             std::to_string(nbytes) + " bytes does not fit a mapping of " +
-                             std::to_string(region_->length) + " bytes")
-                                .c_str());
-    }
-    char* prefix = region_->base + offset - kPrefix;
-    size_t stored = 0;
-    std::memcpy(&stored, prefix, kPrefix);
-    if (stored != nbytes) {
-      throw nb::value_error(("the 8 bytes before offset " + std::to_string(offset) +
-                             " hold " + std::to_string(stored) + ", not the length " +
-                             std::to_string(nbytes))
-                                .c_str());
-    }
-    std::shared_ptr<Region> keep = region_;
-    keep->live.fetch_add(1);
-    mx::allocator::Data data(mx::allocator::Buffer{prefix}, [keep](mx::allocator::Buffer) {
-      keep->live.fetch_sub(1);
-    });
-    return mx::array(std::move(data), std::move(shape), dtype);
+    return mapping_.wrap(offset, shape, dtype_of(dtype_code));
   }
 
-  size_t length() const { return region_->length; }
-  size_t live_arrays() const { return region_->live.load(); }
+  size_t length() const { return mapping_.length(); }
+  size_t live_arrays() const { return mapping_.live_arrays(); }
 
  private:
-  std::shared_ptr<Region> region_;
+  mlxfn::detail::Mapping mapping_;
 };
 
 // ---- Copies that overlap compute --------------------------------------------
@@ -367,64 +320,11 @@ std::string version_problem() {
 // out, so the answer does not depend on what MLX did before (a program that
 // has freed arrays gets recycled buffers from MLX's cache): the same answer
 // in a fresh process, after any allocations, from any thread.
+// The runtime's self-check (native/src/constants.cpp: buffers laid out
+// there, never what the allocator hands out), after the version check.
 std::string self_check() {
   std::string problem = version_problem();
-  if (!problem.empty()) {
-    return problem;
-  }
-  if (mx::gpu::is_available()) {
-    return "a GPU backend is active (its allocator does not keep CPU buffers)";
-  }
-  if (mx::default_device().type != mx::Device::DeviceType::cpu) {
-    return "the default device is not the CPU";
-  }
-  // A foreign buffer laid out as wrap() lays out the file: [byte size][data].
-  // Heap-held and kept alive by the deleters, whatever MLX does with it.
-  constexpr int kCount = 4;
-  constexpr size_t kBytes = kCount * sizeof(float);
-  auto storage = std::make_shared<std::vector<float>>(2 + kCount);
-  char* base = reinterpret_cast<char*>(storage->data());
-  std::memcpy(base, &kBytes, kPrefix);
-  float* values = storage->data() + 2;
-  for (int i = 0; i < kCount; ++i) {
-    values[i] = float(i + 1);
-  }
-  mx::allocator::Buffer probe{base};
-  if (probe.raw_ptr() != base + kPrefix || mx::allocator::allocator().size(probe) != kBytes) {
-    return "MLX's CPU allocator does not keep a buffer's size in the 8 bytes before its data";
-  }
-  auto deleted = std::make_shared<std::atomic<int>>(0);
-  auto foreign = [&]() {
-    return mx::array(mx::allocator::Data(mx::allocator::Buffer{base},
-                                         [storage, deleted](mx::allocator::Buffer) {
-                                           deleted->fetch_add(1);
-                                         }),
-                     mx::Shape{kCount}, mx::float32);
-  };
-  {
-    mx::array a = foreign();
-    if (a.data<float>() != values) {
-      return "an array over a foreign buffer does not read it in place";
-    }
-    if (a.is_donatable()) {
-      return "MLX would donate (write into) a buffer it does not own";
-    }
-  }
-  {
-    // Donation bait: the foreign array's only reference is the graph's.
-    mx::array b = mx::multiply(mx::add(foreign(), mx::array(1.0f)), mx::array(2.0f));
-    mx::eval(b);
-    for (int i = 0; i < kCount; ++i) {
-      if (values[i] != float(i + 1) || b.data<float>()[i] != float(2 * (i + 2))) {
-        return "MLX wrote into, or misread, a buffer it does not own";
-      }
-    }
-  }
-  mx::synchronize();
-  if (deleted->load() != 2) {
-    return "the deleter of a foreign buffer did not run once per array";
-  }
-  return "";
+  return problem.empty() ? mlxfn::detail::mapping_problem() : problem;
 }
 
 // Call fn(*args) with compile mode no_fuse: a compiled function traced during

@@ -101,6 +101,7 @@ const std::string& mapping_problem() {
 struct Mapping::Region {
   char* base = nullptr;
   size_t length = 0;
+  std::atomic<size_t> live{0};  // arrays made by wrap() still alive
   ~Region() {
     if (base != nullptr) munmap(base, length);
   }
@@ -118,16 +119,24 @@ mx::array Mapping::wrap(size_t offset, const mx::Shape& shape, mx::Dtype dtype) 
   size_t nbytes = nbytes_of(shape, dtype);
   if (offset < kPrefix || offset % 8 != 0 || nbytes == 0 || offset > region_->length ||
       nbytes > region_->length - offset) {
-    throw std::invalid_argument("constant at offset " + std::to_string(offset) +
-                                " does not fit the mapping");
+    throw std::invalid_argument("constant at offset " + std::to_string(offset) + " of " +
+                                std::to_string(nbytes) + " bytes does not fit a mapping of " +
+                                std::to_string(region_->length) + " bytes");
   }
   char* prefix = region_->base + offset - kPrefix;
   check_prefix(reinterpret_cast<uint8_t*>(prefix) + kPrefix, nbytes,
                "offset " + std::to_string(offset));
   std::shared_ptr<Region> keep = region_;
-  mx::allocator::Data data(mx::allocator::Buffer{prefix}, [keep](mx::allocator::Buffer) {});
+  keep->live.fetch_add(1);
+  // Deleters run on MLX's threads: they only count.
+  mx::allocator::Data data(mx::allocator::Buffer{prefix},
+                           [keep](mx::allocator::Buffer) { keep->live.fetch_sub(1); });
   return mx::array(std::move(data), shape, dtype);
 }
+
+size_t Mapping::length() const { return region_->length; }
+
+size_t Mapping::live_arrays() const { return region_->live.load(); }
 
 mx::array wrap_bytes(const uint8_t* data, const mx::Shape& shape, mx::Dtype dtype,
                      std::shared_ptr<const void> keep) {

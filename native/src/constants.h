@@ -1,9 +1,9 @@
 // Constants as MLX arrays: the file's pages themselves where MLX can run on
 // them, fresh copies elsewhere.
 //
-// Mapping relies on two internals of MLX's CPU allocator (0.32.4), exactly as
-// the Python package's bridge does (bridge/mlxfn_bridge.cpp, whose logic
-// this repeats without nanobind): a buffer's data starts 8 bytes after its
+// Mapping relies on two internals of MLX's CPU allocator (0.32.4) (the
+// Python package's bridge, bridge/mlxfn_bridge.cpp, maps through this code
+// too, for the Python replay): a buffer's data starts 8 bytes after its
 // pointer, which holds the byte size (the mlxfn writer puts each constant's
 // length there), and a Data built with a deleter is not owned, so MLX never
 // donates (writes into) it.  self_check() tests both, and more, once per
@@ -32,6 +32,10 @@ class Mapping {
   // The constant at `offset` (its 8 prefix bytes must hold its byte
   // length), no copy; throws std::invalid_argument when it does not fit.
   mx::array wrap(size_t offset, const mx::Shape& shape, mx::Dtype dtype) const;
+  // The mapped length in bytes.
+  size_t length() const;
+  // How many arrays made by wrap() are alive (the mapping outlives them).
+  size_t live_arrays() const;
 
  private:
   struct Region;

@@ -99,6 +99,7 @@ fn main() {
     let bridge = compiler(&includes, &out.join("bridge"))
         .file(&bridge_source)
         .include(root.join("native/include"))
+        .include(root.join("native/src")) // the runtime's mapping (constants.h), exported by libmlxfn.so
         .warnings(true)
         .extra_warnings(true)
         .warnings_into_errors(true)
