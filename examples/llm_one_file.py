@@ -68,6 +68,18 @@ KV_GROUP, KV_BITS = 32, 8  # the quantized cache's (a head must hold whole group
 WINDOW = 24  # the sliding window's length in tokens
 
 
+def sharpen(model: nn.Module) -> None:
+    """Draw the model's matrices from the current seed, scaled so that
+    attention is sharp (a wrong position shows in the tokens); norms and
+    biases keep their own initial values."""
+    model.update(
+        nn.utils.tree_map(
+            lambda p: mx.random.normal(p.shape) * (1.5 / p.shape[-1] ** 0.5) if p.ndim >= 2 else p,
+            model.parameters(),
+        )
+    )
+
+
 def tiny_model(arch: str, quantize: bool = False, seed: int = 0, layers: int = 2, **config: Any) -> nn.Module:
     """A seeded mlx-lm model of the architecture ``arch`` with ``layers``
     layers, 4-bit if ``quantize``; ``config`` overrides ``TINY``."""
@@ -76,14 +88,7 @@ def tiny_model(arch: str, quantize: bool = False, seed: int = 0, layers: int = 2
     args: dict[str, Any] = {**TINY, **extra, "num_hidden_layers": layers, **config}
     model = module.Model(module.ModelArgs(model_type=arch, **args))
     mx.random.seed(seed)
-    # Matrices scaled so that attention is sharp (a wrong position shows in
-    # the tokens); norms and biases keep their own initial values.
-    model.update(
-        nn.utils.tree_map(
-            lambda p: mx.random.normal(p.shape) * (1.5 / p.shape[-1] ** 0.5) if p.ndim >= 2 else p,
-            model.parameters(),
-        )
-    )
+    sharpen(model)
     if quantize:
         nn.quantize(model, group_size=32, bits=4)
     mx.eval(model.parameters())
@@ -247,12 +252,7 @@ def tiny_mamba(seed: int = 0) -> nn.Module:
     module = importlib.import_module("mlx_lm.models.mamba")
     model = module.Model(module.ModelArgs(model_type="mamba", **MAMBA))
     mx.random.seed(seed)
-    model.update(
-        nn.utils.tree_map(
-            lambda p: mx.random.normal(p.shape) * (1.5 / p.shape[-1] ** 0.5) if p.ndim >= 2 else p,
-            model.parameters(),
-        )
-    )
+    sharpen(model)
     mx.eval(model.parameters())
     return model
 
