@@ -978,10 +978,23 @@ def _symbolic(base: Shot, result: Fit, dims: list[Dim]) -> Trace:
     (a free output size as ``None``: computed by its primitive, unchecked)."""
     position = 0
 
+    # A polynomial's expression, built once (numbers of every layer share them).
+    built: dict[tuple[int, bool], tuple[dict[tuple[int, ...], int | Fraction], SizeExpr | None]] = {}
+
+    def expr(k: int) -> SizeExpr | None:
+        integer = base.is_int(k)
+        terms = result.varying.get(k)
+        if k in result.special or terms is None:
+            return result.expr(k, integer)
+        found = built.get((id(terms), integer))
+        if found is None:
+            found = built[id(terms), integer] = (terms, result.expr(k, integer))  # terms kept alive: ids stay unique
+        return found[1]
+
     def number() -> tuple[SizeExpr | None, bool]:
         nonlocal position
         k, position = position, position + 1
-        return result.expr(k, base.is_int(k)), k in result.free
+        return expr(k), k in result.free
 
     def rebuild(value: Any) -> Any:
         if _is_number(value):
@@ -996,7 +1009,7 @@ def _symbolic(base: Shot, result: Fit, dims: list[Dim]) -> Trace:
     # The numbers that hold an expression (or are free): a node with none
     # of them is kept as it is (most nodes of a large model).
     dynamic = set(result.special) | result.free
-    dynamic.update(k for k in result.varying if result.expr(k, base.is_int(k)) is not None)
+    dynamic.update(k for k in result.varying if expr(k) is not None)
     nodes = []
     for i, n in enumerate(base.captured.trace.nodes):
         if position != base.layout[i][0]:

@@ -327,12 +327,17 @@ def _expr_record(expr: SizeExpr) -> dict[str, Any]:
 
 
 def _args_to_record(value: Any) -> Any:
+    kind = type(value)  # the common kinds first: a large graph has tens of thousands of arguments
+    if kind is int or kind is float or kind is bool:
+        return value
+    if kind is tuple:
+        return tuple([_args_to_record(v) for v in value])
+    if kind is list:
+        return [_args_to_record(v) for v in value]
     if isinstance(value, (Expr, Op)):
         return _expr_record(value)
     if isinstance(value, tuple):
         return tuple(_args_to_record(v) for v in value)
-    if isinstance(value, list):
-        return [_args_to_record(v) for v in value]
     return value
 
 

@@ -170,10 +170,15 @@ def _first_leaving(at: _Samples, predict: Callable[[int], Value], start: int, pr
     return None
 
 
-def _far(edge: int, lo: int, hi: int, up: bool) -> list[int]:
-    """Sizes probed away from ``edge`` (the window's): as the range search of dynamic.py."""
+def _far(edge: int, lo: int, hi: int, up: bool, base: int | None = None) -> list[int]:
+    """Sizes probed away from ``edge`` (the window's): as the range search of
+    dynamic.py, which probes ``base + 1``, ``base + 3`` and ``2 * base + 5``
+    too: those past ``edge`` stand for the near sizes (probed already there,
+    they cost nothing)."""
     if up:
-        sizes = {edge + 2, 2 * edge + 5, 64, 256, 2048, hi}
+        searched = () if base is None else (base + 1, base + 3, 2 * base + 5)
+        near = {s for s in searched if edge < s <= 2 * edge + 5} or {edge + 2, 2 * edge + 5}
+        sizes = near | {64, 256, 2048, hi}
         return sorted(s for s in sizes if edge < s <= hi)
     sizes = {edge - 1, edge // 2, 8, 4, 3, 2, 1, 0}
     return sorted((s for s in sizes if lo <= s < edge), reverse=True)
@@ -233,7 +238,7 @@ def fit_steps(value: Oracle, base: int, dim: int, lo: int = 0, hi: int = 1 << 15
     elif len(steps) == 1:
         (s,) = steps
         height = diffs[s - 1] - slope
-        nxt = _first_leaving(at, stair(s, height), base + above, _far(base + above, lo, hi, True))
+        nxt = _first_leaving(at, stair(s, height), base + above, _far(base + above, lo, hi, True, base))
         if nxt is not None:
             candidates.append(periodic(slope, height, nxt - s, s, base, v0, dim))
         else:
@@ -246,7 +251,7 @@ def fit_steps(value: Oracle, base: int, dim: int, lo: int = 0, hi: int = 1 << 15
                 break  # found above: the range search looks below
             sign = 1 if up else -1
             edge = base + above if up else base - below
-            off = _first_leaving(at, line_at, edge, _far(edge, lo, hi, up))
+            off = _first_leaving(at, line_at, edge, _far(edge, lo, hi, up, base))
             if off is None:
                 continue
             v_off, v_next, v_after = at(off), at(off + sign), at(off + 2 * sign)
