@@ -152,47 +152,28 @@ def _plain(value: Any) -> bool:
     return kind in _PLAIN or isinstance(value, mx.Dtype)
 
 
-# ``repr`` of a node's arguments -> their skeleton, numeric leaves and the
-# positions of the floats among them: the same few hundred argument lists
-# come back in every layer and every probe (a 32-layer model: about 6,000
-# nodes per probe, a few hundred distinct lists).
-_PARSED: dict[str, tuple[Any, tuple[Number, ...], tuple[int, ...]]] = {}
-_PARSED_LIMIT = 1 << 16
+# A node's kind (the ``repr`` of its arguments, and the dtype and number of
+# axes of each output) -> its arguments' skeleton, numeric leaves and the
+# positions of the floats among them, and its outputs' dtypes (by name) and
+# numbers of axes: the same few hundred kinds come back in every layer and
+# every probe (a 32-layer model: about 6,000 nodes per probe).
+Kind = tuple[Any, tuple[Number, ...], tuple[int, ...], tuple[tuple[str, int], ...]]
+_KINDS: dict[tuple[Any, ...], Kind] = {}
+_KINDS_LIMIT = 1 << 16
 
 
-def _parsed(arguments: Any) -> tuple[Any, tuple[Number, ...], tuple[int, ...]]:
-    """``_split`` of a node's arguments, memoised by their ``repr`` where
-    that names them exactly (ints, finite or not floats, bools, strings and
-    dtypes, in lists and tuples)."""
-    text = repr(arguments)
-    found = _PARSED.get(text)
-    if found is None:
-        values: list[Number] = []
-        floats: list[int] = []
-        skeleton = _split(arguments, values, floats)
-        found = (skeleton, tuple(values), tuple(floats))
-        if _plain(arguments):
-            if len(_PARSED) >= _PARSED_LIMIT:
-                _PARSED.clear()
-            _PARSED[text] = found
-    return found
-
-
-# (dtype, number of axes) of a node's outputs, by their dtypes and shapes'
-# lengths: one shared tuple per kind of node.
-_OUTPUTS: dict[tuple[tuple[mx.Dtype, int], ...], tuple[tuple[str, int], ...]] = {}
-
-
-def _outputs(records: list[tuple[str, list[int], mx.Dtype]]) -> tuple[tuple[str, int], ...]:
-    """The dtypes (by name) and numbers of axes of a node's outputs."""
-    if len(records) == 1:
-        _, shape, dtype = records[0]
-        key: tuple[tuple[mx.Dtype, int], ...] = ((dtype, len(shape)),)
-    else:
-        key = tuple([(dtype, len(shape)) for _, shape, dtype in records])
-    found = _OUTPUTS.get(key)
-    if found is None:
-        found = _OUTPUTS[key] = tuple((str(dtype), ndim) for dtype, ndim in key)
+def _kind(arguments: Any, outputs: Sequence[tuple[Any, Sequence[int], mx.Dtype]], key: tuple[Any, ...]) -> Kind:
+    """A node's kind (see ``_KINDS``), kept where the ``repr`` of its
+    arguments names them exactly (ints, floats, bools, strings and dtypes,
+    in lists and tuples)."""
+    values: list[Number] = []
+    floats: list[int] = []
+    skeleton = _split(arguments, values, floats)
+    found = (skeleton, tuple(values), tuple(floats), tuple((str(dtype), len(shape)) for _, shape, dtype in outputs))
+    if _plain(arguments):
+        if len(_KINDS) >= _KINDS_LIMIT:
+            _KINDS.clear()
+        _KINDS[key] = found
     return found
 
 
@@ -216,26 +197,35 @@ class Shot:
         output_names: list[str] = []
         first_of = operator.itemgetter(0)
         number_of = ids.__getitem__
-        parsed, outputs_of = _parsed, _outputs
+        kinds = _KINDS
         count = 0  # len(ids)
         computed = 0  # the ids of the nodes' outputs
         for rec in records:
             kind = rec["type"]
             if kind == "primitive":
                 inputs = tuple(map(number_of, map(first_of, rec["inputs"])))
+                out_records = rec["outputs"]
+                arguments = rec["arguments"]
+                if len(out_records) == 1:
+                    _, shape, dtype = out_records[0]
+                    key: tuple[Any, ...] = (repr(arguments), dtype, len(shape))
+                else:
+                    key = (repr(arguments), *[(dtype, len(shape)) for _, shape, dtype in out_records])
+                found = kinds.get(key)
+                if found is None:
+                    found = _kind(arguments, out_records, key)
+                skeleton, numbers, at, outs = found
                 first = len(values)
-                skeleton, numbers, at = parsed(rec["arguments"])
                 if at:
                     floats += [first + k for k in at]
                 values += numbers
                 layout.append((first, len(values), count))
-                out_records = rec["outputs"]
                 for name, shape, _ in out_records:
                     ids[name] = count
                     count += 1
                     values += shape
                 computed += len(out_records)
-                nodes.append((rec["name"], inputs, outputs_of(out_records), skeleton))
+                nodes.append((rec["name"], inputs, outs, skeleton))
                 continue
             if kind == "inputs":
                 for name, _, _ in rec["inputs"]:
@@ -297,6 +287,11 @@ class Shot:
                 found[first_id + o] = (start, ndim)
                 start += ndim
         return found
+
+    @property
+    def has_records(self) -> bool:
+        """Whether the trace can still be built (``captured``)."""
+        return self._captured is not None or self._records is not None
 
     def forget_records(self) -> None:
         """Drop MLX's records (a probe that will not become a trace)."""
@@ -567,6 +562,13 @@ class Prober:
         self._shots: dict[tuple[Shape, ...], Shot | None] = {}
         self._tick = tick  # called at each probe (the progress line)
 
+    def around(self, specs: Sequence[TensorSpec]) -> Prober:
+        """A prober of the same function around other sizes, sharing this
+        one's probes (a segment's trace meets sizes its parent probed)."""
+        other = Prober(self._fun, specs, self._names, self._tick)
+        other._shots = self._shots
+        return other
+
     def shapes(self, changes: Mapping[Axis, int]) -> tuple[Shape, ...]:
         shapes = [list(s.shape) for s in self._specs]
         for (i, axis), size in changes.items():
@@ -576,7 +578,10 @@ class Prober:
     def shot(self, changes: Mapping[Axis, int]) -> Shot | None:
         """The trace with the given axes set to the given sizes (None if tracing fails)."""
         shapes = self.shapes(changes)
-        if shapes not in self._shots:
+        known = self._shots.get(shapes)
+        if shapes not in self._shots or (not changes and known is not None and not known.has_records):
+            # (The trace at the base sizes is built: a probe of another
+            # prober's that has dropped its records is traced again.)
             arrays = [mx.zeros(shape, spec.dtype) for shape, spec in zip(shapes, self._specs)]
             n_pos = len(arrays) - len(self._names)
             args, kwargs = arrays[:n_pos], dict(zip(self._names, arrays[n_pos:]))
@@ -1205,7 +1210,7 @@ def _trace_shapeless(
             gap = _first_gap(covered)
             if gap is None:
                 break
-            segment = _segment(fun, specs, names, dim.axes, gap, covered, tick, [list(d.axes) for d in dims])
+            segment = _segment(prober, specs, dim.axes, gap, covered, [list(d.axes) for d in dims])
             if segment is None:
                 break
             out.append(segment)
@@ -1225,13 +1230,11 @@ def _first_gap(covered: list[tuple[int, int]]) -> int | None:
 
 
 def _segment(
-    fun: Callable[..., Any],
+    parent_prober: Prober,
     specs: Sequence[TensorSpec],
-    names: Sequence[str],
     axes: Sequence[Axis],
     size: int,
     covered: list[tuple[int, int]],
-    tick: Callable[[], None],
     parent: Sequence[list[Axis]] = (),
 ) -> Captured | None:
     """A trace with ``axes`` at ``size``: dynamic where it can be, clamped so
@@ -1240,7 +1243,7 @@ def _segment(
     for i, axis in axes:
         moved[i][axis] = size
     seg_specs = [TensorSpec(tuple(s), spec.dtype) for s, spec in zip(moved, specs)]
-    prober = Prober(fun, seg_specs, names, tick)
+    prober = parent_prober.around(seg_specs)
     base = prober.shot({})
     if base is None:
         return None
