@@ -140,7 +140,7 @@ def _same_array(a: mx.array, b: mx.array) -> bool:
     return bool(mx.array_equal(a, b, equal_nan=True).item())
 
 
-# The leaves whose ``repr`` names their value exactly (so that ``_parsed``
+# The leaves whose ``repr`` names their value exactly (so that ``_kind``
 # may key its memo by the ``repr`` of an argument list made of them alone).
 _PLAIN = (int, float, bool, str, type(None))
 
