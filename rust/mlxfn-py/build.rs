@@ -147,10 +147,16 @@ fn build_runtime(root: &Path, package: &Path, mlx_include: &Path, mlx_lib: &Path
         .flag("-fvisibility=default"); // what leaves the library is the version script's choice
     let objects = if sources.is_empty() { Vec::new() } else { runtime.compile_intermediates() };
 
-    // Export the C++ API (namespace mlxfn) and every function of the C ABI
-    // (listed from its generated header, each pulled out of the archive).
-    let header = fs::read_to_string(native.join("include/mlxfn/mlxfn_core.h")).unwrap();
-    let c_functions = c_abi_functions(&header);
+    // Export the C++ API (namespace mlxfn), every function of the core's C
+    // ABI (listed from its generated header, each pulled out of the archive)
+    // and of the C calling API (mlxfn_c.h, implemented in native/src).
+    let mut c_functions = Vec::new();
+    for name in ["mlxfn_core.h", "mlxfn_c.h"] {
+        let header = fs::read_to_string(native.join("include/mlxfn").join(name)).unwrap();
+        c_functions.extend(c_abi_functions(&header));
+    }
+    c_functions.sort();
+    c_functions.dedup();
     let script = out.join("libmlxfn.map");
     let globals: String = c_functions.iter().map(|f| format!("    {f};\n")).collect();
     fs::write(

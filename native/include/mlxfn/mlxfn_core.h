@@ -750,6 +750,17 @@ int mlxfn_error_os_code(const struct MlxfnError *error);
 void mlxfn_error_free(struct MlxfnError *error);
 
 /**
+ * A new error of `kind` saying `message` (null reads as an empty message):
+ * for code built on this library, such as its C calling API, that reports
+ * its own failures as the same error objects.  Free it with
+ * [`mlxfn_error_free`].
+ *
+ * # Safety
+ * `message` is null or a NUL-terminated string.
+ */
+struct MlxfnError *mlxfn_error_new(enum MlxfnErrorKind kind, const char *message);
+
+/**
  * Map and validate the mlxfn file at `path` (checks the header, checksums,
  * graph, tables and ids: everything but the constants' hashes).  Returns
  * null on failure, with the reason in `*error`.

@@ -159,3 +159,21 @@ pub unsafe extern "C" fn mlxfn_error_free(error: *mut MlxfnError) {
         drop(unsafe { Box::from_raw(error) });
     }
 }
+
+/// A new error of `kind` saying `message` (null reads as an empty message):
+/// for code built on this library, such as its C calling API, that reports
+/// its own failures as the same error objects.  Free it with
+/// [`mlxfn_error_free`].
+///
+/// # Safety
+/// `message` is null or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn mlxfn_error_new(kind: MlxfnErrorKind, message: *const c_char) -> *mut MlxfnError {
+    let text = if message.is_null() {
+        String::new()
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { std::ffi::CStr::from_ptr(message) }.to_string_lossy().into_owned()
+    };
+    Box::into_raw(Box::new(MlxfnError::new(kind, text)))
+}
