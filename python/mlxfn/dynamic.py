@@ -783,7 +783,7 @@ def _repair(
             if found is not None or result.refits >= MAX_REPAIRS:
                 break
             result.refits += 1
-            expr = fit_steps(oracles[i], result.sizes[i], i, 0, MAX_SIZE)
+            expr = fit_steps(oracles[i], result.sizes[i], i, 0, MAX_SIZE, sizes[i] if moved == [i] else None)
             if expr is not None:
                 result.fitted.setdefault(i, []).append(expr)
                 found = (i, expr)

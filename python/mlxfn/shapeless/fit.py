@@ -184,10 +184,17 @@ def _far(edge: int, lo: int, hi: int, up: bool, base: int | None = None) -> list
     return sorted((s for s in sizes if lo <= s < edge), reverse=True)
 
 
-def fit_steps(value: Oracle, base: int, dim: int, lo: int = 0, hi: int = 1 << 15) -> SizeExpr | None:
+def fit_steps(
+    value: Oracle, base: int, dim: int, lo: int = 0, hi: int = 1 << 15, missed: int | None = None
+) -> SizeExpr | None:
     """The number ``value(n)`` as an expression of dim ``dim`` whose size is
     ``n`` (see the module doc), or None.  ``base``: a size where the value is
-    known; sizes outside ``lo..hi`` are never asked."""
+    known; sizes outside ``lo..hi`` are never asked.  ``missed``: a size
+    above the base where the caller's prediction of the number failed (its
+    range search's bisection): the walk for a far step starts at the far
+    size nearest under it, sparing the probes below (on the line there, the
+    value was on it below too; if not, the bisection finds the step all the
+    same).  Only a hint: the fit is the same with or without it."""
     at = _Samples(value, lo, hi)
     v0 = at(base)
     if v0 is None:
@@ -251,7 +258,7 @@ def fit_steps(value: Oracle, base: int, dim: int, lo: int = 0, hi: int = 1 << 15
                 break  # found above: the range search looks below
             sign = 1 if up else -1
             edge = base + above if up else base - below
-            off = _first_leaving(at, line_at, edge, _far(edge, lo, hi, up, base))
+            off = _first_leaving(at, line_at, edge, _skip_to(_far(edge, lo, hi, up, base), missed if up else None))
             if off is None:
                 continue
             v_off, v_next, v_after = at(off), at(off + sign), at(off + 2 * sign)
@@ -298,6 +305,15 @@ def _period_of_padding(
     if before is None or before != stair(nxt - 1) or at(nxt) is None or at(nxt) == stair(nxt):
         return None
     return nxt
+
+
+def _skip_to(probes: list[int], missed: int | None) -> list[int]:
+    """``probes`` (walked upwards) from the nearest under ``missed``, with
+    ``missed`` itself (see ``fit_steps``)."""
+    if missed is None or not any(p < missed for p in probes):
+        return probes
+    start = max(p for p in probes if p < missed)
+    return sorted({p for p in probes if p >= start} | {missed})
 
 
 def _around(base: int, lo: int, hi: int) -> list[int]:
