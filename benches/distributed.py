@@ -29,9 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,46 +36,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ranks import RANKS, launch
+
 HERE = Path(__file__).resolve()
 EXAMPLE = HERE.parent.parent / "examples" / "distributed" / "llm_per_rank.py"
-LAUNCH = Path(sys.executable).parent / "mlx.launch"
-RANKS = 2
 SIDES = ("mlx-lm", "mlxfn", "mlxfn-copy")
 FIGURES = ("import_s", "load_s", "after_import_s", "first_token_s")
-
-
-def _free_port() -> int:
-    """A port from which RANKS consecutive ports are free (the ring backend
-    listens on one port per rank)."""
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = int(probe.getsockname()[1])
-        try:
-            for port in range(first + 1, first + RANKS):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return first
-    raise RuntimeError("no free ports for the ring backend")
-
-
-def launch(script: Path, *args: str, timeout: float = 600) -> None:
-    """``script args`` on RANKS local ranks; killed whole past ``timeout``."""
-    command = [str(LAUNCH), "--backend", "ring", "-n", str(RANKS), "--starting-port", str(_free_port())]
-    command += ["--python", sys.executable, str(script), *args]
-    proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        raise RuntimeError(f"{script.name} {args[0]}: no end after {timeout} s\n{output[-3000:]}") from None
-    if proc.returncode != 0:
-        raise RuntimeError(f"{script.name} {args[0]} failed:\n{output[-3000:]}")
 
 
 def rank_side(side: str, model_dir: Path, files: Path, prompt: int, out: Path) -> None:
@@ -128,7 +91,7 @@ def prepare(scratch: Path, hidden: int, layers: int, vocab: int) -> tuple[Path, 
         [sys.executable, "-c", _MAKE_MODEL, str(EXAMPLE), str(model_dir), str(layers), json.dumps(sizes)], check=True
     )
     start = time.perf_counter()
-    launch(EXAMPLE, "export", "--model", str(model_dir), "--out", str(files))
+    launch(EXAMPLE, "export", "--model", str(model_dir), "--out", str(files), timeout=600)
     return model_dir, files, time.perf_counter() - start
 
 
@@ -180,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                 out = scratch / f"round{round_}"
                 out.mkdir(exist_ok=True)
                 common = ["--model-dir", str(model_dir), "--files", str(files), "--out", str(out)]
-                launch(HERE, "--rank-side", side, "--prompt", str(args.prompt), *common)
+                launch(HERE, "--rank-side", side, "--prompt", str(args.prompt), *common, timeout=600)
                 ranks = [json.loads((out / f"{side}-rank{r}.json").read_text()) for r in range(RANKS)]
                 tokens.update(r["token"] for r in ranks)
                 if round_ > 0:  # the first round is untimed

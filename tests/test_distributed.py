@@ -13,11 +13,6 @@ Custom functions and the refusals that need no second process run here.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,31 +23,12 @@ import pytest
 import mlxfn
 from mlxfn import cli
 from mlxfn.distributed import COLLECTIVES
+from ranks import RANKS
+from ranks import launch as launch_on_ranks
 
 from conftest import HANDLERS_RUN, assert_same
 
 HERE = Path(__file__).parent
-LAUNCH = Path(sys.executable).parent / "mlx.launch"
-RANKS = 2
-
-
-def _free_ports(count: int) -> int:
-    """A port from which ``count`` consecutive ports are free (the ring
-    backend listens on one port per rank)."""
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = int(probe.getsockname()[1])
-        if first + count > 65535:
-            continue
-        try:
-            for port in range(first + 1, first + count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return first
-    raise RuntimeError("no free ports for the ring backend")
 
 
 def launch(script: str, out: Path, *args: str, timeout: float = 240) -> list[dict[str, Any]]:
@@ -60,30 +36,10 @@ def launch(script: str, out: Path, *args: str, timeout: float = 240) -> list[dic
 
     The launcher and its ranks run in a process group of their own, killed
     whole if they outlive ``timeout``."""
-    command = [
-        str(LAUNCH),
-        "--backend",
-        "ring",
-        "-n",
-        str(RANKS),
-        "--starting-port",
-        str(_free_ports(RANKS)),
-        "--python",
-        sys.executable,
-        str(HERE / "distributed" / script),
-        str(out),
-        *args,
-    ]
-    proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
     try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail(f"{script} on {RANKS} ranks did not finish in {timeout} s:\n{output[-4000:]}")
-    assert proc.returncode == 0, f"{script} failed on {RANKS} ranks:\n{output[-4000:]}"
+        launch_on_ranks(HERE / "distributed" / script, str(out), *args, timeout=timeout)
+    except RuntimeError as err:
+        pytest.fail(str(err))
     reports = [json.loads((out / f"rank{r}.json").read_text()) for r in range(RANKS)]
     for report in reports:
         HANDLERS_RUN.update(report["handlers"])  # handlers the ranks ran count as tested
