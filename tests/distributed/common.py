@@ -14,21 +14,12 @@ from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
-from mlx_lm.models.cache import ConcatenateKVCache
 
 from mlxfn.replay import registry
 
-TINY: dict[str, Any] = dict(
-    vocab_size=128,
-    hidden_size=64,
-    num_hidden_layers=2,
-    intermediate_size=128,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    rms_norm_eps=1e-5,
-    rope_theta=10000.0,
-    tie_word_embeddings=False,
-)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))  # the ranks run as scripts
+import llm_one_file  # noqa: E402  (examples/: the tiny config, its weights and the step function)
+
 ARCHS: dict[str, tuple[str, dict[str, Any]]] = {
     "llama": ("mlx_lm.models.llama", {}),
     "qwen2": ("mlx_lm.models.qwen2", {}),
@@ -54,14 +45,9 @@ def tiny_model(arch: str, layers: int = 2, seed: int = 0) -> nn.Module:
     module_name, extra = ARCHS[arch]
     module = importlib.import_module(module_name)
     mx.random.seed(seed)  # before the model: its biases are drawn as it is built
-    model = module.Model(module.ModelArgs(model_type=arch, **{**TINY, **extra, "num_hidden_layers": layers}))
-    # Matrices scaled so that attention is sharp: a wrong position shows in the tokens.
-    model.update(
-        nn.utils.tree_map(
-            lambda p: mx.random.normal(p.shape) * (1.5 / p.shape[-1] ** 0.5) if p.ndim >= 2 else p,
-            model.parameters(),
-        )
-    )
+    config = {**llm_one_file.TINY, **extra, "num_hidden_layers": layers}
+    model = module.Model(module.ModelArgs(model_type=arch, **config))
+    llm_one_file.sharpen(model)
     mx.eval(model.parameters())
     return model
 
@@ -70,29 +56,10 @@ def step_function(model: nn.Module) -> Callable[..., tuple[mx.array, ...]]:
     """``step(tokens, *cache) -> (last logits, *cache)``: the prefill without
     a cache, the decode step with one (mlx-lm's ConcatenateKVCache: keys
     and values of each of the rank's layers, as long as the tokens seen)."""
-
-    def step(tokens: mx.array, *arrays: mx.array) -> tuple[mx.array, ...]:
-        caches = [ConcatenateKVCache() for _ in model.layers]
-        for c, keys, values in zip(caches, arrays[0::2], arrays[1::2]):
-            c.state = (keys, values)
-        logits = model(tokens, cache=caches)
-        out = [logits[:, -1, :]]
-        for c in caches:
-            out += [c.keys, c.values]
-        return tuple(out)
-
-    return step
+    return llm_one_file.step_function(model, kind="concatenate")
 
 
-def generate(step: Callable[..., Any], prompt: list[int], count: int) -> list[int]:
-    """Greedy decoding with a step function (the original or an imported one)."""
-    logits, *cache = step(mx.array([prompt], dtype=mx.int32))
-    tokens = []
-    for _ in range(count):
-        token = mx.argmax(logits, axis=-1).astype(mx.int32)
-        tokens.append(int(token.item()))
-        logits, *cache = step(token.reshape(1, 1), *cache)
-    return tokens
+generate = llm_one_file.generate
 
 
 def record_handlers(ran: set[str]) -> None:
