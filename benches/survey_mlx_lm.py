@@ -23,10 +23,14 @@ docs/MLX_LM_SURVEY.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import inspect
+import io
+import json
 import pkgutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -68,7 +72,7 @@ COMMON: dict[str, Any] = dict(
 PROMPTS = (3, 17, 40)
 WINDOW = 64  # sliding windows and attention chunks: longer than every prompt and its generated tokens
 MAX_PARAMETERS = 4_000_000  # a tiny model's; more means the config was not taken
-LIMIT_S = 60  # seconds an architecture may take (build, export and generation)
+LIMIT_S = 60  # seconds an architecture may take (its process: build, export and generation)
 
 # fmt: off
 # Shared field groups: a mixture of experts, DeepSeek's latent attention with routed experts, linear attention.
@@ -302,14 +306,6 @@ CONFIGS: dict[str, dict[str, Any]] = {
 # fmt: on
 
 
-class _TooLong(BaseException):  # not caught as an architecture's own error
-    pass
-
-
-def _too_long(signum: int, frame: Any) -> None:
-    raise _TooLong
-
-
 def config_of(name: str, module: Any) -> dict[str, Any]:
     """COMMON with the architecture's own fields over it, keeping only the fields its ``ModelArgs`` takes."""
     own = dict(CONFIGS.get(name, {}))
@@ -322,10 +318,12 @@ def config_of(name: str, module: Any) -> dict[str, Any]:
 
 def build(name: str) -> nn.Module | str:
     """The tiny seeded model of module ``name``, or why there is none."""
+    said = io.StringIO()
     try:
-        module = importlib.import_module(f"mlx_lm.models.{name}")
+        with contextlib.redirect_stdout(said):  # olmo prints which package it needs, then exits
+            module = importlib.import_module(f"mlx_lm.models.{name}")
     except (Exception, SystemExit) as e:  # noqa: BLE001 - a module that needs another package
-        return f"not imported ({type(e).__name__}: {str(e)[:60]})"
+        return f"not imported ({type(e).__name__}: {(said.getvalue().strip() or str(e))[:60]})"
     if not hasattr(module, "Model") or not hasattr(module, "ModelArgs"):
         return "not a model"
     try:
@@ -401,7 +399,8 @@ def one(name: str, tokens: int, run: bool) -> tuple[str, str]:
     if set(kinds.split(" + ")) - {"KVCache", "RotatingKVCache", "ChunkedKVCache"}:
         return f"{kinds}: not run (the example's step holds one KVCache a layer)", ""
     if len(cache) != len(model.layers):
-        return f"{kinds}: {len(cache)} caches for {len(model.layers)} layers (the step keeps one a layer), not run", ""
+        layers = f"{len(cache)} caches for {len(model.layers)} layers"
+        return f"{kinds}: {layers}, not run (the example's step keeps one a layer)", ""
     if windows and min(windows) < max(PROMPTS) + tokens:
         return f"{kinds}: window of {min(windows)} reached, not run", ""
     if not run:
@@ -415,18 +414,28 @@ def one(name: str, tokens: int, run: bool) -> tuple[str, str]:
     return f"{label}: {outcome}", detail
 
 
+def in_child(name: str, tokens: int, run: bool) -> tuple[str, str]:
+    """``one(name)`` in a process of its own: an architecture that crashes the process or
+    runs past ``LIMIT_S`` is an outcome, not the end of the survey."""
+    command = [sys.executable, __file__, "--child", name, "--tokens", str(tokens)] + ([] if run else ["--caches"])
+    try:
+        done = subprocess.run(command, stdout=subprocess.PIPE, text=True, timeout=LIMIT_S)
+    except subprocess.TimeoutExpired:
+        return f"over {LIMIT_S} s", "not finished"
+    if done.returncode < 0:
+        return "process crashed", signal.Signals(-done.returncode).name
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        return "process failed", f"exit status {done.returncode}"
+    outcome, detail = json.loads(lines[-1])
+    return str(outcome), str(detail)
+
+
 def survey(names: list[str], tokens: int, run: bool) -> dict[str, list[str]]:
     outcomes: dict[str, list[str]] = {}
-    signal.signal(signal.SIGALRM, _too_long)
     for name in names:
         start = time.perf_counter()
-        signal.alarm(LIMIT_S)
-        try:
-            outcome, detail = one(name, tokens, run)
-        except _TooLong:
-            outcome, detail = f"over {LIMIT_S} s (not finished)", ""
-        finally:
-            signal.alarm(0)
+        outcome, detail = in_child(name, tokens, run)
         if outcome == "not a model":
             continue
         print(f"{name}: {outcome} ({detail}) [{time.perf_counter() - start:.1f} s]", file=sys.stderr, flush=True)
@@ -439,14 +448,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated module names")
     parser.add_argument("--tokens", type=int, default=8, help="tokens generated per prompt")
     parser.add_argument("--caches", action="store_true", help="build and list default caches only (no export)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # one architecture, its outcome as a JSON line
     args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(one(args.child, args.tokens, not args.caches)))
+        return 0
     import mlx_lm.models
 
     skip = {"base", "cache", "rope_utils", "switch_layers", "activations", "pipeline", "ssm", "gated_delta", "mla"}
     names = args.only.split(",") if args.only else sorted(m.name for m in pkgutil.iter_modules(mlx_lm.models.__path__))
+    start = time.perf_counter()
     outcomes = survey([n for n in names if n not in skip], args.tokens, not args.caches)
     for outcome, archs in sorted(outcomes.items()):
         print(f"- {outcome} ({len(archs)}): {', '.join(archs)}")
+    print(f"{sum(map(len, outcomes.values()))} architectures in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     return 0
 
 
