@@ -8,6 +8,8 @@
 //                         as compute needs them (copies that overlap);
 //   trace_without_fusion  call a function with MLX's compile mode set to
 //                         no_fuse (tracing without JIT-built kernels);
+//   read_probe(...)       one trace of a shapeless export's probing, read
+//                         in C++ from MLX's export callback (probe.cpp);
 //   version_problem()     whether the loaded MLX is the one built against;
 //   self_check()          the checks that make wrap() safe in this process;
 //   NativeFunction        a function imported by mlxfn's C++ runtime
@@ -56,6 +58,7 @@
 #include "mlxfn/mlxfn.h"
 #include "mlxfn/mlxfn_core.h"
 #include "constants.h"  // native/src: the runtime's mapping and self-check
+#include "probe.h"
 
 namespace nb = nanobind;
 namespace mx = mlx::core;
@@ -431,6 +434,7 @@ NB_MODULE(_bridge, m) {
         "Arrays being read from the file into fresh MLX memory, overlapping later compute.");
   m.def("trace_without_fusion", &trace_without_fusion,
         "trace_without_fusion(fn, *args): call fn(*args) with MLX's compile mode set to no_fuse.");
+  add_probe_reader(m);
   nb::class_<Mapping>(m, "Mapping")
       .def(nb::init<int, size_t>(), nb::arg("fd"), nb::arg("length"))
       .def("wrap", &Mapping::wrap, nb::arg("offset"), nb::arg("shape"), nb::arg("dtype_code"),

@@ -1,4 +1,5 @@
 # Types of mlxfn._bridge, the C++ module in bridge/mlxfn_bridge.cpp.
+from collections import abc
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,9 @@ def read_constants(
     fd: int, path: str, offsets: list[int], shapes: list[list[int]], dtype_codes: list[int]
 ) -> list[mx.array]: ...
 def trace_without_fusion(fn: Callable[..., Any], *args: Any) -> Any: ...
+def read_probe(
+    fun: Callable[..., Any], args: abc.Sequence[mx.array], kwargs: abc.Mapping[str, mx.array]
+) -> tuple[Any, ...]: ...
 
 class Mapping:
     def __init__(self, fd: int, length: int) -> None: ...

@@ -11,6 +11,8 @@ each question gets an answer with its reason:
 - :func:`no_fuse` -- can a trace be compiled without fused kernels?  Needs
   only a bridge built for the loaded mlx (MLX's compile mode is C++ only).
 - :func:`read_constants` -- copies that overlap compute, for the copy path.
+- :func:`read_probe` -- a shapeless export's probe read in C++ (needs only
+  a bridge built for the loaded mlx).
 - :func:`runtime` -- can files be imported by mlxfn's C++ runtime
   (``libmlxfn.so``, which the bridge links to)?  :func:`native_import` does
   it, raising the exceptions mlxfn raises for a bad file.
@@ -83,6 +85,17 @@ def no_fuse() -> Callable[..., Any] | None:
     if module is None:
         return None
     call: Callable[..., Any] = module.trace_without_fusion
+    return call
+
+
+def read_probe() -> Callable[..., Any] | None:
+    """``read_probe(fun, args, kwargs)`` (bridge/probe.cpp: a probe of a
+    shapeless export read in C++) where the bridge loads, else None (the
+    shapeless export then reads MLX's records in Python)."""
+    module, _ = bridge()
+    if module is None:
+        return None
+    call: Callable[..., Any] = module.read_probe
     return call
 
 

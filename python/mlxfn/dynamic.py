@@ -75,10 +75,12 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
+from . import distributed
 from ._mlx import byte_view
 from ._progress import counting
 from .ir import Dim, Expr, Node, Shape, Signature, SizeExpr, TensorSpec, Trace
 from .shapeless.fit import fit_steps
+from .shapeless.probe import Number, Parts, Reader, Records, is_number, read_records
 from .trace import Captured, build_trace, capture
 
 MAX_SIZE = 1 << 15  # the largest size probed; larger sizes are refused at the call
@@ -90,36 +92,6 @@ Numbers = list[Fraction]
 
 # ----------------------------------------------------------------------------
 # What a trace is made of: its structure, and its numbers.
-
-
-def _is_number(value: Any) -> bool:
-    """A leaf that may follow the sizes: an int, or a finite float."""
-    kind = type(value)
-    return kind is int or (kind is float and math.isfinite(value))
-
-
-Number = int | float  # compared exactly; fractions only where a number is fitted
-
-
-def _split(value: Any, out: list[Number], floats: list[int]) -> Any:
-    """An argument's skeleton (hashable, every numeric leaf blanked), its
-    numeric leaves appended to ``out`` in order (the positions of floats to
-    ``floats``): one pass, as this runs for every node of every probe."""
-    kind = type(value)
-    if kind is int:
-        out.append(value)
-        return "#int"
-    if kind is float:
-        if math.isfinite(value):
-            floats.append(len(out))
-            out.append(value)
-            return "#float"
-        return ("float", repr(value))  # inf and nan: fixed, and nan == nan here
-    if kind is tuple or kind is list:
-        return (kind is tuple, tuple([_split(v, out, floats) for v in value]))
-    if isinstance(value, mx.Dtype):
-        return ("dtype", str(value))
-    return (kind.__name__, value)
 
 
 def _scalar(arr: mx.array) -> bool:
@@ -140,107 +112,20 @@ def _same_array(a: mx.array, b: mx.array) -> bool:
     return bool(mx.array_equal(a, b, equal_nan=True).item())
 
 
-# The leaves whose ``repr`` names their value exactly (so that ``_kind``
-# may key its memo by the ``repr`` of an argument list made of them alone).
-_PLAIN = (int, float, bool, str, type(None))
-
-
-def _plain(value: Any) -> bool:
-    kind = type(value)
-    if kind is tuple or kind is list:
-        return all(_plain(v) for v in value)
-    return kind in _PLAIN or isinstance(value, mx.Dtype)
-
-
-# A node's kind (the ``repr`` of its arguments, and the dtype and number of
-# axes of each output) -> its arguments' skeleton, numeric leaves and the
-# positions of the floats among them, and its outputs' dtypes (by name) and
-# numbers of axes: the same few hundred kinds come back in every layer and
-# every probe (a 32-layer model: about 6,000 nodes per probe).
-Kind = tuple[Any, tuple[Number, ...], tuple[int, ...], tuple[tuple[str, int], ...]]
-_KINDS: dict[tuple[Any, ...], Kind] = {}
-_KINDS_LIMIT = 1 << 16
-
-
-def _kind(arguments: Any, outputs: Sequence[tuple[Any, Sequence[int], mx.Dtype]], key: tuple[Any, ...]) -> Kind:
-    """A node's kind (see ``_KINDS``), kept where the ``repr`` of its
-    arguments names them exactly (ints, floats, bools, strings and dtypes,
-    in lists and tuples)."""
-    values: list[Number] = []
-    floats: list[int] = []
-    skeleton = _split(arguments, values, floats)
-    found = (skeleton, tuple(values), tuple(floats), tuple((str(dtype), len(shape)) for _, shape, dtype in outputs))
-    if _plain(arguments):
-        if len(_KINDS) >= _KINDS_LIMIT:
-            _KINDS.clear()
-        _KINDS[key] = found
-    return found
-
-
 class Shot:
-    """One probe: the trace at some sizes, its structure key and its numbers,
-    read straight from MLX's records (a probe's trace is built only when it
-    becomes a trace of the file)."""
+    """One probe: the trace at some sizes, its structure key and its numbers
+    (``shapeless.probe``: read in C++ or from MLX's records; a probe's trace
+    is built, from MLX's records, only when it becomes a trace of the file)."""
 
-    def __init__(self, records: list[dict[str, Any]], signature: Signature) -> None:
-        self._records: list[dict[str, Any]] | None = records
+    def __init__(self, parts: Parts, signature: Signature, records: Records | None = None) -> None:
+        self._records = records
         self.signature = signature
         self._captured: Captured | None = None
-        ids: dict[str, int] = {}
-        values: list[Number] = []
-        floats: list[int] = []  # the positions of the numbers that are not integers
-        nodes = []
-        # Per node: where its numbers start, where its output sizes start,
-        # and its first output's value id (for ``align``).
-        layout: list[tuple[int, int, int]] = []
-        self.constants: list[mx.array] = []
-        output_names: list[str] = []
-        first_of = operator.itemgetter(0)
-        number_of = ids.__getitem__
-        kinds = _KINDS
-        count = 0  # len(ids)
-        computed = 0  # the ids of the nodes' outputs
-        for rec in records:
-            kind = rec["type"]
-            if kind == "primitive":
-                inputs = tuple(map(number_of, map(first_of, rec["inputs"])))
-                out_records = rec["outputs"]
-                arguments = rec["arguments"]
-                if len(out_records) == 1:
-                    _, shape, dtype = out_records[0]
-                    key: tuple[Any, ...] = (repr(arguments), dtype, len(shape))
-                else:
-                    key = (repr(arguments), *[(dtype, len(shape)) for _, shape, dtype in out_records])
-                found = kinds.get(key)
-                if found is None:
-                    found = _kind(arguments, out_records, key)
-                skeleton, numbers, at, outs = found
-                first = len(values)
-                if at:
-                    floats += [first + k for k in at]
-                values += numbers
-                layout.append((first, len(values), count))
-                for name, shape, _ in out_records:
-                    ids[name] = count
-                    count += 1
-                    values += shape
-                computed += len(out_records)
-                nodes.append((rec["name"], inputs, outs, skeleton))
-                continue
-            if kind == "inputs":
-                for name, _, _ in rec["inputs"]:
-                    ids.setdefault(name, len(ids))
-            elif kind == "constants":
-                for name, value in rec["constants"]:
-                    ids.setdefault(name, len(ids))
-                    self.constants.append(value)
-            elif kind == "outputs":
-                output_names = [name for name, _, _ in rec["outputs"]]
-            count = len(ids)
+        nodes, layout, values, floats, self.constants, self.outputs, ids, computed = parts
         scalars = [_scalar(c) for c in self.constants]
         consts = tuple(("scalar", str(c.dtype), c.ndim) if sc else ("array",) for c, sc in zip(self.constants, scalars))
         self.node_numbers = len(values)  # the numbers of the nodes; then those of scalar constants
-        self.fixed = len(ids) - computed  # ids of inputs and constants
+        self.fixed = ids - computed  # ids of inputs and constants
         self.scalar_numbers: dict[int, int] = {}  # constant's value id -> its number
         for index, (c, sc) in enumerate(zip(self.constants, scalars)):
             if sc:
@@ -252,7 +137,6 @@ class Shot:
                 values.append(value)
         self.nodes = nodes
         self.layout = layout
-        self.outputs = tuple(ids[n] for n in output_names)
         self.consts = consts
         self.key = (tuple(nodes), consts, self.outputs)
         self.values = values
@@ -304,8 +188,12 @@ class Shot:
         )
 
     def same_structure(self, other: Shot) -> bool:
-        """Same primitives, wiring, dtypes, state skeleton, and the same constant arrays."""
-        return self.key == other.key and self.same_constants(other)
+        """Same primitives, wiring, dtypes, state skeleton, and the same constant
+        arrays (then this probe will not be a trace: its records go)."""
+        same = self.key == other.key and self.same_constants(other)
+        if same and other is not self:
+            self.forget_records()
+        return same
 
     def node_end(self, i: int) -> int:
         """Where the numbers of node ``i`` end."""
@@ -343,6 +231,8 @@ def align(base: Shot, shot: Shot) -> tuple[Match, list[Number | None]] | None:
     cached = shot.aligned.get(id(base))
     if cached is None:
         match = _align(base, shot)
+        if match is not None and shot is not base:
+            shot.forget_records()  # lined up with a base: it will not be a trace
         cached = (base, match, None if match is None else match.values(shot))
         shot.aligned[id(base)] = cached
     _, match, values = cached
@@ -551,12 +441,12 @@ class Prober:
 
     def __init__(
         self,
-        fun: Callable[..., Any],
+        reader: Reader,
         specs: Sequence[TensorSpec],
         keyword_names: Sequence[str],
         tick: Callable[[], None] = lambda: None,
     ) -> None:
-        self._fun = fun
+        self._reader = reader
         self._specs = list(specs)
         self._names = list(keyword_names)
         self._shots: dict[tuple[Shape, ...], Shot | None] = {}
@@ -565,7 +455,7 @@ class Prober:
     def around(self, specs: Sequence[TensorSpec]) -> Prober:
         """A prober of the same function around other sizes, sharing this
         one's probes (a segment's trace meets sizes its parent probed)."""
-        other = Prober(self._fun, specs, self._names, self._tick)
+        other = Prober(self._reader, specs, self._names, self._tick)
         other._shots = self._shots
         return other
 
@@ -587,14 +477,14 @@ class Prober:
             args, kwargs = arrays[:n_pos], dict(zip(self._names, arrays[n_pos:]))
             self._tick()
             try:
-                records = capture(self._fun, args, kwargs, True)
+                parts, records = self._reader.read(args, kwargs, keep_records=not changes)
             except Exception:  # noqa: BLE001 - a size the function does not accept
                 self._shots[shapes] = None
             else:
-                shot = Shot(records, Signature.of(args, kwargs))
-                if changes:
-                    shot.forget_records()  # only a trace at the base sizes is ever built
-                self._shots[shapes] = shot
+                # Records read in Python are kept until the probe lines up
+                # with a base trace (``Shot.same_structure``, ``align``): one
+                # that does not may become the base of a segment.
+                self._shots[shapes] = Shot(parts, Signature.of(args, kwargs), records)
         return self._shots[shapes]
 
     def seed(self, base: Shot) -> None:
@@ -1002,7 +892,7 @@ def _symbolic(base: Shot, result: Fit, dims: list[Dim]) -> Trace:
         return expr(k), k in result.free
 
     def rebuild(value: Any) -> Any:
-        if _is_number(value):
+        if is_number(value):
             e, _ = number()
             return value if e is None else e
         if isinstance(value, tuple):
@@ -1195,8 +1085,8 @@ def _trace_shapeless(
 ) -> list[Captured]:
     signature = Signature.of(args, kwargs)
     specs, names = signature.flat(), signature.keyword_names
-    prober = Prober(fun, specs, names, tick)
-    base = Shot(capture(fun, args, kwargs, True), signature)
+    base, reader = _base(fun, args, kwargs, signature)
+    prober = Prober(reader, specs, names, tick)
     prober.seed(base)
     captured = base.captured
     found = _dynamic(prober, base, specs)
@@ -1217,6 +1107,29 @@ def _trace_shapeless(
             own = [d for d in segment.trace.dims if d.axes == dim.axes]
             covered.append((own[0].lo, own[0].hi) if own else (gap, gap))
     return out
+
+
+def _base(
+    fun: Callable[..., Any], args: Sequence[mx.array], kwargs: Mapping[str, mx.array], signature: Signature
+) -> tuple[Shot, Reader]:
+    """The trace at the example's sizes (MLX's errors for inputs or outputs
+    it refuses, collectives rewritten) and the reader of the export's
+    probes: the bridge's, unless the function calls collectives (their
+    stand-ins are rewritten on MLX's records) or the bridge reads this
+    trace otherwise than Python does (then Python reads every probe)."""
+    made = distributed.stand_ins_made()
+    records = capture(fun, args, kwargs, True)
+    reader = Reader(fun, native=distributed.stand_ins_made() == made)
+    if reader.native:
+        try:
+            parts, _ = reader.read(args, kwargs, keep_records=False)
+        except Exception:  # noqa: BLE001 - read in Python below
+            parts = None
+        names = [rec["name"] for rec in records if rec["type"] == "primitive"]
+        if parts is not None and [node[0] for node in parts[0]] == names:
+            return Shot(parts, signature, records), reader
+        reader = Reader(fun, native=False)
+    return Shot(read_records(records), signature, records), reader
 
 
 def _first_gap(covered: list[tuple[int, int]]) -> int | None:

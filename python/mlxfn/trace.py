@@ -67,7 +67,7 @@ def capture(
     """The records of MLX's export callback for ``fun(*args, **kwargs)``."""
     records: list[dict[str, Any]] = []
     export: Any = mx.export_function  # its stub types keyword inputs as its own options
-    with distributed.intercepting() as recorder, _custom_functions_as_forward():
+    with tracing() as recorder:
         try:
             export(records.append, fun, *args, shapeless=shapeless, **kwargs)
         except ValueError as err:
@@ -87,6 +87,14 @@ def capture(
                 "with `from mlx.core.distributed import ...`); call it as mx.distributed.<op>(...)"
             ) from err
     return distributed.rewrite(records, recorder)
+
+
+@contextlib.contextmanager
+def tracing() -> Iterator[distributed.Recorder]:
+    """While the block traces a function on this thread: collectives make
+    stand-ins (recorded), custom functions call their forward (module doc)."""
+    with distributed.intercepting() as recorder, _custom_functions_as_forward():
+        yield recorder
 
 
 # ----------------------------------------------------------------------------

@@ -98,6 +98,7 @@ fn main() {
     let bridge_source = root.join("bridge/mlxfn_bridge.cpp");
     let bridge = compiler(&includes, &out.join("bridge"))
         .file(&bridge_source)
+        .file(root.join("bridge/probe.cpp"))
         .include(root.join("native/include"))
         .include(root.join("native/src")) // the runtime's mapping (constants.h), exported by libmlxfn.so
         .warnings(true)

@@ -1,0 +1,247 @@
+// read_probe(fun, args, kwargs): one probe of mlxfn's shapeless export
+// (python/mlxfn/dynamic.py) read straight from MLX's export callback in C++.
+//
+// A shapeless export traces the function at tens of other sizes and needs
+// of each trace only its structure and its numbers.  Through Python, each
+// trace makes MLX build a dict per primitive (thousands for an LLM) that
+// Python then reads and frees: more than half of a probe's cost.  Here the
+// callback is C++ and hands Python only what dynamic.py's Shot keeps, in
+// the same layout as its Python reader (_read_records): for every node its
+// primitive, input value ids, outputs' (dtype, number of axes) and the
+// skeleton of its state (every number blanked), the numbers themselves (the
+// state's ints and finite floats in order, then the outputs' sizes), and the
+// constants.  A skeleton here is a string, not the Python reader's tuple:
+// the traces of one export are all read by one of the two.
+
+#include "probe.h"
+
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/unordered_map.h>
+#include <nanobind/stl/vector.h>
+
+#include <cmath>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include "mlx/array.h"
+#include "mlx/export.h"
+
+namespace nb = nanobind;
+namespace mx = mlx::core;
+
+namespace {
+
+using Described = std::vector<std::tuple<std::string, mx::Shape, mx::Dtype>>;
+
+class ProbeReader {
+ public:
+  void operator()(const mx::ExportCallbackInput& record) {
+    const auto& type = std::get<std::string>(record.at("type"));
+    if (type == "primitive") {
+      primitive(record);
+      return;
+    }
+    if (type == "inputs") {
+      for (const auto& [name, shape, dtype] : std::get<Described>(record.at("inputs"))) {
+        ids_.emplace(name, int(ids_.size()));
+      }
+    } else if (type == "constants") {
+      using Constants = std::vector<std::pair<std::string, mx::array>>;
+      for (const auto& [name, value] : std::get<Constants>(record.at("constants"))) {
+        ids_.emplace(name, int(ids_.size()));
+        constants_.append(nb::cast(value));
+      }
+    } else if (type == "outputs") {
+      for (const auto& [name, shape, dtype] : std::get<Described>(record.at("outputs"))) {
+        output_names_.push_back(name);
+      }
+    }
+    count_ = int(ids_.size());
+  }
+
+  // (nodes, layout, numbers, float positions, constants, output ids,
+  //  value ids, computed ids): dynamic.py's Parts.
+  nb::tuple result() const {
+    nb::list outputs;
+    for (const auto& name : output_names_) outputs.append(ids_.at(name));
+    return nb::make_tuple(nodes_, layout_, values_, floats_, constants_, nb::tuple(outputs),
+                          int(ids_.size()), computed_);
+  }
+
+ private:
+  template <typename Int>
+  void integer(Int v) {
+    values_.append(v);
+    ++numbers_;
+  }
+
+  void real(double v, std::string& skeleton) {
+    if (!std::isfinite(v)) {  // inf and nan: state, not a number that may follow the sizes
+      char text[40];
+      std::snprintf(text, sizeof text, "F%a;", v);
+      skeleton += text;
+      return;
+    }
+    floats_.append(numbers_);
+    values_.append(v);
+    ++numbers_;
+    skeleton += 'f';
+  }
+
+  template <typename Ints>
+  void integers(const Ints& items, char tag, std::string& skeleton) {
+    skeleton += tag;
+    skeleton += std::to_string(items.size());
+    skeleton += ';';
+    for (auto v : items) integer(v);
+  }
+
+  // One item of a primitive's state: its numbers to values_, the rest to
+  // the skeleton (a tag per kind of item, so that different states differ).
+  void state(const mx::StateT& item, std::string& skeleton) {
+    std::visit(
+        [&](const auto& v) {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, bool>) {
+            skeleton += v ? 'T' : 'F';
+          } else if constexpr (std::is_same_v<T, int> || std::is_same_v<T, size_t>) {
+            skeleton += 'i';
+            integer(v);
+          } else if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+            real(double(v), skeleton);
+          } else if constexpr (std::is_same_v<T, mx::Dtype>) {
+            skeleton += 'd';
+            skeleton += std::to_string(int(v.val()));
+            skeleton += ';';
+          } else if constexpr (std::is_same_v<T, mx::Shape>) {
+            integers(v, 'S', skeleton);
+          } else if constexpr (std::is_same_v<T, mx::Strides>) {
+            integers(v, 'R', skeleton);
+          } else if constexpr (std::is_same_v<T, std::vector<int>>) {
+            integers(v, 'I', skeleton);
+          } else if constexpr (std::is_same_v<T, std::vector<size_t>>) {
+            integers(v, 'Z', skeleton);
+          } else if constexpr (std::is_same_v<T, std::vector<std::tuple<bool, bool, bool>>>) {
+            skeleton += 'B';
+            for (const auto& [a, b, c] : v) skeleton += char('0' + (a ? 4 : 0) + (b ? 2 : 0) + (c ? 1 : 0));
+            skeleton += ';';
+          } else if constexpr (std::is_same_v<T, std::vector<std::variant<bool, int, float>>>) {
+            skeleton += 'V';
+            skeleton += std::to_string(v.size());
+            skeleton += ';';
+            for (const auto& leaf : v) {
+              if (const bool* b = std::get_if<bool>(&leaf)) {
+                skeleton += *b ? 'T' : 'F';
+              } else if (const int* i = std::get_if<int>(&leaf)) {
+                skeleton += 'i';
+                integer(*i);
+              } else {
+                real(double(std::get<float>(leaf)), skeleton);
+              }
+            }
+          } else if constexpr (std::is_same_v<T, std::optional<float>>) {
+            if (v) {
+              skeleton += 'o';
+              real(double(*v), skeleton);
+            } else {
+              skeleton += 'N';
+            }
+          } else if constexpr (std::is_same_v<T, std::string>) {
+            skeleton += 's';
+            skeleton += std::to_string(v.size());
+            skeleton += ':';
+            skeleton += v;
+          } else {
+            static_assert(sizeof(T) == 0, "a kind of primitive state this reader does not know");
+          }
+        },
+        item);
+  }
+
+  // One Python object per distinct text (primitive names, skeletons,
+  // outputs): comparing two probes' keys then mostly meets the same objects.
+  template <typename Make>
+  static nb::object interned(std::unordered_map<std::string, nb::object>& table, const std::string& text,
+                             const Make& make) {
+    auto found = table.find(text);
+    if (found != table.end()) return found->second;
+    nb::object made = make();
+    table.emplace(text, made);
+    return made;
+  }
+
+  void primitive(const mx::ExportCallbackInput& record) {
+    const auto& ins = std::get<Described>(record.at("inputs"));
+    const auto& outs = std::get<Described>(record.at("outputs"));
+    const auto& name = std::get<std::string>(record.at("name"));
+    const auto& args = std::get<std::vector<mx::StateT>>(record.at("arguments"));
+    nb::list inputs;
+    for (const auto& in : ins) inputs.append(ids_.at(std::get<0>(in)));
+    size_t first = numbers_;
+    std::string skeleton;
+    for (const auto& item : args) {
+      state(item, skeleton);
+      skeleton += ',';
+    }
+    layout_.append(nb::make_tuple(first, numbers_, count_));
+    std::string out_text;
+    for (const auto& [out_name, shape, dtype] : outs) {
+      ids_[out_name] = count_++;
+      for (auto size : shape) integer(size);
+      out_text += std::to_string(int(dtype.val())) + ":" + std::to_string(shape.size()) + ";";
+    }
+    computed_ += int(outs.size());
+    nb::object out_key = interned(outs_, out_text, [&] {
+      nb::list items;
+      for (const auto& [_, shape, dtype] : outs) items.append(nb::make_tuple(int(dtype.val()), int(shape.size())));
+      return nb::object(nb::tuple(items));
+    });
+    nb::object kind = interned(skeletons_, skeleton, [&] { return nb::object(nb::str(skeleton.data(), skeleton.size())); });
+    nb::object primitive = interned(names_, name, [&] { return nb::object(nb::str(name.data(), name.size())); });
+    nodes_.append(nb::make_tuple(primitive, nb::tuple(inputs), out_key, kind));
+  }
+
+  std::unordered_map<std::string, int> ids_;  // MLX's names of values -> value ids
+  std::unordered_map<std::string, nb::object> names_, skeletons_, outs_;
+  std::vector<std::string> output_names_;
+  nb::list nodes_, layout_, values_, floats_, constants_;
+  size_t numbers_ = 0;  // len(values_)
+  int count_ = 0, computed_ = 0;
+};
+
+// fun(*args, **kwargs) as MLX's Python export calls it: one array, or a
+// tuple or list of arrays.
+std::vector<mx::array> call_python(const nb::callable& fun, const mx::Args& args, const mx::Kwargs& kwargs) {
+  nb::dict keywords;
+  for (const auto& [key, value] : kwargs) keywords[key.c_str()] = nb::cast(value);
+  nb::object outputs = fun(*nb::tuple(nb::cast(args)), **keywords);
+  std::vector<mx::array> out;
+  if (nb::isinstance<mx::array>(outputs)) {
+    out.push_back(nb::cast<mx::array>(outputs));
+  } else if (!nb::try_cast(outputs, out)) {
+    throw std::invalid_argument("[export_function] Outputs can be either a single array, a tuple, or a list of arrays.");
+  }
+  return out;
+}
+
+nb::tuple read_probe(const nb::callable& fun, const mx::Args& args, const mx::Kwargs& kwargs) {
+  ProbeReader reader;
+  mx::export_function([&reader](const mx::ExportCallbackInput& record) { reader(record); },
+                      [&fun](const mx::Args& a, const mx::Kwargs& k) { return call_python(fun, a, k); }, args,
+                      kwargs, /* shapeless */ true);
+  return reader.result();
+}
+
+}  // namespace
+
+void add_probe_reader(nb::module_& m) {
+  m.def("read_probe", &read_probe, nb::arg("fun"), nb::arg("args"), nb::arg("kwargs"),
+        "One shapeless trace of fun(*args, **kwargs) as mlxfn's shapeless export reads it "
+        "(python/mlxfn/dynamic.py: Parts).");
+}
