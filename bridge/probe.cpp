@@ -10,7 +10,7 @@
 // primitive, input value ids, outputs' (dtype, number of axes) and the
 // skeleton of its state (every number blanked), the numbers themselves (the
 // state's ints and finite floats in order, then the outputs' sizes), and the
-// constants.  A skeleton here is a string, not the Python reader's tuple:
+// constants (with MLX's ids of their arrays: equal ids, the same array).  A skeleton here is a string, not the Python reader's tuple:
 // the traces of one export are all read by one of the two.
 
 #include "probe.h"
@@ -19,6 +19,7 @@
 #include <nanobind/stl/unordered_map.h>
 #include <nanobind/stl/vector.h>
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <optional>
@@ -56,6 +57,7 @@ class ProbeReader {
       for (const auto& [name, value] : std::get<Constants>(record.at("constants"))) {
         ids_.emplace(name, int(ids_.size()));
         constants_.append(nb::cast(value));
+        constant_ids_.append(value.id());
       }
     } else if (type == "outputs") {
       for (const auto& [name, shape, dtype] : std::get<Described>(record.at("outputs"))) {
@@ -66,19 +68,51 @@ class ProbeReader {
   }
 
   // (nodes, layout, numbers, float positions, constants, output ids,
-  //  value ids, computed ids): dynamic.py's Parts.
+  //  value ids, computed ids, the constants' array ids): shapeless/probe.py's Parts.
   nb::tuple result() const {
     nb::list outputs;
     for (const auto& name : output_names_) outputs.append(ids_.at(name));
-    return nb::make_tuple(nodes_, layout_, values_, floats_, constants_, nb::tuple(outputs),
-                          int(ids_.size()), computed_);
+    nb::list values = nb::steal<nb::list>(PyList_New(Py_ssize_t(values_.size())));
+    for (size_t k = 0; k < values_.size(); ++k) {
+      const Number& v = values_[k];
+      PyObject* item = v.kind == Number::Int    ? PyLong_FromLongLong(v.i)
+                       : v.kind == Number::Size ? PyLong_FromUnsignedLongLong(v.u)
+                                                : PyFloat_FromDouble(v.f);
+      if (item == nullptr) throw nb::python_error();
+      PyList_SET_ITEM(values.ptr(), Py_ssize_t(k), item);
+    }
+    nb::list layout = nb::steal<nb::list>(PyList_New(Py_ssize_t(layout_.size())));
+    for (size_t k = 0; k < layout_.size(); ++k) {
+      const auto& [first, out, id] = layout_[k];
+      PyList_SET_ITEM(layout.ptr(), Py_ssize_t(k), nb::make_tuple(first, out, id).release().ptr());
+    }
+    return nb::make_tuple(nodes_, layout, values, nb::cast(floats_), constants_, nb::tuple(outputs),
+                          int(ids_.size()), computed_, nb::tuple(constant_ids_));
   }
 
  private:
+  struct Number {
+    enum Kind { Int, Size, Float } kind;
+    union {
+      long long i;
+      unsigned long long u;
+      double f;
+    };
+  };
+
   template <typename Int>
   void integer(Int v) {
-    values_.append(v);
-    ++numbers_;
+    if constexpr (std::is_unsigned_v<Int>) {
+      values_.push_back(Number{Number::Size, {.u = (unsigned long long)(v)}});
+    } else {
+      values_.push_back(Number{Number::Int, {.i = (long long)(v)}});
+    }
+  }
+
+  static void append_number(std::string& text, long long v) {
+    char digits[24];
+    auto end = std::to_chars(digits, digits + sizeof digits, v).ptr;
+    text.append(digits, end);
   }
 
   void real(double v, std::string& skeleton) {
@@ -88,16 +122,15 @@ class ProbeReader {
       skeleton += text;
       return;
     }
-    floats_.append(numbers_);
-    values_.append(v);
-    ++numbers_;
+    floats_.push_back(values_.size());
+    values_.push_back(Number{Number::Float, {.f = v}});
     skeleton += 'f';
   }
 
   template <typename Ints>
   void integers(const Ints& items, char tag, std::string& skeleton) {
     skeleton += tag;
-    skeleton += std::to_string(items.size());
+    append_number(skeleton, (long long)(items.size()));
     skeleton += ';';
     for (auto v : items) integer(v);
   }
@@ -117,7 +150,7 @@ class ProbeReader {
             real(double(v), skeleton);
           } else if constexpr (std::is_same_v<T, mx::Dtype>) {
             skeleton += 'd';
-            skeleton += std::to_string(int(v.val()));
+            append_number(skeleton, int(v.val()));
             skeleton += ';';
           } else if constexpr (std::is_same_v<T, mx::Shape>) {
             integers(v, 'S', skeleton);
@@ -133,7 +166,7 @@ class ProbeReader {
             skeleton += ';';
           } else if constexpr (std::is_same_v<T, std::vector<std::variant<bool, int, float>>>) {
             skeleton += 'V';
-            skeleton += std::to_string(v.size());
+            append_number(skeleton, (long long)(v.size()));
             skeleton += ';';
             for (const auto& leaf : v) {
               if (const bool* b = std::get_if<bool>(&leaf)) {
@@ -154,7 +187,7 @@ class ProbeReader {
             }
           } else if constexpr (std::is_same_v<T, std::string>) {
             skeleton += 's';
-            skeleton += std::to_string(v.size());
+            append_number(skeleton, (long long)(v.size()));
             skeleton += ':';
             skeleton += v;
           } else {
@@ -181,20 +214,25 @@ class ProbeReader {
     const auto& outs = std::get<Described>(record.at("outputs"));
     const auto& name = std::get<std::string>(record.at("name"));
     const auto& args = std::get<std::vector<mx::StateT>>(record.at("arguments"));
-    nb::list inputs;
-    for (const auto& in : ins) inputs.append(ids_.at(std::get<0>(in)));
-    size_t first = numbers_;
+    nb::tuple inputs = nb::steal<nb::tuple>(PyTuple_New(Py_ssize_t(ins.size())));
+    for (size_t k = 0; k < ins.size(); ++k) {
+      PyTuple_SET_ITEM(inputs.ptr(), Py_ssize_t(k), PyLong_FromLong(ids_.at(std::get<0>(ins[k]))));
+    }
+    long first = long(values_.size());
     std::string skeleton;
     for (const auto& item : args) {
       state(item, skeleton);
       skeleton += ',';
     }
-    layout_.append(nb::make_tuple(first, numbers_, count_));
+    layout_.push_back({first, long(values_.size()), count_});
     std::string out_text;
     for (const auto& [out_name, shape, dtype] : outs) {
       ids_[out_name] = count_++;
       for (auto size : shape) integer(size);
-      out_text += std::to_string(int(dtype.val())) + ":" + std::to_string(shape.size()) + ";";
+      append_number(out_text, int(dtype.val()));
+      out_text += ':';
+      append_number(out_text, (long long)(shape.size()));
+      out_text += ';';
     }
     computed_ += int(outs.size());
     nb::object out_key = interned(outs_, out_text, [&] {
@@ -204,15 +242,19 @@ class ProbeReader {
     });
     nb::object kind = interned(skeletons_, skeleton, [&] { return nb::object(nb::str(skeleton.data(), skeleton.size())); });
     nb::object primitive = interned(names_, name, [&] { return nb::object(nb::str(name.data(), name.size())); });
-    nodes_.append(nb::make_tuple(primitive, nb::tuple(inputs), out_key, kind));
+    nodes_.append(nb::make_tuple(primitive, inputs, out_key, kind));
   }
 
   std::unordered_map<std::string, int> ids_;  // MLX's names of values -> value ids
   std::unordered_map<std::string, nb::object> names_, skeletons_, outs_;
   std::vector<std::string> output_names_;
-  nb::list nodes_, layout_, values_, floats_, constants_;
-  size_t numbers_ = 0;  // len(values_)
-  int count_ = 0, computed_ = 0;
+  nb::list nodes_, constants_;
+  std::vector<Number> values_;  // every number, in order
+  std::vector<size_t> floats_;  // the positions of the floats among them
+  std::vector<std::tuple<long, long, long>> layout_;
+  nb::list constant_ids_;  // MLX's array ids: a model's weights keep theirs from probe to probe
+  long count_ = 0;  // value ids given so far
+  int computed_ = 0;
 };
 
 // fun(*args, **kwargs) as MLX's Python export calls it: one array, or a

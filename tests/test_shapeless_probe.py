@@ -35,8 +35,9 @@ def _both(fun: Callable[..., Any], args: tuple[Any, ...]) -> tuple[probe.Parts, 
 
 
 def _assert_alike(python: probe.Parts, native: probe.Parts) -> None:
-    p_nodes, p_layout, p_values, p_floats, p_consts, p_outputs, p_ids, p_computed = python
-    n_nodes, n_layout, n_values, n_floats, n_consts, n_outputs, n_ids, n_computed = native
+    p_nodes, p_layout, p_values, p_floats, p_consts, p_outputs, p_ids, p_computed, p_arrays = python
+    n_nodes, n_layout, n_values, n_floats, n_consts, n_outputs, n_ids, n_computed, n_arrays = native
+    assert p_arrays is None and n_arrays is not None and len(n_arrays) == len(n_consts)
     assert [(n[0], n[1]) for n in n_nodes] == [(n[0], n[1]) for n in p_nodes]
     assert [[ndim for _, ndim in n[2]] for n in n_nodes] == [[ndim for _, ndim in n[2]] for n in p_nodes]
     assert n_layout == p_layout

@@ -121,7 +121,7 @@ class Shot:
         self._records = records
         self.signature = signature
         self._captured: Captured | None = None
-        nodes, layout, values, floats, self.constants, self.outputs, ids, computed = parts
+        nodes, layout, values, floats, self.constants, self.outputs, ids, computed, self.constant_ids = parts
         scalars = [_scalar(c) for c in self.constants]
         consts = tuple(("scalar", str(c.dtype), c.ndim) if sc else ("array",) for c, sc in zip(self.constants, scalars))
         self.node_numbers = len(values)  # the numbers of the nodes; then those of scalar constants
@@ -177,15 +177,26 @@ class Shot:
         """Whether the trace can still be built (``captured``)."""
         return self._captured is not None or self._records is not None
 
+    def keep_records(self, records: Records) -> None:
+        """MLX's records of this probe's trace, read again (it becomes a segment's base)."""
+        self._records = records
+
     def forget_records(self) -> None:
         """Drop MLX's records (a probe that will not become a trace)."""
         self._records = None
 
     def same_constants(self, other: Shot) -> bool:
         """The same constant arrays (scalars aside: their values are numbers)."""
-        return self.consts == other.consts and all(
-            _scalar(a) or _same_array(a, b) for a, b in zip(self.constants, other.constants)
-        )
+        return self.consts == other.consts and all(self.same_constant(i, other, i) for i in range(len(self.constants)))
+
+    def same_constant(self, i: int, other: Shot, j: int) -> bool:
+        """Whether constant ``i`` is ``other``'s constant ``j`` (scalars aside:
+        their values are numbers)."""
+        if self.constant_ids is not None and other.constant_ids is not None:
+            if self.constant_ids[i] == other.constant_ids[j]:
+                return True  # one array (a weight)
+        a, b = self.constants[i], other.constants[j]
+        return _scalar(a) or _same_array(a, b)
 
     def same_structure(self, other: Shot) -> bool:
         """Same primitives, wiring, dtypes, state skeleton, and the same constant
@@ -313,8 +324,7 @@ def _align(base: Shot, shot: Shot) -> Match | None:
     if len(taken) != shot.fixed - n_in:
         return None  # a constant of the probe's that the base does not have
     for x, y in consts.items():
-        a, b = base.constants[x - n_in], shot.constants[y - n_in]
-        if base.consts[x - n_in] != shot.consts[y - n_in] or not (_scalar(a) or _same_array(a, b)):
+        if base.consts[x - n_in] != shot.consts[y - n_in] or not base.same_constant(x - n_in, shot, y - n_in):
             return None
     for x in sorted(base.scalar_numbers, key=base.scalar_numbers.__getitem__):
         mapped = consts.get(x)
@@ -477,6 +487,9 @@ class Prober:
             args, kwargs = arrays[:n_pos], dict(zip(self._names, arrays[n_pos:]))
             self._tick()
             try:
+                if known is not None:  # read already: MLX's records to build its trace from
+                    known.keep_records(self._reader.records(args, kwargs))
+                    return known
                 parts, records = self._reader.read(args, kwargs, keep_records=not changes)
             except Exception:  # noqa: BLE001 - a size the function does not accept
                 self._shots[shapes] = None

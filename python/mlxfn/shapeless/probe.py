@@ -36,8 +36,20 @@ NodeKey = tuple[str, tuple[int, ...], tuple[tuple[Any, int], ...], Any]
 # first output's value id.
 Layout = tuple[int, int, int]
 # nodes, layout, numbers, positions of the floats among them, constants,
-# output value ids, number of value ids, number of node outputs among them.
-Parts = tuple[list[NodeKey], list[Layout], list[Number], list[int], list[mx.array], tuple[int, ...], int, int]
+# output value ids, number of value ids, number of node outputs among them,
+# and MLX's ids of the constants' arrays where the reader knows them (equal
+# ids: the same array, whose data need not be compared).
+Parts = tuple[
+    list[NodeKey],
+    list[Layout],
+    list[Number],
+    list[int],
+    list[mx.array],
+    tuple[int, ...],
+    int,
+    int,
+    tuple[int, ...] | None,
+]
 Records = list[dict[str, Any]]
 
 
@@ -66,7 +78,7 @@ class Reader:
         when ``keep_records`` (to build the trace: ``trace.build_trace``);
         raises what tracing raises."""
         if self._read_probe is None:
-            records = capture(self._fun, args, kwargs, True)
+            records = self.records(args, kwargs)
             return read_records(records), records
         made = distributed.stand_ins_made()
         with tracing():
@@ -74,7 +86,11 @@ class Reader:
         if distributed.stand_ins_made() != made:
             # Collectives: their stand-ins are rewritten on records only.
             raise RuntimeError("mx.distributed was called while tracing: probes are read in Python")
-        return parts, capture(self._fun, args, kwargs, True) if keep_records else None
+        return parts, self.records(args, kwargs) if keep_records else None
+
+    def records(self, args: Sequence[mx.array], kwargs: Mapping[str, mx.array]) -> Records:
+        """MLX's records of ``fun(*args, **kwargs)``'s trace, collectives rewritten."""
+        return capture(self._fun, args, kwargs, True)
 
 
 def _split(value: Any, out: list[Number], floats: list[int]) -> Any:
@@ -187,4 +203,4 @@ def read_records(records: Records) -> Parts:
             output_names = [name for name, _, _ in rec["outputs"]]
         count = len(ids)
     outputs = tuple(ids[n] for n in output_names)
-    return nodes, layout, values, floats, constants, outputs, len(ids), computed
+    return nodes, layout, values, floats, constants, outputs, len(ids), computed, None
