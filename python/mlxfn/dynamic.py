@@ -239,10 +239,12 @@ _NO_OPS = {"Slice": 0, "SliceUpdate": 1}
 def align(base: Shot, shot: Shot) -> tuple[Match, list[Number | None]] | None:
     """``_align`` and the probe's numbers in the base's positions, once per
     pair (the range search and every refitted number ask again)."""
+    if shot is base:
+        return SAME, list(base.values)  # (not kept in ``aligned``: a shot holding itself is a cycle)
     cached = shot.aligned.get(id(base))
     if cached is None:
         match = _align(base, shot)
-        if match is not None and shot is not base:
+        if match is not None:
             shot.forget_records()  # lined up with a base: it will not be a trace
         cached = (base, match, None if match is None else match.values(shot))
         shot.aligned[id(base)] = cached
@@ -881,6 +883,21 @@ def _above(base: int) -> list[int]:
 # The dynamic trace.
 
 
+def _rebuild(value: Any, number: Callable[[], tuple[SizeExpr | None, bool]]) -> Any:
+    """An argument with each number that follows the sizes as its expression
+    (``number()``: the next number's, in ``_split``'s order).  Not a closure
+    of ``_symbolic``: a recursive closure is a reference cycle, which kept
+    every probe's base trace alive until the cyclic collector ran."""
+    if is_number(value):
+        e, _ = number()
+        return value if e is None else e
+    if isinstance(value, tuple):
+        return tuple(_rebuild(v, number) for v in value)
+    if isinstance(value, list):
+        return [_rebuild(v, number) for v in value]
+    return value
+
+
 def _symbolic(base: Shot, result: Fit, dims: list[Dim]) -> Trace:
     """The base trace with every number that follows the sizes as an ``Expr``
     (a free output size as ``None``: computed by its primitive, unchecked)."""
@@ -904,16 +921,6 @@ def _symbolic(base: Shot, result: Fit, dims: list[Dim]) -> Trace:
         k, position = position, position + 1
         return expr(k), k in result.free
 
-    def rebuild(value: Any) -> Any:
-        if is_number(value):
-            e, _ = number()
-            return value if e is None else e
-        if isinstance(value, tuple):
-            return tuple(rebuild(v) for v in value)
-        if isinstance(value, list):
-            return [rebuild(v) for v in value]
-        return value
-
     # The numbers that hold an expression (or are free): a node with none
     # of them is kept as it is (most nodes of a large model).
     dynamic = set(result.special) | result.free
@@ -927,7 +934,7 @@ def _symbolic(base: Shot, result: Fit, dims: list[Dim]) -> Trace:
             nodes.append(n)
             position = end
             continue
-        args = rebuild(n.args)
+        args = _rebuild(n.args, number)
         output_exprs: list[tuple[int, int, SizeExpr | None]] = []
         for o, spec in enumerate(n.outputs):
             for axis in range(len(spec.shape)):
