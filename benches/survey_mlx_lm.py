@@ -15,7 +15,11 @@ default cache mixes in ``RotatingKVCache`` (or ``ChunkedKVCache``) whose
 window is longer than every prompt and its generated tokens, the same
 workflow runs on plain ``KVCache``s and is compared with mlx-lm's generation
 on its real default cache: "window never reached" (the rotating cache never
-rotates, so it equals a plain one).  Other caches are listed by class.
+rotates, so it equals a plain one).  Where layers keep an ``ArraysCache``
+(state-space and recurrent layers, alone or beside attention): a chunked
+step function, the state and any keys and values in and out, the prompt fed
+in chunks of ``CHUNKS``.  Other caches are listed by class.  Each
+architecture runs in a process of its own (``LIMIT_S`` seconds at most).
 ``--caches`` builds only (no export).  Prints markdown for
 docs/MLX_LM_SURVEY.md.
 """
@@ -327,6 +331,7 @@ def build(name: str) -> nn.Module | str:
         return f"not imported ({type(e).__name__}: {(said.getvalue().strip() or str(e))[:60]})"
     if not hasattr(module, "Model") or not hasattr(module, "ModelArgs"):
         return "not a model"
+    mx.random.seed(0)  # the parameters a model draws itself (vectors, which sharpen leaves) too
     try:
         model = module.Model(module.ModelArgs(**config_of(name, module)))
     except Exception as e:  # noqa: BLE001 - a config this table does not fit yet
