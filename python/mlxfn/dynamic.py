@@ -589,9 +589,17 @@ def _polynomial(
     return Fit(symbols, list(sizes), list(n0), varying)
 
 
-def _checks(sizes: Sequence[int]) -> list[list[int]]:
-    """Points where a fit is checked with every size moved."""
-    return [[s + k for s in sizes] for k in (3, 2, 5, 4, 7, 6)]
+def _checks(sizes: Sequence[int]) -> list[tuple[list[int], bool]]:
+    """Points where a fit is checked with every size moved, each with whether
+    it must match: near ones must; one far point, ``2s + 5`` (a point the
+    range search probes anyway: ``_above``), counts where the fit predicts it
+    exactly, and is passed over where not (a far size may be past a change
+    of the graph, which the range search finds)."""
+    near = [[s + k for s in sizes] for k in (3, 2, 5, 4, 7, 6)]
+    far = [2 * s + 5 for s in sizes]
+    if max(far) > MAX_SIZE or math.prod(far) > JOINT_ELEMENTS:
+        return [(p, True) for p in near]
+    return [(near[0], True), (far, False)] + [(p, True) for p in near[1:]]
 
 
 def fit(prober: Prober, base: Shot, symbols: list[list[Axis]], sizes: list[int]) -> Fit | None:
@@ -615,17 +623,25 @@ def fit(prober: Prober, base: Shot, symbols: list[list[Axis]], sizes: list[int])
     return None
 
 
-def _holds(prober: Prober, base: Shot, result: Fit, points: Iterable[Sequence[int]], needed: int = 2) -> bool:
-    """Whether the fit predicts ``needed`` of the points exactly.  A point the
-    function cannot be traced at is skipped (``reshape(2, -1)`` needs an
-    even number of elements); one it traces at must match: every state
-    number exactly; an output size that does not becomes free."""
+def _holds(
+    prober: Prober, base: Shot, result: Fit, points: Iterable[tuple[Sequence[int], bool]], needed: int = 2
+) -> bool:
+    """Whether the fit predicts ``needed`` of the points exactly (``_checks``).
+    A point the function cannot be traced at is skipped (``reshape(2, -1)``
+    needs an even number of elements); one it traces at must match where it
+    must: every state number exactly; an output size that does not becomes
+    free.  A point that need not match counts only where it does, exactly."""
     matched = 0
-    for p in points:
+    for p, must in points:
         shot = prober.shot(_at(result.symbols, p))
         if shot is None:
             continue
         wrong = _wrong(shot, base, result, p)
+        if not must:
+            matched += wrong == set()
+            if matched == needed:
+                return True
+            continue
         if wrong:
             wrong = _repair(prober, base, result, wrong, shot, p)
         if wrong is None or wrong - base.shapes:
