@@ -14,6 +14,7 @@ import mlx.core as mx
 import numpy as np
 
 from . import _mlxfn
+from ._gc import collector_paused
 from ._mlx import MLX_VERSION, array_view, byte_view
 from ._progress import progress
 from ._signature import split_inputs
@@ -88,9 +89,10 @@ def write_traces(target: _mlxfn.AtomicFile, traces: list[Captured], shapeless: b
     """Write traces into ``target`` (committed by the caller)."""
     table = _ConstantTable()
     graph_traces = []
-    for captured in traces:
-        indices = tuple(table.add(captured.constants[i]) for i in captured.trace.constants)
-        graph_traces.append(replace(captured.trace, constants=indices).to_record())
+    with collector_paused():  # the records of every node (_gc.py)
+        for captured in traces:
+            indices = tuple(table.add(captured.constants[i]) for i in captured.trace.constants)
+            graph_traces.append(replace(captured.trace, constants=indices).to_record())
     graph = {
         "mlx_version": MLX_VERSION,
         "metadata": metadata,
@@ -146,10 +148,11 @@ class FunctionExporter:
             raise RuntimeError(
                 "[export_function] Attempting to export a function twice with the same signature is not allowed."
             )
-        if self._shapeless:
-            traces = trace_shapeless(self._fun, positional, keywords)
-        else:
-            traces = [trace_function(self._fun, positional, keywords, False)]
+        with collector_paused():  # a large graph's nodes (_gc.py)
+            if self._shapeless:
+                traces = trace_shapeless(self._fun, positional, keywords)
+            else:
+                traces = [trace_function(self._fun, positional, keywords, False)]
         for captured in traces:
             _check_supported(captured.trace)
         self._traces += [c for c in traces if not any(_serves(t.trace, c.trace.signature) for t in self._traces)]

@@ -62,12 +62,10 @@ probes.
 from __future__ import annotations
 
 import functools
-import gc
 import itertools
 import math
 import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
@@ -76,6 +74,7 @@ import mlx.core as mx
 import numpy as np
 
 from . import distributed
+from ._gc import collector_paused
 from ._mlx import byte_view
 from ._progress import counting
 from .ir import Dim, Expr, Node, Shape, Signature, SizeExpr, TensorSpec, Trace
@@ -1089,21 +1088,6 @@ def _dynamic(
     return _symbolic(base, result, dims), dims
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cyclic collector off while probing: each probe makes tens of
-    thousands of small objects that live until the export ends, and the
-    collector's passes over them cost as much as the probes themselves (a
-    32-layer model: 24 s with it, 11 s without)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def trace_shapeless(
     fun: Callable[..., Any], args: Sequence[mx.array], kwargs: Mapping[str, mx.array]
 ) -> list[Captured]:
@@ -1112,7 +1096,7 @@ def trace_shapeless(
     size from 1 to ``MAX_SIZE`` is served (or ``MAX_SEGMENTS`` traces are
     made).  A function none of whose sizes can vary gives its one shaped
     trace."""
-    with _collector_paused(), counting("shapeless export: traced at", "sizes") as tick:
+    with collector_paused(), counting("shapeless export: traced at", "sizes") as tick:
         return _trace_shapeless(fun, args, kwargs, tick)
 
 
