@@ -391,43 +391,38 @@ def workflow(model: nn.Module, tokens: int) -> tuple[str, str]:
         return "same tokens as mlx-lm", f"{len(fn.traces)} traces, {seconds:.1f} s"
 
 
-def state_step(model: nn.Module) -> tuple[Any, list[mx.array]]:
+def state_step(model: nn.Module) -> Any:
     """``step(tokens, *state, *kv) -> (last logits, *state, *kv)``: every ``ArraysCache``'s
     arrays (fixed shapes) in and out, then every attention layer's keys and values (a plain
-    ``KVCache``, as long as the tokens seen; none before the first chunk); and the zero state a
-    prompt starts from.  The chunked step of ``examples/llm_one_file.py`` for any number of
+    ``KVCache``, as long as the tokens seen).  The first chunk takes none: every cache starts
+    empty, as in mlx-lm (a zero state is not always an empty one: recurrent_gemma's first token
+    is scaled differently).  The chunked step of ``examples/llm_one_file.py`` for any number of
     arrays a layer, with attention layers beside them."""
     from mlx_lm.models.cache import ArraysCache, KVCache
 
-    cache = make_prompt_cache(model)
-    model(mx.zeros((1, 1), mx.int32), cache=cache)
-    sizes = [len(c.cache) if isinstance(c, ArraysCache) else 0 for c in cache]  # 0: keys and values
-    zeros = [mx.zeros_like(a) for c in cache if isinstance(c, ArraysCache) for a in c.cache]
+    sizes = [len(c.cache) if isinstance(c, ArraysCache) else 0 for c in make_prompt_cache(model)]  # 0: keys, values
 
     def step(tokens: mx.array, *arrays: mx.array) -> tuple[mx.array, ...]:
-        state, kv = iter(arrays[: len(zeros)]), iter(arrays[len(zeros) :])
-        caches: list[Any] = []
-        for size in sizes:
-            if size:
-                caches.append(ArraysCache(size=size))
-                for i in range(size):
-                    caches[-1][i] = next(state)
-            else:
-                caches.append(KVCache())
-                if len(arrays) > len(zeros):
-                    keys, values = next(kv), next(kv)
-                    caches[-1].state = (keys, values, keys.shape[2])
+        given = iter(arrays)
+        caches: list[Any] = [ArraysCache(size=size) if size else KVCache() for size in sizes]
+        for c, size in zip(caches, sizes):  # the state first, then keys and values
+            for i in range(size if arrays else 0):
+                c[i] = next(given)
+        for c in caches:
+            if isinstance(c, KVCache) and arrays:
+                keys, values = next(given), next(given)
+                c.state = (keys, values, keys.shape[2])
         logits = model(tokens, cache=caches)
-        state_out = [a for c in caches if isinstance(c, ArraysCache) for a in c.cache]
-        kv_out = [a for c in caches if isinstance(c, KVCache) for a in c.keys_and_values()]
-        return (logits[:, -1, :], *state_out, *kv_out)
+        state = [a for c in caches if isinstance(c, ArraysCache) for a in c.cache]
+        kv = [a for c in caches if isinstance(c, KVCache) for a in c.keys_and_values()]
+        return (logits[:, -1, :], *state, *kv)
 
-    return step, zeros
+    return step
 
 
-def generate_chunked(fn: Any, zeros: list[mx.array], prompt: list[int], tokens: int) -> list[int]:
+def generate_chunked(fn: Any, prompt: list[int], tokens: int) -> list[int]:
     """Greedy decoding with a chunked step: the prompt in chunks of ``CHUNKS``, then a token a step."""
-    logits, arrays, done = None, zeros, 0
+    logits, arrays, done = None, [], 0
     while done < len(prompt):
         chunk = next(c for c in CHUNKS if c <= len(prompt) - done)
         logits, *arrays = fn(mx.array([prompt[done : done + chunk]], dtype=mx.int32), *arrays)
@@ -441,14 +436,17 @@ def generate_chunked(fn: Any, zeros: list[mx.array], prompt: list[int], tokens: 
 
 
 def chunked_workflow(model: nn.Module, tokens: int) -> tuple[str, str]:
-    """The chunked step exported with shapeless traces (each chunk length; with attention
-    layers, each again as the first chunk, without keys and values), the prompt fed in chunks; compared
-    with mlx-lm's generation on its default cache (the whole prompt at once)."""
-    step, zeros = state_step(model)
-    example = step(mx.zeros((1, CHUNKS[0]), mx.int32), *zeros)[1:]  # a state and keys and values after a chunk
-    calls = [[mx.zeros((1, chunk), mx.int32), *example] for chunk in CHUNKS]
-    if len(example) > len(zeros):  # attention layers: the first chunk has no keys and values yet
-        calls = [[mx.zeros((1, chunk), mx.int32), *zeros] for chunk in CHUNKS] + calls
+    """The chunked step exported with shapeless traces (each chunk length, as the first chunk
+    and after one), the prompt fed in chunks; compared with mlx-lm's generation on its default
+    cache (the whole prompt at once)."""
+    step = state_step(model)
+    for length in PROMPTS:  # the step itself, without export
+        prompt = [(7 * i + 3) % 128 for i in range(length)]
+        if generate_chunked(step, prompt, tokens) != llm_one_file.generate_directly(model, prompt, tokens):
+            return "not exported", f"the step without mlxfn differs from mlx-lm at a prompt of {length}"
+    after = step(mx.zeros((1, CHUNKS[0]), mx.int32))[1:]  # the state, keys and values after a chunk
+    calls = [[mx.zeros((1, chunk), mx.int32)] for chunk in CHUNKS]
+    calls += [[mx.zeros((1, chunk), mx.int32), *after] for chunk in CHUNKS]
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "ssm.mlxfn"
         start = time.perf_counter()
@@ -465,7 +463,7 @@ def chunked_workflow(model: nn.Module, tokens: int) -> tuple[str, str]:
             prompt = [(7 * i + 3) % 128 for i in range(length)]
             expected = llm_one_file.generate_directly(model, prompt, tokens)
             try:
-                got = generate_chunked(fn, zeros, prompt, tokens)
+                got = generate_chunked(fn, prompt, tokens)
             except ValueError as e:
                 return "refused", f"at a prompt of {length}: {str(e).splitlines()[0][:60]}"
             if got != expected:
