@@ -501,6 +501,10 @@ class Prober:
                 self._shots[shapes] = Shot(parts, Signature.of(args, kwargs), records)
         return self._shots[shapes]
 
+    def probed(self, changes: Mapping[Axis, int]) -> bool:
+        """Whether the trace at these sizes is known (made, or refused)."""
+        return self.shapes(changes) in self._shots
+
     def seed(self, base: Shot) -> None:
         """Use ``base`` as the trace at the base sizes."""
         self._shots[self.shapes({})] = base
@@ -1037,6 +1041,16 @@ def _dynamic(
                 raise _Refitted  # what was found without those numbers may not stand
         return wrong == set()
 
+    def holds_probed_alone(point: list[int]) -> bool:
+        """Whether every size of ``point`` holds with the others at their base
+        sizes, where each such probe is made already (the fit's corners): the
+        joint probe would tell no more."""
+        alone = [
+            [size if j == i else base_size for j, base_size in enumerate(fit_result.sizes)]
+            for i, size in enumerate(point)
+        ]
+        return all(prober.probed(_at(symbols, p)) for p in alone) and all(holds(p) for p in alone)
+
     def ranges() -> list[Dim]:
         # Every size is probed with all of them moved at once first, until
         # such a probe fails: where it holds, each size holds there (one
@@ -1052,7 +1066,7 @@ def _dynamic(
                 point = [w[k] for w in padded]
                 if math.prod(point) > JOINT_ELEMENTS:
                     break  # every size large at once: memory a trace may need (one at a time below)
-                if not holds(point):
+                if not holds_probed_alone(point) and not holds(point):
                     break
                 for i, size in enumerate(point):
                     passed[i].add(size)
