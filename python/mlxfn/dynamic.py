@@ -935,15 +935,16 @@ def _symbolic(base: Shot, result: Fit, dims: list[Dim]) -> Trace:
             found = built[id(terms), integer] = (terms, result.expr(k, integer))  # terms kept alive: ids stay unique
         return found[1]
 
+    # The numbers that hold an expression (or are free): a node with none
+    # of them is kept as it is (most nodes of a large model).
+    exprs = {k: e for k in itertools.chain(result.varying, result.special) if (e := expr(k)) is not None}
+    dynamic = set(exprs) | result.free
+
     def number() -> tuple[SizeExpr | None, bool]:
         nonlocal position
         k, position = position, position + 1
-        return expr(k), k in result.free
+        return exprs.get(k), k in result.free
 
-    # The numbers that hold an expression (or are free): a node with none
-    # of them is kept as it is (most nodes of a large model).
-    dynamic = set(result.special) | result.free
-    dynamic.update(k for k in result.varying if expr(k) is not None)
     nodes = []
     for i, n in enumerate(base.captured.trace.nodes):
         if position != base.layout[i][0]:
@@ -962,7 +963,7 @@ def _symbolic(base: Shot, result: Fit, dims: list[Dim]) -> Trace:
                     output_exprs.append((o, axis, None))
                 elif e is not None:
                     output_exprs.append((o, axis, e))
-        nodes.append(replace(n, args=args, output_exprs=tuple(output_exprs)))
+        nodes.append(Node(n.op, args, n.inputs, n.outputs, tuple(output_exprs), n.shapeless))
     constant_exprs = []
     for index, c in enumerate(base.captured.constants):
         if _scalar(c):
