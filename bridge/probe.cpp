@@ -5,12 +5,13 @@
 // of each trace only its structure and its numbers.  Through Python, each
 // trace makes MLX build a dict per primitive (thousands for an LLM) that
 // Python then reads and frees: more than half of a probe's cost.  Here the
-// callback is C++ and hands Python only what dynamic.py's Shot keeps, in
-// the same layout as its Python reader (_read_records): for every node its
-// primitive, input value ids, outputs' (dtype, number of axes) and the
-// skeleton of its state (every number blanked), the numbers themselves (the
-// state's ints and finite floats in order, then the outputs' sizes), and the
-// constants (with MLX's ids of their arrays: equal ids, the same array).  A skeleton here is a string, not the Python reader's tuple:
+// callback is C++ and hands Python only what dynamic.py's Shot keeps, in the
+// layout of its Python reader (read_records in python/mlxfn/shapeless/probe.py):
+// for every node its primitive, input value ids, outputs' (dtype, number of
+// axes) and the skeleton of its state (every number blanked); the numbers
+// themselves (the state's ints and finite floats in order, then the outputs'
+// sizes); and the constants, with MLX's ids of their arrays (equal ids, the
+// same array).  A skeleton here is a string, not the Python reader's tuple:
 // the traces of one export are all read by one of the two.
 
 #include "probe.h"

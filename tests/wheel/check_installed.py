@@ -101,6 +101,23 @@ with tempfile.TemporaryDirectory() as tmp:
     )
     check(inspect.returncode == 0 and "map (C++ bridge)" in inspect.stdout, "the mlxfn command inspects the file")
 
+    # A shapeless export reads its probes with the bridge's C++ reader, and
+    # writes the bytes that reading them in Python writes.
+    from mlxfn import _native
+
+    def attend(t: mx.array) -> mx.array:
+        return mx.softmax(t @ t.T / t.shape[0], axis=-1) @ nets[0](t)
+
+    check(_native.read_probe() is not None, "a shapeless export reads its probes in C++ (bridge/probe.cpp)")
+    mlxfn.export_function(Path(tmp) / "native.mlxfn", attend, x, shapeless=True)
+    reader = _native.read_probe
+    _native.read_probe = lambda: None  # type: ignore[assignment]
+    mlxfn.export_function(Path(tmp) / "python.mlxfn", attend, x, shapeless=True)
+    _native.read_probe = reader  # type: ignore[assignment]
+    same = (Path(tmp) / "native.mlxfn").read_bytes() == (Path(tmp) / "python.mlxfn").read_bytes()
+    got = mlxfn.import_function(Path(tmp) / "native.mlxfn")(x[:3])[0]
+    check(same and mx.allclose(got, attend(x[:3])).item(), "... the same file as read in Python; right at 3 rows")
+
 
 def cmake_build(source: Path, build: Path) -> Path | None:
     """Configure and build `source` against the installed mlxfn; its build folder, None on failure."""
