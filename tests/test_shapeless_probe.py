@@ -118,10 +118,11 @@ def test_a_one_file_llm_exports_the_same_bytes_with_either_reader(tmp_path: Path
 
 
 @needs_bridge
-def test_a_function_that_makes_collective_stand_ins_is_probed_in_python(tmp_path: Path) -> None:
+def test_a_function_that_calls_collectives_is_probed_in_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Stand-ins of collectives become collective nodes on MLX's records
     only (tests/test_distributed.py exports real ones on two ranks): a
-    function that makes any is probed in Python."""
+    function whose trace holds any is probed in Python.  Here ``Multiply``
+    plays a collective (a group of one makes no stand-ins)."""
     seen: list[bool] = []
     original = probe.Reader.__init__
 
@@ -129,15 +130,10 @@ def test_a_function_that_makes_collective_stand_ins_is_probed_in_python(tmp_path
         original(self, fun, native)
         seen.append(self.native)
 
-    def fun(x: mx.array) -> mx.array:
-        distributed._made += 1  # as Recorder.stand_in counts one
-        return x * 2
-
-    probe.Reader.__init__ = spy  # type: ignore[method-assign]
-    try:
-        mlxfn.export_function(tmp_path / "f.mlxfn", fun, mx.ones((4,)), shapeless=True)
-    finally:
-        probe.Reader.__init__ = original  # type: ignore[method-assign]
+    monkeypatch.setattr(probe.Reader, "__init__", spy)
+    monkeypatch.setattr(distributed, "COLLECTIVES", distributed.COLLECTIVES | {"Multiply"})
+    mlxfn.export_function(tmp_path / "f.mlxfn", lambda x: x * 2, mx.ones((4,)), shapeless=True)
+    monkeypatch.undo()
     assert seen == [False]
     fn = mlxfn.import_function(tmp_path / "f.mlxfn")
     assert mx.array_equal(fn(mx.ones((7,)))[0], mx.ones((7,)) * 2).item()

@@ -198,12 +198,6 @@ def intercepting() -> Iterator[Recorder]:
 # Turning stand-ins into collectives (on the records of MLX's export callback)
 
 
-def stand_ins_made() -> int:
-    """How many stand-ins this process has made (a probe read in C++ checks
-    that it made none: their rewriting needs MLX's records)."""
-    return _made
-
-
 def _is_mark(record: dict[str, Any]) -> bool:
     args = record["arguments"]
     return (

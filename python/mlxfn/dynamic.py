@@ -1152,9 +1152,9 @@ def _base(
     probes: the bridge's, unless the function calls collectives (their
     stand-ins are rewritten on MLX's records) or the bridge reads this
     trace otherwise than Python does (then Python reads every probe)."""
-    made = distributed.stand_ins_made()
     records = capture(fun, args, kwargs, True)
-    reader = Reader(fun, native=distributed.stand_ins_made() == made)
+    collectives = any(rec["type"] == "primitive" and rec["name"] in distributed.COLLECTIVES for rec in records)
+    reader = Reader(fun, native=not collectives)
     if reader.native:
         try:
             parts, _ = reader.read(args, kwargs, keep_records=False)

@@ -25,7 +25,7 @@ from typing import Any
 
 import mlx.core as mx
 
-from .. import _native, distributed
+from .. import _native
 from ..trace import capture, tracing
 
 Number = int | float  # compared exactly; fractions only where a number is fitted
@@ -80,10 +80,9 @@ class Reader:
         if self._read_probe is None:
             records = self.records(args, kwargs)
             return read_records(records), records
-        made = distributed.stand_ins_made()
-        with tracing():
+        with tracing() as recorder:
             parts: Parts = self._read_probe(self._fun, list(args), dict(kwargs))
-        if distributed.stand_ins_made() != made:
+        if recorder.calls:
             # Collectives: their stand-ins are rewritten on records only.
             raise RuntimeError("mx.distributed was called while tracing: probes are read in Python")
         return parts, self.records(args, kwargs) if keep_records else None
