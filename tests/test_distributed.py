@@ -208,9 +208,28 @@ def test_grad_of_an_imported_custom_function_is_its_forwards(tmp_path: Path) -> 
     assert mx.allclose(mx.grad(lambda v: scaled(v).sum())(x), mx.full(x.shape, 100.0)).item()  # the original's
 
 
+def test_contiguous_is_exported_as_its_input(tmp_path: Path) -> None:
+    """``mx.contiguous`` (MLX cannot export it) is a layout, not a value: the
+    file holds the strided view, and every output equals the original's,
+    shaped and shapeless, as mlx-lm's Qwen3-Next keeps a convolution state."""
+
+    def fun(x: mx.array) -> tuple[mx.array, mx.array]:
+        state = mx.contiguous(x.T[:, -3:])
+        return state * 2, mx.contiguous(x, allow_col_major=True) + 1
+
+    x = mx.random.normal((6, 5), key=mx.random.key(3))
+    with pytest.raises(ValueError, match="primitive Contiguous"):
+        mx.export_function(str(tmp_path / "mlx.mlxfn"), fun, x)  # MLX's own export cannot
+    mlxfn.export_function(tmp_path / "f.mlxfn", fun, x)
+    assert_same(mlxfn.import_function(tmp_path / "f.mlxfn")(x), fun(x))
+    mlxfn.export_function(tmp_path / "any.mlxfn", fun, x, shapeless=True)
+    other = mx.random.normal((9, 4), key=mx.random.key(4))
+    assert_same(mlxfn.import_function(tmp_path / "any.mlxfn")(other), fun(other))
+
+
 def test_tracing_leaves_mlx_as_it_was(tmp_path: Path) -> None:
     """The stand-ins exist only while mlxfn traces, also after a failed trace."""
-    call = mx.custom_function.__call__
+    call, contiguous = mx.custom_function.__call__, mx.contiguous
     ops = {name: getattr(mx.distributed, name) for name in ("all_sum", "send", "recv_like")}
     scaled = _custom()
 
@@ -220,7 +239,7 @@ def test_tracing_leaves_mlx_as_it_was(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="boom"):
         mlxfn.export_function(tmp_path / "broken.mlxfn", broken, mx.array(1.0))
     mlxfn.export_function(tmp_path / "f.mlxfn", scaled, mx.array(1.0))
-    assert mx.custom_function.__call__ is call
+    assert mx.custom_function.__call__ is call and mx.contiguous is contiguous
     assert all(getattr(mx.distributed, name) is op for name, op in ops.items())
     # And the custom function keeps its own vjp.
     assert mx.grad(lambda v: scaled(v))(mx.array(1.0)).item() == 100.0

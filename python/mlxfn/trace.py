@@ -6,7 +6,7 @@ inputs/outputs to a callback.  This module turns that stream into an
 every node's outputs in order, so a reader can check that each id is
 defined before it is used.
 
-Two things MLX's tracer cannot record are replaced while it traces:
+Three things MLX's tracer cannot record are replaced while it traces:
 
 - collectives (``mx.distributed``): by stand-ins that ``distributed.rewrite``
   turns into collective nodes (see ``mlxfn.distributed``);
@@ -14,7 +14,12 @@ Two things MLX's tracer cannot record are replaced while it traces:
   primitive, so each is traced through its forward function alone.  The
   file holds the forward's ops: an imported function differentiates (and
   vmaps) them with MLX's own rules; the custom vjp, jvp and vmap are not
-  kept.
+  kept;
+- ``mx.contiguous``: MLX cannot export its ``Contiguous`` primitive, and
+  being contiguous is a memory layout, not a value (every op gives the same
+  values from a strided view), so on a tracing thread it gives its input
+  back.  mlx-lm's Qwen3-Next, Qwen3.5, Kimi Linear and others call it in
+  their forward pass (keeping a short convolution state).
 """
 
 from __future__ import annotations
@@ -92,19 +97,21 @@ def capture(
 @contextlib.contextmanager
 def tracing() -> Iterator[distributed.Recorder]:
     """While the block traces a function on this thread: collectives make
-    stand-ins (recorded), custom functions call their forward (module doc)."""
-    with distributed.intercepting() as recorder, _custom_functions_as_forward():
+    stand-ins (recorded), custom functions call their forward, and
+    ``mx.contiguous`` gives its input back (module doc)."""
+    with distributed.intercepting() as recorder, _replaced_while_tracing():
         yield recorder
 
 
 # ----------------------------------------------------------------------------
-# mx.custom_function traced through its forward
+# mx.custom_function traced through its forward, mx.contiguous as its input
 
 
 _tracing = threading.local()  # .depth: how many captures this thread is in
 _patch_lock = threading.Lock()
 _patched = 0
 _original_call: Any = None
+_original_contiguous: Any = None
 _layout_checked = False
 
 
@@ -148,14 +155,25 @@ def _call(instance: Any, *args: Any, **kwargs: Any) -> Any:
     return _original_call(instance, *args, **kwargs)
 
 
+def _contiguous(a: Any, allow_col_major: bool = False, *, stream: Any = None) -> Any:
+    """``mx.contiguous`` while mlxfn traces: the array itself on a tracing
+    thread (module doc), MLX's op elsewhere."""
+    if getattr(_tracing, "depth", 0) and isinstance(a, mx.array):
+        return a
+    return _original_contiguous(a, allow_col_major, stream=stream)
+
+
 @contextlib.contextmanager
-def _custom_functions_as_forward() -> Iterator[None]:
-    """While the block runs, this thread's custom functions call their forward."""
-    global _patched, _original_call
+def _replaced_while_tracing() -> Iterator[None]:
+    """While the block runs, this thread's custom functions call their
+    forward and its ``mx.contiguous`` gives its input back."""
+    global _patched, _original_call, _original_contiguous
     with _patch_lock:
         if _patched == 0:
             _original_call = mx.custom_function.__call__
             mx.custom_function.__call__ = _call  # type: ignore[method-assign,assignment]
+            _original_contiguous = mx.contiguous
+            mx.contiguous = _contiguous
         _patched += 1
     _tracing.depth = getattr(_tracing, "depth", 0) + 1
     try:
@@ -166,6 +184,7 @@ def _custom_functions_as_forward() -> Iterator[None]:
             _patched -= 1
             if _patched == 0:
                 mx.custom_function.__call__ = _original_call  # type: ignore[method-assign]
+                mx.contiguous = _original_contiguous
 
 
 def build_trace(records: list[dict[str, Any]], signature: Signature) -> Captured:
