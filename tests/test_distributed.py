@@ -13,6 +13,8 @@ Custom functions and the refusals that need no second process run here.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -225,6 +227,55 @@ def test_contiguous_is_exported_as_its_input(tmp_path: Path) -> None:
     mlxfn.export_function(tmp_path / "any.mlxfn", fun, x, shapeless=True)
     other = mx.random.normal((9, 4), key=mx.random.key(4))
     assert_same(mlxfn.import_function(tmp_path / "any.mlxfn")(other), fun(other))
+
+
+_COMPILED_ACTIVATION = """
+import sys
+import mlx.core as mx
+import mlx.nn as nn
+from mlx_lm.models.activations import XieLU
+import mlxfn
+from mlxfn._runner import compile_enabled
+
+folder = sys.argv[1]
+act, linear = XieLU(), nn.Linear(4, 4)
+mx.eval(act.parameters(), linear.parameters())
+
+def fun(x):
+    return act(linear(x)) + 1
+
+x = mx.random.normal((3, 4), key=mx.random.key(5))
+try:  # as mlxfn traced before: MLX's export callback, shapeless
+    mx.export_function(lambda record: None, fun, x, shapeless=True)
+    print("MLX traced it")
+except ValueError as err:
+    print("MLX:", err)
+other = mx.random.normal((7, 4), key=mx.random.key(6))
+for shapeless in (False, True):
+    mlxfn.export_function(folder + "/f.mlxfn", fun, x, shapeless=shapeless)
+    assert compile_enabled()
+    assert mx.array_equal(mlxfn.import_function(folder + "/f.mlxfn")(x)[0], fun(x)).item()
+assert mx.allclose(mlxfn.import_function(folder + "/f.mlxfn")(other)[0], fun(other)).item()
+mx.disable_compile()
+mlxfn.export_function(folder + "/g.mlxfn", fun, x)
+assert not compile_enabled()
+print("mlxfn: same outputs")
+"""
+
+
+def test_a_compiled_activation_is_exported_through_its_ops(tmp_path: Path) -> None:
+    """mlx-lm's ``xielu`` (``mx.compile(shapeless=True)``, its parameters
+    among the inputs) becomes a ``Compiled`` primitive MLX cannot export
+    (MLX's callback, shapeless, in a fresh process: what MLX does depends
+    on what the process compiled and exported before);
+    traced with compilation off, the file holds its ops.  Compilation is
+    back as it was afterwards, on or off."""
+    done = subprocess.run(
+        [sys.executable, "-c", _COMPILED_ACTIVATION, str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert "MLX: [export_function] Unable to get state for primitive Compiled" in done.stdout
+    assert "mlxfn: same outputs" in done.stdout
 
 
 def test_tracing_leaves_mlx_as_it_was(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from .dynamic import trace_shapeless
 from .errors import UnsupportedPrimitiveError
 from .ir import Signature, Trace
 from .replay import unsupported_reason
-from .trace import Captured, trace_function
+from .trace import Captured, compile_paused, trace_function
 
 PathLike = str | os.PathLike[str]
 
@@ -148,7 +148,8 @@ class FunctionExporter:
             raise RuntimeError(
                 "[export_function] Attempting to export a function twice with the same signature is not allowed."
             )
-        with collector_paused():  # a large graph's nodes (_gc.py)
+        # A large graph's nodes (_gc.py); compilation off once for every probe (trace.py).
+        with collector_paused(), compile_paused():
             if self._shapeless:
                 traces = trace_shapeless(self._fun, positional, keywords)
             else:

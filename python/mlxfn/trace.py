@@ -6,7 +6,7 @@ inputs/outputs to a callback.  This module turns that stream into an
 every node's outputs in order, so a reader can check that each id is
 defined before it is used.
 
-Three things MLX's tracer cannot record are replaced while it traces:
+Four things MLX's tracer cannot record are replaced while it traces:
 
 - collectives (``mx.distributed``): by stand-ins that ``distributed.rewrite``
   turns into collective nodes (see ``mlxfn.distributed``);
@@ -19,7 +19,13 @@ Three things MLX's tracer cannot record are replaced while it traces:
   being contiguous is a memory layout, not a value (every op gives the same
   values from a strided view), so on a tracing thread it gives its input
   back.  mlx-lm's Qwen3-Next, Qwen3.5, Kimi Linear and others call it in
-  their forward pass (keeping a short convolution state).
+  their forward pass (keeping a short convolution state);
+- ``mx.compile``d functions that the traced one calls: where MLX fuses one
+  into a ``Compiled`` primitive (mlx-lm's ``xielu`` activation, with its
+  parameters among the inputs), it cannot export it.  While mlxfn traces,
+  compilation is off (``compile_paused``: MLX's switch is process-wide),
+  so they run their ops, which the file holds; the import compiles the
+  whole trace anyway.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import mlx.core as mx
 
 from . import distributed
 from ._mlx import MLX_VERSION
+from ._runner import compile_enabled
 from .errors import UnsupportedPrimitiveError
 from .ir import Node, Signature, TensorSpec, Trace
 
@@ -99,8 +106,35 @@ def tracing() -> Iterator[distributed.Recorder]:
     """While the block traces a function on this thread: collectives make
     stand-ins (recorded), custom functions call their forward, and
     ``mx.contiguous`` gives its input back (module doc)."""
-    with distributed.intercepting() as recorder, _replaced_while_tracing():
+    with distributed.intercepting() as recorder, _replaced_while_tracing(), compile_paused():
         yield recorder
+
+
+_compile_lock = threading.Lock()
+_compile_depth = 0  # blocks in progress, on any thread
+_compile_was_on = False
+
+
+@contextlib.contextmanager
+def compile_paused() -> Iterator[None]:
+    """``mx.compile`` off while the block runs (and while any other such block
+    runs, on any thread: MLX's switch is process-wide; a compiled function
+    called meanwhile runs uncompiled, with the same values); on again after
+    the last, if it was on (module doc)."""
+    global _compile_depth, _compile_was_on
+    with _compile_lock:
+        if _compile_depth == 0:
+            _compile_was_on = compile_enabled()
+            if _compile_was_on:
+                mx.disable_compile()
+        _compile_depth += 1
+    try:
+        yield
+    finally:
+        with _compile_lock:
+            _compile_depth -= 1
+            if _compile_depth == 0 and _compile_was_on:
+                mx.enable_compile()
 
 
 # ----------------------------------------------------------------------------
