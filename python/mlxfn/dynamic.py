@@ -905,7 +905,7 @@ def _above(base: int) -> list[int]:
 
 def _rebuild(value: Any, number: Callable[[], tuple[SizeExpr | None, bool]]) -> Any:
     """An argument with each number that follows the sizes as its expression
-    (``number()``: the next number's, in ``_split``'s order).  Not a closure
+    (``number()``: the next number's, in the readers' order: ``shapeless.probe``).  Not a closure
     of ``_symbolic``: a recursive closure is a reference cycle, which kept
     every probe's base trace alive until the cyclic collector ran."""
     if is_number(value):
