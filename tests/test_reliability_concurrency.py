@@ -1,9 +1,11 @@
 """Threads: one import called from many threads, many imports at once,
-exports from two threads, and imports racing an export of the same file.
+exports (shaped and shapeless) from two threads, and imports racing an
+export of the same file.
 Every result must equal the original function's."""
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from collections.abc import Callable
@@ -12,6 +14,7 @@ from pathlib import Path
 import mlx.core as mx
 
 import mlxfn
+from mlxfn._runner import compile_enabled
 
 
 def make_model(seed: int) -> Callable[[mx.array], mx.array]:
@@ -129,6 +132,26 @@ def test_two_threads_export_two_files(tmp_path: Path) -> None:
     x = mx.ones((5, 64))
     for i in range(2):
         assert mx.array_equal(mlxfn.import_function(tmp_path / f"t{i}.mlxfn")(x)[0], models[i](x)).item()
+
+
+def test_two_threads_export_shapeless_files_and_leave_the_process_as_it_was(tmp_path: Path) -> None:
+    """Shapeless exports pause Python's collector and MLX's compilation for
+    the whole process (mlxfn/_gc.py, trace.compile_paused): two at once on
+    two threads each get their file right, and both are back on after the
+    last one ends."""
+    models = [make_model(seed) for seed in (21, 22)]
+
+    def work(i: int) -> None:
+        for round_ in range(3):
+            mlxfn.export_function(tmp_path / f"s{i}.mlxfn", models[i], mx.ones((round_ + 2, 64)), shapeless=True)
+
+    assert run_threads(2, work) == []
+    assert gc.isenabled() and compile_enabled()
+    for i in range(2):
+        fn = mlxfn.import_function(tmp_path / f"s{i}.mlxfn")
+        for rows in (1, 7, 300):
+            x = mx.random.normal((rows, 64), key=mx.random.key(rows))
+            assert mx.allclose(fn(x)[0], models[i](x)).item()
 
 
 def test_imports_racing_exports_of_the_same_file(tmp_path: Path) -> None:
