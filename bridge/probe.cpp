@@ -5,14 +5,13 @@
 // of each trace only its structure and its numbers.  Through Python, each
 // trace makes MLX build a dict per primitive (thousands for an LLM) that
 // Python then reads and frees: more than half of a probe's cost.  Here the
-// callback is C++ and hands Python only what dynamic.py's Shot keeps, in the
-// layout of its Python reader (read_records in python/mlxfn/shapeless/probe.py):
-// for every node its primitive, input value ids, outputs' (dtype, number of
-// axes) and the skeleton of its state (every number blanked); the numbers
-// themselves (the state's ints and finite floats in order, then the outputs'
-// sizes); and the constants, with MLX's ids of their arrays (equal ids, the
-// same array).  A skeleton here is a string, not the Python reader's tuple:
-// the traces of one export are all read by one of the two.
+// callback is C++ and hands Python only what dynamic.py's Shot keeps, as its
+// Python reader does (read_records in python/mlxfn/shapeless/probe.py), the
+// same objects: for every node its primitive, input value ids, outputs'
+// (dtype, number of axes) and the skeleton of its state (every number
+// blanked); the numbers themselves (the state's ints and finite floats in
+// order, then the outputs' sizes); and the constants, with MLX's ids of their
+// arrays (equal ids, the same array), which only this reader knows.
 
 #include "probe.h"
 
@@ -198,6 +197,71 @@ class ProbeReader {
         item);
   }
 
+  // The skeleton Python's reader makes of the same state (shapeless/probe.py:
+  // _split, on the objects MLX's binding gives: a SmallVector is a tuple, a
+  // std::vector a list): made once per distinct state text, so that both
+  // readers give one export the same Parts.
+  static nb::object tagged(bool is_tuple, const nb::list& items) { return nb::make_tuple(is_tuple, nb::tuple(items)); }
+
+  static nb::object real_skeleton(double v) {
+    if (std::isfinite(v)) return nb::str("#float");
+    return nb::make_tuple("float", nb::repr(nb::float_(v)));
+  }
+
+  template <typename Ints>
+  static nb::object ints_skeleton(const Ints& items, bool is_tuple) {
+    nb::list leaves;
+    for (size_t k = 0; k < items.size(); ++k) leaves.append(nb::str("#int"));
+    return tagged(is_tuple, leaves);
+  }
+
+  static nb::object item_skeleton(const mx::StateT& item) {
+    return std::visit(
+        [](const auto& v) -> nb::object {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, bool>) {
+            return nb::make_tuple("bool", nb::bool_(v));
+          } else if constexpr (std::is_same_v<T, int> || std::is_same_v<T, size_t>) {
+            return nb::str("#int");
+          } else if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+            return real_skeleton(double(v));
+          } else if constexpr (std::is_same_v<T, mx::Dtype>) {
+            return nb::make_tuple("dtype", nb::str(nb::cast(v)));
+          } else if constexpr (std::is_same_v<T, mx::Shape> || std::is_same_v<T, mx::Strides>) {
+            return ints_skeleton(v, true);
+          } else if constexpr (std::is_same_v<T, std::vector<int>> || std::is_same_v<T, std::vector<size_t>>) {
+            return ints_skeleton(v, false);
+          } else if constexpr (std::is_same_v<T, std::vector<std::tuple<bool, bool, bool>>>) {
+            nb::list items;
+            for (const auto& [a, b, c] : v) {
+              nb::list flags;
+              for (bool flag : {a, b, c}) flags.append(nb::make_tuple("bool", nb::bool_(flag)));
+              items.append(tagged(true, flags));
+            }
+            return tagged(false, items);
+          } else if constexpr (std::is_same_v<T, std::vector<std::variant<bool, int, float>>>) {
+            nb::list items;
+            for (const auto& leaf : v) {
+              if (const bool* b = std::get_if<bool>(&leaf)) {
+                items.append(nb::make_tuple("bool", nb::bool_(*b)));
+              } else if (std::holds_alternative<int>(leaf)) {
+                items.append(nb::str("#int"));
+              } else {
+                items.append(real_skeleton(double(std::get<float>(leaf))));
+              }
+            }
+            return tagged(false, items);
+          } else if constexpr (std::is_same_v<T, std::optional<float>>) {
+            return v ? real_skeleton(double(*v)) : nb::object(nb::make_tuple("NoneType", nb::none()));
+          } else if constexpr (std::is_same_v<T, std::string>) {
+            return nb::make_tuple("str", nb::str(v.data(), v.size()));
+          } else {
+            static_assert(sizeof(T) == 0, "a kind of primitive state this reader does not know");
+          }
+        },
+        item);
+  }
+
   // One Python object per distinct text (primitive names, skeletons,
   // outputs): comparing two probes' keys then mostly meets the same objects.
   template <typename Make>
@@ -238,10 +302,16 @@ class ProbeReader {
     computed_ += int(outs.size());
     nb::object out_key = interned(outs_, out_text, [&] {
       nb::list items;
-      for (const auto& [_, shape, dtype] : outs) items.append(nb::make_tuple(int(dtype.val()), int(shape.size())));
+      for (const auto& [_, shape, dtype] : outs) {
+        items.append(nb::make_tuple(nb::str(nb::cast(dtype)), int(shape.size())));
+      }
       return nb::object(nb::tuple(items));
     });
-    nb::object kind = interned(skeletons_, skeleton, [&] { return nb::object(nb::str(skeleton.data(), skeleton.size())); });
+    nb::object kind = interned(skeletons_, skeleton, [&] {
+      nb::list items;
+      for (const auto& item : args) items.append(item_skeleton(item));
+      return tagged(false, items);
+    });
     nb::object primitive = interned(names_, name, [&] { return nb::object(nb::str(name.data(), name.size())); });
     nodes_.append(nb::make_tuple(primitive, inputs, out_key, kind));
   }

@@ -1149,23 +1149,12 @@ def _base(
     fun: Callable[..., Any], args: Sequence[mx.array], kwargs: Mapping[str, mx.array], signature: Signature
 ) -> tuple[Shot, Reader]:
     """The trace at the example's sizes (MLX's errors for inputs or outputs
-    it refuses, collectives rewritten) and the reader of the export's
-    probes: the bridge's, unless the function calls collectives (their
-    stand-ins are rewritten on MLX's records) or the bridge reads this
-    trace otherwise than Python does (then Python reads every probe)."""
+    it refuses, collectives rewritten), and the reader of the export's
+    probes: the bridge's, unless the trace calls collectives (probes read
+    in Python from the start, see ``shapeless.probe``)."""
     records = capture(fun, args, kwargs, True)
     collectives = any(rec["type"] == "primitive" and rec["name"] in distributed.COLLECTIVES for rec in records)
-    reader = Reader(fun, native=not collectives)
-    if reader.native:
-        try:
-            parts, _ = reader.read(args, kwargs, keep_records=False)
-        except Exception:  # noqa: BLE001 - read in Python below
-            parts = None
-        names = [rec["name"] for rec in records if rec["type"] == "primitive"]
-        if parts is not None and [node[0] for node in parts[0]] == names:
-            return Shot(parts, signature, records), reader
-        reader = Reader(fun, native=False)
-    return Shot(read_records(records), signature, records), reader
+    return Shot(read_records(records), signature, records), Reader(fun, native=not collectives)
 
 
 def _first_gap(covered: list[tuple[int, int]]) -> int | None:

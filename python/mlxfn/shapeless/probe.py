@@ -13,8 +13,11 @@ that same layout:
   C++, so that MLX never builds the records (a probe of a 32-layer LLM:
   about 45 ms instead of about 75).
 
-Their skeletons differ (tuples here, strings there), so one export reads
-every probe with one of them (``Reader``).
+Both give the same parts (``tests/test_shapeless_probe.py``), but for the
+constants' array ids, which only MLX's C++ side knows.  Collectives are
+the exception: their stand-ins become collective nodes on MLX's records
+only (``distributed.rewrite``), so a trace that calls them is read in
+Python.
 """
 
 from __future__ import annotations
@@ -60,8 +63,9 @@ def is_number(value: Any) -> bool:
 
 
 class Reader:
-    """Reads ``fun``'s probes for one export, all with the same reader: the
-    bridge's where it loads (``native``), else MLX's records in Python."""
+    """Reads ``fun``'s probes: with the bridge's reader where it loads
+    (``native``) and the trace calls no collective, else from MLX's records
+    in Python."""
 
     def __init__(self, fun: Callable[..., Any], native: bool = True) -> None:
         self._fun = fun
@@ -82,9 +86,9 @@ class Reader:
             return read_records(records), records
         with tracing() as recorder:
             parts: Parts = self._read_probe(self._fun, list(args), dict(kwargs))
-        if recorder.calls:
-            # Collectives: their stand-ins are rewritten on records only.
-            raise RuntimeError("mx.distributed was called while tracing: probes are read in Python")
+        if recorder.calls:  # collectives: their stand-ins are rewritten on records only
+            records = self.records(args, kwargs)
+            return read_records(records), records
         return parts, self.records(args, kwargs) if keep_records else None
 
     def records(self, args: Sequence[mx.array], kwargs: Mapping[str, mx.array]) -> Records:
