@@ -22,6 +22,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -56,8 +57,7 @@ class ProbeReader {
       using Constants = std::vector<std::pair<std::string, mx::array>>;
       for (const auto& [name, value] : std::get<Constants>(record.at("constants"))) {
         ids_.emplace(name, int(ids_.size()));
-        constants_.append(nb::cast(value));
-        constant_ids_.append(value.id());
+        constants_.push_back(value);
       }
     } else if (type == "outputs") {
       for (const auto& [name, shape, dtype] : std::get<Described>(record.at("outputs"))) {
@@ -69,7 +69,34 @@ class ProbeReader {
 
   // (nodes, layout, numbers, float positions, constants, output ids,
   //  value ids, computed ids, the constants' array ids): shapeless/probe.py's Parts.
-  nb::tuple result() const {
+  nb::tuple result() {
+    nb::list nodes;
+    std::unordered_map<std::string, nb::object> names, skeletons, outs;
+    for (const Node& node : nodes_) {
+      nb::tuple inputs = nb::steal<nb::tuple>(PyTuple_New(Py_ssize_t(node.inputs.size())));
+      for (size_t k = 0; k < node.inputs.size(); ++k) {
+        PyTuple_SET_ITEM(inputs.ptr(), Py_ssize_t(k), PyLong_FromLong(node.inputs[k]));
+      }
+      nb::object primitive = interned(names, node.name, [&] { return nb::object(nb::str(node.name.c_str())); });
+      nb::object kind = interned(skeletons, node.skeleton, [&] {
+        nb::list items;
+        for (const auto& item : first_state_.at(node.skeleton)) items.append(item_skeleton(item));
+        return tagged(false, items);
+      });
+      nb::object out_key = interned(outs, node.outputs, [&] {
+        nb::list items;
+        for (const auto& [dtype, ndim] : first_outputs_.at(node.outputs)) {
+          items.append(nb::make_tuple(nb::str(nb::cast(dtype)), ndim));
+        }
+        return nb::object(nb::tuple(items));
+      });
+      nodes.append(nb::make_tuple(primitive, inputs, out_key, kind));
+    }
+    nb::list constants, constant_ids;
+    for (const mx::array& c : constants_) {
+      constants.append(nb::cast(c));
+      constant_ids.append(c.id());
+    }
     nb::list outputs;
     for (const auto& name : output_names_) outputs.append(ids_.at(name));
     nb::list values = nb::steal<nb::list>(PyList_New(Py_ssize_t(values_.size())));
@@ -86,8 +113,8 @@ class ProbeReader {
       const auto& [first, out, id] = layout_[k];
       PyList_SET_ITEM(layout.ptr(), Py_ssize_t(k), nb::make_tuple(first, out, id).release().ptr());
     }
-    return nb::make_tuple(nodes_, layout, values, nb::cast(floats_), constants_, nb::tuple(outputs),
-                          int(ids_.size()), computed_, nb::tuple(constant_ids_));
+    return nb::make_tuple(nodes, layout, values, nb::cast(floats_), constants, nb::tuple(outputs),
+                          int(ids_.size()), computed_, nb::tuple(constant_ids));
   }
 
  private:
@@ -277,77 +304,91 @@ class ProbeReader {
   void primitive(const mx::ExportCallbackInput& record) {
     const auto& ins = std::get<Described>(record.at("inputs"));
     const auto& outs = std::get<Described>(record.at("outputs"));
-    const auto& name = std::get<std::string>(record.at("name"));
     const auto& args = std::get<std::vector<mx::StateT>>(record.at("arguments"));
-    nb::tuple inputs = nb::steal<nb::tuple>(PyTuple_New(Py_ssize_t(ins.size())));
-    for (size_t k = 0; k < ins.size(); ++k) {
-      PyTuple_SET_ITEM(inputs.ptr(), Py_ssize_t(k), PyLong_FromLong(ids_.at(std::get<0>(ins[k]))));
-    }
+    Node node;
+    node.name = std::get<std::string>(record.at("name"));
+    for (const auto& in : ins) node.inputs.push_back(ids_.at(std::get<0>(in)));
     long first = long(values_.size());
-    std::string skeleton;
     for (const auto& item : args) {
-      state(item, skeleton);
-      skeleton += ',';
+      state(item, node.skeleton);
+      node.skeleton += ',';
     }
+    if (!first_state_.count(node.skeleton)) first_state_.emplace(node.skeleton, args);
     layout_.push_back({first, long(values_.size()), count_});
-    std::string out_text;
+    std::vector<std::pair<mx::Dtype, int>> described;
     for (const auto& [out_name, shape, dtype] : outs) {
-      ids_[out_name] = count_++;
+      ids_[out_name] = int(count_++);
       for (auto size : shape) integer(size);
-      append_number(out_text, int(dtype.val()));
-      out_text += ':';
-      append_number(out_text, (long long)(shape.size()));
-      out_text += ';';
+      append_number(node.outputs, int(dtype.val()));
+      node.outputs += ':';
+      append_number(node.outputs, (long long)(shape.size()));
+      node.outputs += ';';
+      described.emplace_back(dtype, int(shape.size()));
     }
+    if (!first_outputs_.count(node.outputs)) first_outputs_.emplace(node.outputs, std::move(described));
     computed_ += int(outs.size());
-    nb::object out_key = interned(outs_, out_text, [&] {
-      nb::list items;
-      for (const auto& [_, shape, dtype] : outs) {
-        items.append(nb::make_tuple(nb::str(nb::cast(dtype)), int(shape.size())));
-      }
-      return nb::object(nb::tuple(items));
-    });
-    nb::object kind = interned(skeletons_, skeleton, [&] {
-      nb::list items;
-      for (const auto& item : args) items.append(item_skeleton(item));
-      return tagged(false, items);
-    });
-    nb::object primitive = interned(names_, name, [&] { return nb::object(nb::str(name.data(), name.size())); });
-    nodes_.append(nb::make_tuple(primitive, inputs, out_key, kind));
+    nodes_.push_back(std::move(node));
   }
 
+  // A node as read (no Python objects: MLX calls back without the GIL).
+  struct Node {
+    std::string name;
+    std::vector<int> inputs;
+    std::string skeleton;  // the state's text, numbers blanked
+    std::string outputs;   // each output's dtype and number of axes
+  };
+
   std::unordered_map<std::string, int> ids_;  // MLX's names of values -> value ids
-  std::unordered_map<std::string, nb::object> names_, skeletons_, outs_;
+  std::vector<Node> nodes_;
+  std::unordered_map<std::string, std::vector<mx::StateT>> first_state_;  // a state of each text
+  std::unordered_map<std::string, std::vector<std::pair<mx::Dtype, int>>> first_outputs_;
   std::vector<std::string> output_names_;
-  nb::list nodes_, constants_;
+  std::vector<mx::array> constants_;
   std::vector<Number> values_;  // every number, in order
   std::vector<size_t> floats_;  // the positions of the floats among them
   std::vector<std::tuple<long, long, long>> layout_;
-  nb::list constant_ids_;  // MLX's array ids: a model's weights keep theirs from probe to probe
   long count_ = 0;  // value ids given so far
   int computed_ = 0;
 };
 
-// fun(*args, **kwargs) as MLX's Python export calls it: one array, or a
-// tuple or list of arrays.
+// One traced function runs at a time in the process: probes read on several
+// threads (dynamic.py reads ahead) overlap only in MLX's own work, never in
+// the user's Python, which need not be thread-safe.
+std::mutex python_calls;
+
+// fun(*args, **kwargs) as MLX's Python export calls it (one array, or a
+// tuple or list of arrays), with the GIL taken for it: MLX traces without
+// it.  A Python exception leaves as a C++ one, while the GIL is held.
 std::vector<mx::array> call_python(const nb::callable& fun, const mx::Args& args, const mx::Kwargs& kwargs) {
-  nb::dict keywords;
-  for (const auto& [key, value] : kwargs) keywords[key.c_str()] = nb::cast(value);
-  nb::object outputs = fun(*nb::tuple(nb::cast(args)), **keywords);
-  std::vector<mx::array> out;
-  if (nb::isinstance<mx::array>(outputs)) {
-    out.push_back(nb::cast<mx::array>(outputs));
-  } else if (!nb::try_cast(outputs, out)) {
-    throw std::invalid_argument("[export_function] Outputs can be either a single array, a tuple, or a list of arrays.");
+  std::lock_guard<std::mutex> one_at_a_time(python_calls);  // before the GIL: never the other way round
+  nb::gil_scoped_acquire gil;
+  try {
+    nb::dict keywords;
+    for (const auto& [key, value] : kwargs) keywords[key.c_str()] = nb::cast(value);
+    nb::object outputs = fun(*nb::tuple(nb::cast(args)), **keywords);
+    std::vector<mx::array> out;
+    if (nb::isinstance<mx::array>(outputs)) {
+      out.push_back(nb::cast<mx::array>(outputs));
+    } else if (!nb::try_cast(outputs, out)) {
+      throw std::invalid_argument(
+          "[export_function] Outputs can be either a single array, a tuple, or a list of arrays.");
+    }
+    return out;
+  } catch (const nb::python_error& err) {
+    throw std::runtime_error(err.what());
   }
-  return out;
 }
 
+// MLX traces and reads back without the GIL, so that another thread's probe
+// (or Python) runs meanwhile; the parts are made with it.
 nb::tuple read_probe(const nb::callable& fun, const mx::Args& args, const mx::Kwargs& kwargs) {
   ProbeReader reader;
-  mx::export_function([&reader](const mx::ExportCallbackInput& record) { reader(record); },
-                      [&fun](const mx::Args& a, const mx::Kwargs& k) { return call_python(fun, a, k); }, args,
-                      kwargs, /* shapeless */ true);
+  {
+    nb::gil_scoped_release release;
+    mx::export_function([&reader](const mx::ExportCallbackInput& record) { reader(record); },
+                        [&fun](const mx::Args& a, const mx::Kwargs& k) { return call_python(fun, a, k); }, args,
+                        kwargs, /* shapeless */ true);
+  }
   return reader.result();
 }
 
