@@ -378,17 +378,24 @@ def workflow(model: nn.Module, tokens: int) -> tuple[str, str]:
         start = time.perf_counter()
         llm_one_file.export(model, path, kind="kv")
         seconds = time.perf_counter() - start
-        fn = mlxfn.import_function(path)
-        for length in PROMPTS:
-            prompt = [(7 * i + 3) % 128 for i in range(length)]
-            expected = llm_one_file.generate_directly(model, prompt, tokens)
-            try:
-                got = llm_one_file.generate(fn, prompt, tokens)
-            except ValueError as e:
-                return "refused", f"at a prompt of {length}: {str(e).splitlines()[0][:60]}"
-            if got != expected:
-                return "DIFFERENT tokens", f"at a prompt of {length}: {got} != mlx-lm's {expected}"
-        return "same tokens as mlx-lm", f"{len(fn.traces)} traces, {seconds:.1f} s"
+        return compared(model, mlxfn.import_function(path), llm_one_file.generate, tokens, seconds)
+
+
+def compared(
+    model: nn.Module, fn: mlxfn.ImportedFunction, generate: Any, tokens: int, seconds: float
+) -> tuple[str, str]:
+    """Greedy tokens through the file (``generate(fn, prompt, tokens)``)
+    against mlx-lm's own generation on its default cache, for each prompt."""
+    for length in PROMPTS:
+        prompt = [(7 * i + 3) % 128 for i in range(length)]
+        expected = llm_one_file.generate_directly(model, prompt, tokens)
+        try:
+            got = generate(fn, prompt, tokens)
+        except ValueError as e:
+            return "refused", f"at a prompt of {length}: {str(e).splitlines()[0][:60]}"
+        if got != expected:
+            return "DIFFERENT tokens", f"at a prompt of {length}: {got} != mlx-lm's {expected}"
+    return "same tokens as mlx-lm", f"{len(fn.traces)} traces, {seconds:.1f} s"
 
 
 def state_step(model: nn.Module) -> Any:
@@ -458,17 +465,7 @@ def chunked_workflow(model: nn.Module, tokens: int) -> tuple[str, str]:
                     if "twice" not in str(e):
                         raise
         seconds = time.perf_counter() - start
-        fn = mlxfn.import_function(path)
-        for length in PROMPTS:
-            prompt = [(7 * i + 3) % 128 for i in range(length)]
-            expected = llm_one_file.generate_directly(model, prompt, tokens)
-            try:
-                got = generate_chunked(fn, prompt, tokens)
-            except ValueError as e:
-                return "refused", f"at a prompt of {length}: {str(e).splitlines()[0][:60]}"
-            if got != expected:
-                return "DIFFERENT tokens", f"at a prompt of {length}: {got} != mlx-lm's {expected}"
-        return "same tokens as mlx-lm", f"{len(fn.traces)} traces, {seconds:.1f} s"
+        return compared(model, mlxfn.import_function(path), generate_chunked, tokens, seconds)
 
 
 def one(name: str, tokens: int, run: bool) -> tuple[str, str]:
