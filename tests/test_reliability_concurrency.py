@@ -136,7 +136,7 @@ def test_two_threads_export_two_files(tmp_path: Path) -> None:
 
 def test_two_threads_export_shapeless_files_and_leave_the_process_as_it_was(tmp_path: Path) -> None:
     """Shapeless exports pause Python's collector and MLX's compilation for
-    the whole process (mlxfn/_gc.py, trace.compile_paused): two at once on
+    the whole process (mlxfn/_paused.py, trace.compile_paused): two at once on
     two threads each get their file right, and both are back on after the
     last one ends."""
     models = [make_model(seed) for seed in (21, 22)]

@@ -139,7 +139,7 @@ def test_a_function_that_calls_collectives_is_probed_in_python(tmp_path: Path, m
 
 def test_an_export_leaves_no_reference_cycles(tmp_path: Path) -> None:
     """Everything an export made is freed when it ends, not left to the
-    cyclic collector (mlxfn/_gc.py pauses it during exports: 325,000 objects
+    cyclic collector (mlxfn/_paused.py pauses it during exports: 325,000 objects
     of a 32-layer Llama's probes were once left for it)."""
     model = llm_one_file.tiny_model("llama", layers=2)
     llm_one_file.export(model, tmp_path / "warm.mlxfn")

@@ -14,8 +14,8 @@ import mlx.core as mx
 import numpy as np
 
 from . import _mlxfn
-from ._gc import collector_paused
 from ._mlx import MLX_VERSION, array_view, byte_view
+from ._paused import collector_paused
 from ._progress import progress
 from ._signature import split_inputs
 from .dynamic import trace_shapeless
@@ -89,7 +89,7 @@ def write_traces(target: _mlxfn.AtomicFile, traces: list[Captured], shapeless: b
     """Write traces into ``target`` (committed by the caller)."""
     table = _ConstantTable()
     graph_traces = []
-    with collector_paused():  # the records of every node (_gc.py)
+    with collector_paused():  # the records of every node (_paused.py)
         for captured in traces:
             indices = tuple(table.add(captured.constants[i]) for i in captured.trace.constants)
             graph_traces.append(replace(captured.trace, constants=indices).to_record())
@@ -148,7 +148,7 @@ class FunctionExporter:
             raise RuntimeError(
                 "[export_function] Attempting to export a function twice with the same signature is not allowed."
             )
-        # A large graph's nodes (_gc.py); compilation off once for every probe (trace.py).
+        # A large graph's nodes (_paused.py); compilation off once for every probe (trace.py).
         with collector_paused(), compile_paused():
             if self._shapeless:
                 traces = trace_shapeless(self._fun, positional, keywords)

@@ -75,8 +75,8 @@ import mlx.core as mx
 import numpy as np
 
 from . import distributed
-from ._gc import collector_paused
 from ._mlx import byte_view
+from ._paused import collector_paused
 from ._progress import counting
 from .ir import Dim, Expr, Node, Shape, Signature, SizeExpr, TensorSpec, Trace
 from .shapeless.fit import fit_steps

@@ -41,6 +41,7 @@ import mlx.core as mx
 
 from . import distributed
 from ._mlx import MLX_VERSION
+from ._paused import Paused
 from ._runner import compile_enabled
 from .errors import UnsupportedPrimitiveError
 from .ir import Node, Signature, TensorSpec, Trace
@@ -110,31 +111,10 @@ def tracing() -> Iterator[distributed.Recorder]:
         yield recorder
 
 
-_compile_lock = threading.Lock()
-_compile_depth = 0  # blocks in progress, on any thread
-_compile_was_on = False
-
-
-@contextlib.contextmanager
-def compile_paused() -> Iterator[None]:
-    """``mx.compile`` off while the block runs (and while any other such block
-    runs, on any thread: MLX's switch is process-wide; a compiled function
-    called meanwhile runs uncompiled, with the same values); on again after
-    the last, if it was on (module doc)."""
-    global _compile_depth, _compile_was_on
-    with _compile_lock:
-        if _compile_depth == 0:
-            _compile_was_on = compile_enabled()
-            if _compile_was_on:
-                mx.disable_compile()
-        _compile_depth += 1
-    try:
-        yield
-    finally:
-        with _compile_lock:
-            _compile_depth -= 1
-            if _compile_depth == 0 and _compile_was_on:
-                mx.enable_compile()
+# ``mx.compile`` off while an export traces (module doc), for the whole
+# process as MLX's switch is: a compiled function called meanwhile, on any
+# thread, runs uncompiled, with the same values.
+compile_paused = Paused(compile_enabled, mx.disable_compile, mx.enable_compile)
 
 
 # ----------------------------------------------------------------------------
