@@ -53,21 +53,14 @@ from repo import example
 
 llm_one_file = example("llm_one_file")
 
+# The example's tiny config, with the fields most other architectures name too.
 COMMON: dict[str, Any] = dict(
-    vocab_size=128,
-    hidden_size=64,
-    num_hidden_layers=2,
-    intermediate_size=128,
-    num_attention_heads=4,
-    num_key_value_heads=2,
+    llm_one_file.TINY,
     head_dim=16,
-    rms_norm_eps=1e-5,
     layer_norm_eps=1e-5,
     layer_norm_epsilon=1e-5,
     norm_eps=1e-5,
-    rope_theta=10000.0,
     max_position_embeddings=4096,
-    tie_word_embeddings=False,
     attention_bias=False,
     mlp_bias=False,
     rope_scaling=None,
