@@ -71,6 +71,18 @@ I floor_div(Fraction a, Fraction b) {
   return q;
 }
 
+// A term's numerator times its sizes (checked for overflow).
+I numerator_times_sizes(const Term& t, const std::vector<int64_t>& sizes) {
+  I product = t.coeff.num;
+  for (uint32_t d : t.dims) {
+    if (d >= sizes.size()) {
+      throw std::invalid_argument("[mlxfn] a size expression names a dim the trace lacks");
+    }
+    product = checked_mul(product, sizes[d]);
+  }
+  return product;
+}
+
 Fraction polynomial(Ratio constant, const std::vector<Term>& terms,
                     const std::vector<int64_t>& sizes) {
   // Nearly every expression has whole coefficients: integers, no gcd.
@@ -78,29 +90,11 @@ Fraction polynomial(Ratio constant, const std::vector<Term>& terms,
   for (const Term& t : terms) whole = whole && t.coeff.den == 1;
   if (whole) {
     I total = constant.num;
-    for (const Term& t : terms) {
-      I product = t.coeff.num;
-      for (uint32_t d : t.dims) {
-        if (d >= sizes.size()) {
-          throw std::invalid_argument("[mlxfn] a size expression names a dim the trace lacks");
-        }
-        product = checked_mul(product, sizes[d]);
-      }
-      total = checked_add(total, product);
-    }
+    for (const Term& t : terms) total = checked_add(total, numerator_times_sizes(t, sizes));
     return {total, 1};
   }
   Fraction total = reduce(constant.num, constant.den);
-  for (const Term& t : terms) {
-    I product = t.coeff.num;
-    for (uint32_t d : t.dims) {
-      if (d >= sizes.size()) {
-        throw std::invalid_argument("[mlxfn] a size expression names a dim the trace lacks");
-      }
-      product = checked_mul(product, sizes[d]);
-    }
-    total = add(total, reduce(product, t.coeff.den));
-  }
+  for (const Term& t : terms) total = add(total, reduce(numerator_times_sizes(t, sizes), t.coeff.den));
   return total;
 }
 
