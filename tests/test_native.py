@@ -405,14 +405,19 @@ def primitive_jobs(mlxfn_run: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return jobs
 
 
-def test_primitives_equal_the_original(primitive_jobs: list[Job]) -> None:
+def assert_every_job_passes(jobs: list[Job]) -> None:
+    """Every job's check, each failure named (not only the first)."""
     failures = []
-    for job in primitive_jobs:
+    for job in jobs:
         try:
             job.check()
         except AssertionError as err:
             failures.append(f"{job.name}: {err}")
     assert not failures, "\n".join(failures)
+
+
+def test_primitives_equal_the_original(primitive_jobs: list[Job]) -> None:
+    assert_every_job_passes(primitive_jobs)
     assert len(primitive_jobs) > 100
 
 
@@ -540,13 +545,7 @@ def test_synthetic_records_equal_python(mlxfn_run: Path, tmp_path: Path) -> None
                 )
             )
     run_jobs(mlxfn_run, tmp_path / "jobs", jobs)
-    failures = []
-    for job in jobs:
-        try:
-            job.check()
-        except AssertionError as err:
-            failures.append(f"{job.name}: {err}")
-    assert not failures, "\n".join(failures)
+    assert_every_job_passes(jobs)
 
 
 # ----------------------------------------------------------------------------
